@@ -1,0 +1,1 @@
+//! TLS material: PEM loading, reload on file change, test CA generation.

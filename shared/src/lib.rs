@@ -1,0 +1,9 @@
+//! The VMDistributed domain, pure and I/O-free: the API types, defaulting, `%ZONE%` templating,
+//! merging, validation, rendering of children and the rollout decision. The webhook and the
+//! controller are thin shells over this crate, so both judge an object the same way.
+
+pub mod api;
+pub mod crd;
+pub mod parse;
+
+pub use api::{VMDistributed, VMDistributedSpec, VMDistributedStatus};

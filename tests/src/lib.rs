@@ -1,0 +1,1 @@
+//! Test support: a real kube-apiserver + etcd control plane for integration tests.
