@@ -3,7 +3,13 @@
 //! controller are thin shells over this crate, so both judge an object the same way.
 
 pub mod api;
+pub mod cli;
 pub mod crd;
+pub mod merge;
+pub mod names;
 pub mod parse;
+mod path;
+pub mod spec;
+pub mod template;
 
 pub use api::{VMDistributed, VMDistributedSpec, VMDistributedStatus};

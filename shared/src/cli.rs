@@ -1,0 +1,14 @@
+//! The result of an offline command (`vmdistributed-webhook check`, `vmdistributed-controller
+//! render`), computed by a pure function so it can be tested without running a binary. The
+//! binaries print `stdout` and `stderr` as they are and exit with `exit_code`.
+
+/// What an offline command prints and how it exits.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CliOutput {
+    /// Text for standard output (the command's result, e.g. YAML documents).
+    pub stdout: String,
+    /// Text for standard error (notes, warnings and errors for humans).
+    pub stderr: String,
+    /// Process exit code: 0 on success, 1 when any error was found.
+    pub exit_code: i32,
+}
