@@ -3,12 +3,14 @@
 //! controller are thin shells over this crate, so both judge an object the same way.
 
 pub mod api;
+pub mod children;
 pub mod cli;
 pub mod crd;
 pub mod merge;
 pub mod names;
 pub mod parse;
 mod path;
+pub mod rollout;
 pub mod spec;
 pub mod template;
 

@@ -1,0 +1,368 @@
+//! The data exchanged between the pure rollout decision and the controller that executes it.
+//!
+//! Data flows one way: the controller reads the cluster into an [`Observed`], calls
+//! [`crate::rollout::decide`], and executes the returned [`Decision`]. Nothing here performs I/O;
+//! the rustdoc of every [`Action`] variant says exactly how the controller must carry it out, because
+//! the safety of the rollout (SPEC §5 invariants) depends on executing them that way.
+//!
+//! # Executing a decision (the controller's loop)
+//! 1. Build [`Observed`] from the children (see its docs), then call `decide(cr, observed, now)`.
+//! 2. If [`Decision::status_changed`], write [`Decision::status`] to the status subresource with
+//!    the CR's `resourceVersion` as a precondition (a replace, or a merge patch that carries
+//!    `metadata.resourceVersion`). On 409 Conflict: requeue immediately and decide again; do not
+//!    execute the actions and do not emit the events.
+//! 3. Emit [`Decision::events`] (only after the status write succeeded, or when there was none to
+//!    write), notes truncated to 1 KiB.
+//! 4. If [`Decision::actions`] is not empty and contains a child write ([`Action::is_child_write`]),
+//!    GET the CR live (not from the cache) and execute the actions only if its
+//!    `status.rollout` equals `decision.status.rollout` and it still has the same `uid`;
+//!    otherwise requeue. This is how a deposed leader or a lagging cache is kept from writing
+//!    (SPEC §5 "Consistency"). Execute the actions in order; stop at the first failure and requeue.
+//! 5. Requeue after [`Decision::requeue_after`] when set, otherwise wait for a watch event. After
+//!    executing any action, decide again soon (a watch event will arrive; a short requeue is fine).
+//!
+//! A rollout transition (a change of `status.rollout`) is never returned together with child
+//! writes: the transition is written first, and the writes it authorizes come from a later
+//! decision that already sees it in the CR's status.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::api::VMDistributedStatus;
+use crate::children::{ChildObject, OwnerRef};
+use crate::names::ChildKind;
+
+/// Field manager of every server-side apply and dry-run.
+pub const FIELD_MANAGER: &str = "vmdistributed-controller";
+/// Finalizer on the `VMDistributed` (the upstream name, so existing objects migrate).
+pub const FINALIZER: &str = "apps.victoriametrics.com/finalizer";
+
+/// What the controller observed, as input to the decision.
+///
+/// `children` holds every `VMCluster`, `VMSingle`, `VMAgent` and `VMAuth` in the CR's namespace
+/// that either carries the claim label [`crate::children::LABEL_CLAIM`] (any value: children
+/// labelled for another CR are needed to detect ownership conflicts) or whose name the CR
+/// resolves for that kind (refs, adoption targets, the VMAuth). Extra objects are harmless; a
+/// missing one is read as "does not exist". The reflector cache is fine for deciding; the live
+/// re-read of step 4 above protects the writes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Observed {
+    /// The children, decoded leniently.
+    #[serde(default)]
+    pub children: Vec<ChildObject>,
+    /// The result of the last [`Action::Preflight`] this process executed for this CR, if any.
+    /// Pass it for as long as it is for the CR's current generation; the decision records a
+    /// pass as `status.preflightGeneration` and a rejection as `Ready=False, InvalidSpec`.
+    #[serde(default)]
+    pub preflight: Option<PreflightOutcome>,
+    /// The `metadata.generation` the API server returned for our last apply to the VMAuth, if
+    /// this process applied it. A VMAuth phase completes only when the VMAuth reports
+    /// `observedGeneration` at least this high, so a lagging cache cannot complete a phase with
+    /// a VMAuth state from before our write. `None` after a restart is safe: the live object's
+    /// own generation is then the bar.
+    #[serde(default)]
+    pub vmauth_applied_generation: Option<i64>,
+}
+
+impl Observed {
+    /// The observed child of this kind and name, if any.
+    #[must_use]
+    pub fn find(&self, kind: ChildKind, name: &str) -> Option<&ChildObject> {
+        self.children
+            .iter()
+            .find(|c| c.kind == Some(kind) && c.name == name)
+    }
+}
+
+/// Outcome of a server-side dry-run of every intent (SPEC §3 "Preflight").
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PreflightOutcome {
+    /// The CR generation whose intents were dry-run.
+    pub generation: i64,
+    /// `None`: every dry-run passed (or failed in a way preflight allows: timeout, 5xx, 403,
+    /// 404). `Some(message)`: the API server rejected a child (400, 422, denied by a webhook);
+    /// the message names the zone, the child and the API server's message.
+    #[serde(default)]
+    pub rejection: Option<String>,
+}
+
+/// The complete desired state of one child, as rendered (SPEC §4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChildIntent {
+    /// Kind of the child.
+    #[serde(with = "crate::children::kind_serde")]
+    pub kind: ChildKind,
+    /// Name of the child.
+    pub name: String,
+    /// Namespace of the child (the CR's namespace).
+    pub namespace: String,
+    /// The zone the child belongs to; `None` for the VMAuth.
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// Labels this project sets.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations this project sets (spec-hash, created-by where it applies).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// The owner reference to the CR, only on created children while `retain` is false.
+    #[serde(default)]
+    pub owner_references: Vec<OwnerRef>,
+    /// The desired spec.
+    pub spec: Value,
+    /// Stable hash of `spec` (also in `annotations`).
+    pub spec_hash: String,
+}
+
+impl ChildIntent {
+    /// The full object to POST or server-side apply: `apiVersion`, `kind`, `metadata` (name,
+    /// namespace, labels, annotations, ownerReferences when any) and `spec`.
+    #[must_use]
+    pub fn to_object(&self) -> Value {
+        let mut metadata = Map::new();
+        metadata.insert("name".into(), Value::String(self.name.clone()));
+        metadata.insert("namespace".into(), Value::String(self.namespace.clone()));
+        if !self.labels.is_empty() {
+            metadata.insert("labels".into(), json!(self.labels));
+        }
+        if !self.annotations.is_empty() {
+            metadata.insert("annotations".into(), json!(self.annotations));
+        }
+        if !self.owner_references.is_empty() {
+            metadata.insert("ownerReferences".into(), json!(self.owner_references));
+        }
+        json!({
+            "apiVersion": ChildKind::API_VERSION,
+            "kind": self.kind.kind(),
+            "metadata": Value::Object(metadata),
+            "spec": self.spec,
+        })
+    }
+
+    /// The same intent without owner references, as preflight dry-runs it (SPEC §3).
+    #[must_use]
+    pub fn without_owner_references(&self) -> Self {
+        Self {
+            owner_references: Vec::new(),
+            ..self.clone()
+        }
+    }
+}
+
+/// The intents of one zone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneIntents {
+    /// Zone name.
+    pub zone: String,
+    /// The zone's backend (`VMCluster` or `VMSingle`).
+    pub backend: ChildIntent,
+    /// The zone's `VMAgent`.
+    pub agent: ChildIntent,
+}
+
+/// Every intent of a CR, zones in spec order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Intents {
+    /// Per-zone intents, in spec order.
+    pub zones: Vec<ZoneIntents>,
+    /// The VMAuth intent; `None` with `vmauth.enabled: false`.
+    pub vmauth: Option<ChildIntent>,
+}
+
+impl Intents {
+    /// Every intent, zones first (backend, agent), then the VMAuth.
+    #[must_use]
+    pub fn all(&self) -> Vec<&ChildIntent> {
+        let mut all: Vec<&ChildIntent> = self
+            .zones
+            .iter()
+            .flat_map(|z| [&z.backend, &z.agent])
+            .collect();
+        all.extend(self.vmauth.iter());
+        all
+    }
+}
+
+/// Why a metadata patch is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataPatchReason {
+    /// Remove this project's labels, annotations and owner reference from a child that is no
+    /// longer managed (zone removed, rename leftover, CR deleted, `vmauth.enabled: false`).
+    Release,
+    /// `retain` turned true: remove the owner reference to the CR.
+    RemoveOwnerReference,
+    /// `retain` is false and a created child lacks its owner reference: add it.
+    AddOwnerReference,
+}
+
+/// One write the controller performs. Every child write uses the CR's namespace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Action {
+    /// POST `intent.to_object()` (the intent carries the created-by annotation and, with
+    /// `retain: false`, the owner reference). On 409 AlreadyExists do nothing else: the next
+    /// decision sees the existing object and adopts it (an existing object never gets
+    /// created-by). Other errors: requeue.
+    Create {
+        /// What to create.
+        intent: ChildIntent,
+    },
+    /// Server-side apply `intent.to_object()` with field manager [`FIELD_MANAGER`] and
+    /// `force: true`. Before the first apply to an object whose `managedFields` show another
+    /// manager with operation `Update` owning fields under `spec`, move that ownership to
+    /// [`FIELD_MANAGER`] (the client-side-apply to server-side-apply upgrade) so later removals
+    /// from the intent take effect. For the VMAuth, remember the `metadata.generation` of the
+    /// response and pass it as [`Observed::vmauth_applied_generation`] to later decisions.
+    Apply {
+        /// What to apply.
+        intent: ChildIntent,
+    },
+    /// DELETE the child with preconditions `uid` (never delete another object of the same
+    /// name). 404 counts as done.
+    Delete {
+        /// Kind of the child.
+        #[serde(with = "crate::children::kind_serde")]
+        kind: ChildKind,
+        /// Name of the child.
+        name: String,
+        /// UID the object must still have.
+        uid: String,
+    },
+    /// PATCH the child with `application/json-patch+json` (RFC 6902). The patch starts with a
+    /// `test` of `/metadata/uid` (and of the owner reference it removes), so a stale decision
+    /// fails with 422 instead of editing the wrong object; on 422/409 requeue and decide again.
+    PatchMetadata {
+        /// Kind of the child.
+        #[serde(with = "crate::children::kind_serde")]
+        kind: ChildKind,
+        /// Name of the child.
+        name: String,
+        /// Why.
+        reason: MetadataPatchReason,
+        /// The JSON Patch document.
+        patch: json_patch::Patch,
+    },
+    /// Server-side dry-run apply (`dryRun=All`, field manager [`FIELD_MANAGER`], `force`,
+    /// `fieldValidation=Strict`) of every intent (already without owner references), in
+    /// parallel within 3 s. Classify as SPEC §3 says, then decide again with
+    /// [`Observed::preflight`] set to the outcome for `generation`. Writes nothing.
+    Preflight {
+        /// The CR generation these intents were rendered from.
+        generation: i64,
+        /// The intents to dry-run.
+        intents: Vec<ChildIntent>,
+    },
+    /// Add [`FINALIZER`] to the CR (a JSON Patch on `metadata.finalizers` with a
+    /// resourceVersion test, or an update). Returned alone, before the first child write.
+    AddFinalizer,
+    /// Remove [`FINALIZER`] from the CR. Returned alone, once deletion cleanup is complete.
+    RemoveFinalizer,
+}
+
+impl Action {
+    /// Whether the action writes a child (and so needs the live re-read of the CR first).
+    #[must_use]
+    pub fn is_child_write(&self) -> bool {
+        matches!(
+            self,
+            Self::Create { .. }
+                | Self::Apply { .. }
+                | Self::Delete { .. }
+                | Self::PatchMetadata { .. }
+        )
+    }
+
+    /// Kind and name of the child this action touches, if it touches one.
+    #[must_use]
+    pub fn target(&self) -> Option<(ChildKind, &str)> {
+        match self {
+            Self::Create { intent } | Self::Apply { intent } => {
+                Some((intent.kind, intent.name.as_str()))
+            }
+            Self::Delete { kind, name, .. } | Self::PatchMetadata { kind, name, .. } => {
+                Some((*kind, name.as_str()))
+            }
+            Self::Preflight { .. } | Self::AddFinalizer | Self::RemoveFinalizer => None,
+        }
+    }
+}
+
+/// Kubernetes event type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventType {
+    /// `Normal`.
+    Normal,
+    /// `Warning`.
+    Warning,
+}
+
+/// The events the controller emits, on transitions only (SPEC §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventReason {
+    /// A rollout of one or more zones started.
+    RolloutStarted,
+    /// A zone finished updating and is back in the load balancer.
+    ZoneUpdated,
+    /// Every zone is current and ready.
+    RolloutFinished,
+    /// A zone did not become ready within `readyTimeout`.
+    ZoneNotReady,
+    /// The VMAuth did not reach the phase's target refs within `readyTimeout`.
+    VMAuthNotReady,
+    /// The spec is invalid (validation or preflight).
+    InvalidSpec,
+    /// A child is claimed by another `VMDistributed`.
+    OwnershipConflict,
+}
+
+impl EventReason {
+    /// The reason string.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RolloutStarted => "RolloutStarted",
+            Self::ZoneUpdated => "ZoneUpdated",
+            Self::RolloutFinished => "RolloutFinished",
+            Self::ZoneNotReady => "ZoneNotReady",
+            Self::VMAuthNotReady => "VMAuthNotReady",
+            Self::InvalidSpec => "InvalidSpec",
+            Self::OwnershipConflict => "OwnershipConflict",
+        }
+    }
+}
+
+/// An event to emit on the CR.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// Normal or Warning.
+    pub type_: EventType,
+    /// Reason.
+    pub reason: EventReason,
+    /// Human-readable note (the controller truncates it to 1 KiB).
+    pub note: String,
+}
+
+/// The result of one decision step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    /// The desired status of the CR.
+    pub status: VMDistributedStatus,
+    /// Whether `status` differs from the CR's current status (write it only then).
+    pub status_changed: bool,
+    /// Writes to perform, in order, after the status write (see the module docs).
+    pub actions: Vec<Action>,
+    /// When to decide again without a watch event (timeouts, pauses, waiting for deletion).
+    pub requeue_after: Option<Duration>,
+    /// Events to emit after the status write.
+    pub events: Vec<Event>,
+}
