@@ -5,7 +5,7 @@ use kube::CustomResourceExt;
 use crate::api::VMDistributed;
 
 /// Path of the committed CRD, relative to the repository root.
-pub const CRD_PATH: &str = "charts/vmdistributed/crds/vmdistributed.yaml";
+pub const CRD_PATH: &str = "charts/vmdistributed/files/crds/vmdistributed.yaml";
 
 /// The command that rewrites [`CRD_PATH`] from the types.
 pub const REGENERATE_COMMAND: &str =
