@@ -10,6 +10,7 @@ pub mod merge;
 pub mod names;
 pub mod parse;
 mod path;
+pub mod render;
 pub mod rollout;
 pub mod spec;
 pub mod template;
