@@ -1,1 +1,78 @@
-//! Test support: a real kube-apiserver + etcd control plane for integration tests.
+//! Test support: a real kube-apiserver + etcd control plane for integration tests, the simulated
+//! VictoriaMetrics operator, and paths of the workspace binaries.
+//!
+//! # Using it
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! let cp = harness::ControlPlane::shared().await?;      // one per test binary, started lazily
+//! cp.install_crds().await?;                               // project CRD + VMCluster/VMAgent/VMAuth/VMSingle
+//! let client = cp.client().await?;                        // a new kube::Client per test
+//! let ns = harness::create_namespace(&client, "my-test").await?;
+//! harness::apply_yaml(&client, Some(&ns), &std::fs::read_to_string("examples/seed.yaml")?).await?;
+//! let out = cp.kubectl().args(["get", "vmd", "-n", &ns]).output()?; // KUBECONFIG set
+//! # Ok(()) }
+//! ```
+//!
+//! - [`ControlPlane::shared`]: one control plane per test binary, started on first use; each test
+//!   makes its own namespace with [`create_namespace`]. [`ControlPlane::start`] gives an owned one
+//!   that stops on drop (use it when a test needs its own, e.g. with
+//!   [`Options::controller_manager`]).
+//! - [`ControlPlane::ensure_controller_manager`]: kube-controller-manager with the `namespace`
+//!   and `garbagecollector` controllers (namespace deletion, ownerReference cascades).
+//! - [`ControlPlane::kubeconfig_path`], [`ControlPlane::server_url`], [`ControlPlane::pki`]
+//!   (CA and admin client certificate), [`ControlPlane::client`], [`ControlPlane::kubectl`]
+//!   (kubectl from PATH), [`ControlPlane::helm`] (cached helm; its home dirs are in the
+//!   control plane directory).
+//! - [`ControlPlane::spawn`]: run any process (webhook, controller, ...) under the control plane's
+//!   supervisor with `KUBECONFIG` set; it is stopped when the handle drops and killed if the test
+//!   process dies. [`ControlPlane::log_path`] gives a log file for it.
+//! - [`ControlPlane::install_crds`] / [`install_crds`]: the project CRD
+//!   (`charts/vmdistributed/crds/vmdistributed.yaml`) and the fixture CRDs (`tests/fixtures/crds/`),
+//!   waiting until Established.
+//! - [`apply_yaml`], [`apply_yaml_with`] (e.g. strict field validation), [`apply_value`]:
+//!   server-side apply of arbitrary objects via discovery.
+//! - [`webhook_binary`], [`controller_binary`]: `cargo build`s `vmdistributed-webhook` /
+//!   `vmdistributed-controller` once per test binary (serialized by a file lock) and return
+//!   `target/<profile>/<name>`. [`sim_operator_binary`]: `vm-operator-sim`. [`tool_path`]: cached
+//!   `helm`, `kube-apiserver`, `etcd`, `kube-controller-manager`.
+//!
+//! # Cleanup
+//!
+//! etcd, kube-apiserver and everything started with [`ControlPlane::spawn`] are children of a small
+//! supervisor process (`envtest-supervisor`, see [`supervisor`]), not of the test process. It kills
+//! them and removes the control plane's temporary directory when its stdin reaches EOF: on drop
+//! of an owned control plane, and — because the kernel closes the pipe — whenever the test process
+//! exits, even after a panic or SIGKILL. The shared control plane lives in a `static` (never
+//! dropped) and relies on exactly that.
+//!
+//! # Environment
+//!
+//! - `VMD_CACHE_DIR`: cache root for the envtest binaries (default `~/.cache/vmdistributed`).
+//! - `VMD_ENVTEST_BIN`: use this directory of binaries and skip `tests/envtest/build.sh`.
+//!
+//! If the cached binaries are missing, the harness runs `tests/envtest/build.sh` itself (Go
+//! required; the first build takes minutes).
+
+pub mod control_plane;
+pub mod paths;
+pub mod pki;
+pub mod resources;
+pub mod supervisor;
+
+pub use control_plane::{ControlPlane, Options};
+pub use paths::{
+    controller_binary, envtest_bin_dir, fixtures_dir, project_crd_path, sim_operator_binary,
+    tool_path, webhook_binary, workspace_binary, workspace_root,
+};
+pub use resources::{
+    FIELD_MANAGER, apply_crd_file, apply_value, apply_yaml, apply_yaml_with, create_namespace,
+    install_crds, parse_yaml_documents, wait_crd_established,
+};
+pub use supervisor::{ProcessSpec, SupervisedProcess};
+
+/// Installs rustls' ring provider for this process (idempotent). The harness calls it before
+/// building clients; call it yourself before other TLS work in a test.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
