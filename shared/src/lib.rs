@@ -3,9 +3,12 @@
 //! controller are thin shells over this crate, so both judge an object the same way.
 
 pub mod api;
+pub mod check;
 pub mod children;
 pub mod cli;
 pub mod crd;
+pub mod defaults;
+pub mod duration;
 pub mod merge;
 pub mod names;
 pub mod parse;
@@ -14,5 +17,6 @@ pub mod render;
 pub mod rollout;
 pub mod spec;
 pub mod template;
+pub mod validation;
 
 pub use api::{VMDistributed, VMDistributedSpec, VMDistributedStatus};

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::api::{VMDistributed, Zone};
 use crate::merge::{deep_merge, normalize};
-use crate::names::{ChildKind, common_child, zone_child};
+use crate::names::{ChildKind, backend_kind, common_child, is_ref, zone_child};
 use crate::template::replace_zone;
 
 /// The merged spec of `zone`'s child of `kind`; `{}` when nothing is written (or everything was
@@ -38,6 +38,39 @@ pub fn zone_remote_write(cr: &VMDistributed, target: &Zone) -> Value {
         .as_ref()
         .and_then(|c| c.remote_write.as_ref());
     merge_templated(common, target.remote_write.as_ref(), &target.name)
+}
+
+/// The VMCluster components whose presence makes a merged spec describe a cluster to create.
+pub const VMCLUSTER_COMPONENTS: [&str; 3] = ["vminsert", "vmselect", "vmstorage"];
+
+/// Whether `zone`'s backend is adopted by name: it is not a `ref`, and its merged spec cannot
+/// describe a new backend, so the object must already exist (SPEC §3, §5 step 3). Such a backend
+/// is updated with the merged spec but never created; admission answers with a warning.
+///
+/// - VMCluster: the merged spec has none of `vminsert`, `vmselect`, `vmstorage` (for example it is
+///   empty, or only sets `clusterVersion`, as in the VictoriaMetrics "distributed" chart case).
+///   A spec with some components but without both `vminsert` and `vmselect` is an error instead.
+/// - VMSingle: the merged spec is empty.
+#[must_use]
+pub fn adopts_backend_by_name(cr: &VMDistributed, zone: &Zone) -> bool {
+    let kind = backend_kind(cr);
+    if is_ref(cr, zone, kind) {
+        return false;
+    }
+    adopts_by_name(kind, &zone_child_spec(cr, zone, kind))
+}
+
+/// [`adopts_backend_by_name`] for an already merged backend spec of `kind`.
+#[must_use]
+pub fn adopts_by_name(kind: ChildKind, merged: &Value) -> bool {
+    let Some(map) = merged.as_object() else {
+        return true;
+    };
+    match kind {
+        ChildKind::VMCluster => VMCLUSTER_COMPONENTS.iter().all(|c| !map.contains_key(*c)),
+        ChildKind::VMSingle => map.is_empty(),
+        ChildKind::VMAgent | ChildKind::VMAuth => false,
+    }
 }
 
 fn merge_templated(common: Option<&Value>, own: Option<&Value>, zone: &str) -> Value {
