@@ -28,7 +28,7 @@
 //!   supervisor with `KUBECONFIG` set; it is stopped when the handle drops and killed if the test
 //!   process dies. [`ControlPlane::log_path`] gives a log file for it.
 //! - [`ControlPlane::install_crds`] / [`install_crds`]: the project CRD
-//!   (`charts/vmdistributed/crds/vmdistributed.yaml`) and the fixture CRDs (`tests/fixtures/crds/`),
+//!   (`charts/vmdistributed/files/crds/vmdistributed.yaml`) and the fixture CRDs (`tests/fixtures/crds/`),
 //!   waiting until Established.
 //! - [`apply_yaml`], [`apply_yaml_with`] (e.g. strict field validation), [`apply_value`]:
 //!   server-side apply of arbitrary objects via discovery.

@@ -13,9 +13,9 @@ pub fn workspace_root() -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
-/// `charts/vmdistributed/crds/vmdistributed.yaml`.
+/// The generated project CRD in the chart ([`shared::crd::CRD_PATH`]).
 pub fn project_crd_path() -> PathBuf {
-    workspace_root().join("charts/vmdistributed/crds/vmdistributed.yaml")
+    workspace_root().join(shared::crd::CRD_PATH)
 }
 
 /// `tests/fixtures/`.
