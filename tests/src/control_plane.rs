@@ -206,6 +206,39 @@ impl ControlPlane {
         process_alive(&self.supervisor, pid, &log)
     }
 
+    /// Starts the shared simulated VictoriaMetrics operator (all namespaces, `--ready-delay 1s`)
+    /// unless it runs already. Objects with the `sim.vmdistributed.io/*` annotations behave as
+    /// documented in [`crate::sim`].
+    pub async fn ensure_sim_operator(&self) -> Result<()> {
+        let sim = self
+            .sim
+            .get_or_try_init(|| async { self.start_sim_operator(["--ready-delay", "1s"]) })
+            .await?;
+        match sim.exit_status()? {
+            None => Ok(()),
+            Some(how) => Err(anyhow!(
+                "vm-operator-sim exited ({how}); log tail:\n{}",
+                tail(sim.log_path())
+            )),
+        }
+    }
+
+    /// Starts another `vm-operator-sim` with the given flags (e.g. `["--namespace", ns,
+    /// "--ready-delay", "3s"]`), stopped when the handle drops.
+    pub fn start_sim_operator<I, S>(&self, args: I) -> Result<SupervisedProcess>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let spec = ProcessSpec::new(
+            crate::paths::sim_operator_binary()?,
+            self.log_path("vm-operator-sim"),
+        )
+        .args(args)
+        .arg(format!("--kubeconfig={}", self.kubeconfig.display()));
+        self.spawn(spec)
+    }
+
     /// A new client (admin, `system:masters`). Create one per test: a client is tied to the tokio
     /// runtime it was made in, and every `#[tokio::test]` has its own runtime.
     pub async fn client(&self) -> Result<Client> {

@@ -11,6 +11,7 @@
 //! let ns = harness::create_namespace(&client, "my-test").await?;
 //! harness::apply_yaml(&client, Some(&ns), &std::fs::read_to_string("examples/seed.yaml")?).await?;
 //! let out = cp.kubectl().args(["get", "vmd", "-n", &ns]).output()?; // KUBECONFIG set
+//! cp.ensure_sim_operator().await?;                       // simulated VM operator, all namespaces
 //! # Ok(()) }
 //! ```
 //!
@@ -30,6 +31,9 @@
 //! - [`ControlPlane::install_crds`] / [`install_crds`]: the project CRD
 //!   (`charts/vmdistributed/files/crds/vmdistributed.yaml`) and the fixture CRDs (`tests/fixtures/crds/`),
 //!   waiting until Established.
+//! - [`ControlPlane::ensure_sim_operator`]: one `vm-operator-sim` for the control plane (all
+//!   namespaces, ready delay 1 s); [`ControlPlane::start_sim_operator`]: an extra one with your own
+//!   flags (use `--namespace` so the two do not both write). Behavior and annotations: [`sim`].
 //! - [`apply_yaml`], [`apply_yaml_with`] (e.g. strict field validation), [`apply_value`]:
 //!   server-side apply of arbitrary objects via discovery.
 //! - [`webhook_binary`], [`controller_binary`]: `cargo build`s `vmdistributed-webhook` /
@@ -58,6 +62,7 @@ pub mod control_plane;
 pub mod paths;
 pub mod pki;
 pub mod resources;
+pub mod sim;
 pub mod supervisor;
 
 pub use control_plane::{ControlPlane, Options};

@@ -44,7 +44,7 @@ impl ControlPlane {
     }
 }
 
-/// Applies `charts/vmdistributed/files/crds/vmdistributed.yaml` and `tests/fixtures/crds/*.yaml` and
+/// Applies the project CRD ([`crate::project_crd_path`]) and `tests/fixtures/crds/*.yaml` and
 /// waits until every CRD is Established.
 pub async fn install_crds(client: &Client) -> Result<()> {
     let mut files = vec![project_crd_path()];

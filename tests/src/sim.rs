@@ -1,0 +1,308 @@
+//! Simulated VictoriaMetrics operator: plays the part of the real operator for the four kinds the
+//! controller manages (`VMCluster`, `VMAgent`, `VMAuth`, `VMSingle`), without running anything.
+//!
+//! For every object it sets, through the status subresource, `status.updateStatus: expanding`
+//! with `status.observedGeneration = metadata.generation`, and after the ready delay
+//! `operational`. A spec change (new generation) goes through `expanding` again. Annotations on an
+//! object change that (every change is re-evaluated, so removing an annotation heals the object):
+//!
+//! | annotation | effect |
+//! |---|---|
+//! | `sim.vmdistributed.io/fail: "true"` | `failed` (with a `reason`) |
+//! | `sim.vmdistributed.io/stuck: "true"` | stays `expanding` |
+//! | `sim.vmdistributed.io/ready-after: "<seconds>"` | `operational` only N seconds (decimals allowed) after the generation or annotation change, instead of the ready delay |
+//!
+//! An object already `operational` for its current generation when the simulator starts is left
+//! as it is (a restarted simulator does not flap objects).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
+use futures::{StreamExt, stream::select_all};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+/// Annotation: `"true"` makes the simulator report `failed`.
+pub const FAIL_ANNOTATION: &str = "sim.vmdistributed.io/fail";
+/// Annotation: `"true"` keeps the object `expanding` forever.
+pub const STUCK_ANNOTATION: &str = "sim.vmdistributed.io/stuck";
+/// Annotation: seconds until `operational`, overriding the ready delay.
+pub const READY_AFTER_ANNOTATION: &str = "sim.vmdistributed.io/ready-after";
+/// Reason written with `failed`.
+pub const FAIL_REASON: &str = "simulated failure (annotation sim.vmdistributed.io/fail)";
+
+/// The kinds the simulator drives, with their plurals.
+pub const KINDS: [(&str, &str); 4] = [
+    ("VMCluster", "vmclusters"),
+    ("VMAgent", "vmagents"),
+    ("VMAuth", "vmauths"),
+    ("VMSingle", "vmsingles"),
+];
+
+/// Simulator settings.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Time from a new generation (or healed annotation) to `operational`.
+    pub ready_delay: Duration,
+    /// Watch only this namespace (default: all namespaces).
+    pub namespace: Option<String>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            ready_delay: Duration::from_secs(1),
+            namespace: None,
+        }
+    }
+}
+
+/// Parses `1s`, `500ms`, `2m`, `1.5s` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| anyhow!("invalid duration {text:?}: expected e.g. 1s, 500ms, 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => bail!("invalid duration {text:?}: unit must be ms, s or m"),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| anyhow!("invalid duration {text:?}: {e}"))
+}
+
+/// What the object should be doing, from its annotations.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Normal(Duration),
+    Fail,
+    Stuck,
+}
+
+fn mode(object: &DynamicObject, default_delay: Duration) -> Mode {
+    let annotations = object.annotations();
+    let is_true = |key: &str| {
+        annotations
+            .get(key)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    };
+    if is_true(FAIL_ANNOTATION) {
+        return Mode::Fail;
+    }
+    if is_true(STUCK_ANNOTATION) {
+        return Mode::Stuck;
+    }
+    match annotations
+        .get(READY_AFTER_ANNOTATION)
+        .map(|v| v.trim().parse::<f64>())
+    {
+        Some(Ok(seconds)) => {
+            Mode::Normal(Duration::try_from_secs_f64(seconds).unwrap_or(default_delay))
+        }
+        _ => Mode::Normal(default_delay),
+    }
+}
+
+/// Per-object progress: which generation and mode the current "reconcile" started for.
+struct Track {
+    generation: i64,
+    mode: Mode,
+    since: Instant,
+    expanding_written: bool,
+}
+
+type Key = (usize, String, String); // (kind index, namespace, name)
+
+/// Runs until the watches end (they do not, normally) or a status write fails persistently.
+pub async fn run(client: Client, config: SimConfig) -> Result<()> {
+    let resources: Vec<ApiResource> = KINDS
+        .iter()
+        .map(|(kind, plural)| {
+            ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("operator.victoriametrics.com", "v1beta1", kind),
+                plural,
+            )
+        })
+        .collect();
+    let streams = resources.iter().enumerate().map(|(index, resource)| {
+        let api: Api<DynamicObject> = match &config.namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
+            None => Api::all_with(client.clone(), resource),
+        };
+        watcher::watcher(api, watcher::Config::default())
+            .map(move |event| (index, event))
+            .boxed()
+    });
+    let mut events = select_all(streams);
+    let mut objects: HashMap<Key, DynamicObject> = HashMap::new();
+    let mut tracks: HashMap<Key, Track> = HashMap::new();
+    let mut wake_at: Option<Instant> = None;
+
+    loop {
+        let sleep = async {
+            match wake_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut changed: Vec<Key> = Vec::new();
+        tokio::select! {
+            event = events.next() => {
+                let Some((index, event)) = event else { return Ok(()) };
+                match event {
+                    Ok(Event::Apply(object) | Event::InitApply(object)) => {
+                        let key = (index, object.namespace().unwrap_or_default(), object.name_any());
+                        objects.insert(key.clone(), object);
+                        changed.push(key);
+                    }
+                    Ok(Event::Delete(object)) => {
+                        let key = (index, object.namespace().unwrap_or_default(), object.name_any());
+                        objects.remove(&key);
+                        tracks.remove(&key);
+                    }
+                    Ok(Event::Init | Event::InitDone) => {}
+                    // The watcher retries by itself (e.g. the CRD is not installed yet).
+                    Err(e) => {
+                        tracing::debug!(kind = KINDS[index].0, error = %e, "watch error");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+            () = sleep => {
+                let now = Instant::now();
+                changed.extend(tracks.iter().filter(|(_, t)| due(t) <= Some(now)).map(|(k, _)| k.clone()));
+            }
+        }
+        for key in changed {
+            let Some(object) = objects.get(&key) else {
+                continue;
+            };
+            if let Err(e) = step(
+                &client,
+                &resources[key.0],
+                object,
+                &mut tracks,
+                &key,
+                &config,
+            )
+            .await
+            {
+                tracing::warn!(kind = KINDS[key.0].0, namespace = %key.1, name = %key.2, error = %format!("{e:#}"), "status update failed");
+            }
+        }
+        wake_at = tracks.values().filter_map(due).min();
+    }
+}
+
+/// When a tracked object should next be looked at (it is waiting for its delay).
+fn due(track: &Track) -> Option<Instant> {
+    match track.mode {
+        Mode::Normal(delay) if track.expanding_written => Some(track.since + delay),
+        _ => None,
+    }
+}
+
+async fn step(
+    client: &Client,
+    resource: &ApiResource,
+    object: &DynamicObject,
+    tracks: &mut HashMap<Key, Track>,
+    key: &Key,
+    config: &SimConfig,
+) -> Result<()> {
+    let generation = object.metadata.generation.unwrap_or(0);
+    let mode = mode(object, config.ready_delay);
+    let status = object.data.get("status").cloned().unwrap_or(Value::Null);
+    let current = (
+        status["updateStatus"].as_str().unwrap_or(""),
+        status["observedGeneration"].as_i64(),
+    );
+    let now = Instant::now();
+    let track = tracks.entry(key.clone()).or_insert_with(|| {
+        // Already operational for this generation when first seen: leave it (no flapping on restart).
+        let done = matches!(mode, Mode::Normal(_)) && current == ("operational", Some(generation));
+        Track {
+            generation,
+            mode,
+            since: now,
+            expanding_written: done,
+        }
+    });
+    if track.generation != generation || track.mode != mode {
+        *track = Track {
+            generation,
+            mode,
+            since: now,
+            expanding_written: false,
+        };
+    }
+    let desired = match mode {
+        Mode::Fail => {
+            json!({"updateStatus": "failed", "reason": FAIL_REASON, "observedGeneration": generation})
+        }
+        Mode::Stuck => {
+            json!({"updateStatus": "expanding", "reason": "", "observedGeneration": generation})
+        }
+        Mode::Normal(delay) => {
+            if track.expanding_written && now >= track.since + delay {
+                json!({"updateStatus": "operational", "reason": "", "observedGeneration": generation})
+            } else {
+                json!({"updateStatus": "expanding", "reason": "", "observedGeneration": generation})
+            }
+        }
+    };
+    let up_to_date = status["updateStatus"] == desired["updateStatus"]
+        && status["observedGeneration"] == desired["observedGeneration"]
+        && status["reason"].as_str().unwrap_or("") == desired["reason"].as_str().unwrap_or("");
+    if !up_to_date {
+        let ns = object
+            .namespace()
+            .ok_or_else(|| anyhow!("object without namespace"))?;
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, resource);
+        api.patch_status(
+            &object.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": desired})),
+        )
+        .await?;
+        tracing::info!(kind = KINDS[key.0].0, namespace = %ns, name = %object.name_any(), generation,
+            status = %desired["updateStatus"], "status updated");
+    }
+    if desired["updateStatus"] == "expanding" && !track.expanding_written {
+        track.expanding_written = true;
+        // The delay counts from when the object was seen expanding.
+        track.since = Instant::now();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("1s").ok(), Some(Duration::from_secs(1)));
+        assert_eq!(
+            parse_duration("250ms").ok(),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(parse_duration("2m").ok(), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_duration("1.5").ok(),
+            Some(Duration::from_millis(1500))
+        );
+        assert!(parse_duration("1h").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}
