@@ -22,7 +22,7 @@ use crate::children::{
 use crate::names::{ChildKind, backend_kind, child_name, is_ref, vmauth_name};
 use crate::rollout::membership::{self, Membership, READ_REF, WRITE_REF};
 use crate::rollout::model::{ChildIntent, Intents, Observed, ZoneIntents};
-use crate::spec::{zone_child_spec, zone_remote_write};
+use crate::spec::{adopts_by_name, zone_child_spec, zone_remote_write};
 
 pub use hash::spec_hash;
 pub use url::remote_write_url;
@@ -280,7 +280,8 @@ pub fn with_license(cr: &VMDistributed, mut spec: Value) -> Value {
 }
 
 /// Whether the child named for `zone` and `kind` may be created by this CR: not a `ref`, and
-/// for a VMCluster/VMSingle not an empty-spec adoption (SPEC §5 step 3).
+/// for a backend not an adoption by name (a merged spec that cannot describe a new backend,
+/// [`crate::spec::adopts_by_name`]; SPEC §5 step 3).
 #[must_use]
 pub fn may_create(cr: &VMDistributed, zone: Option<&Zone>, kind: ChildKind) -> bool {
     let zone_or_default = zone.cloned().unwrap_or_default();
@@ -288,9 +289,9 @@ pub fn may_create(cr: &VMDistributed, zone: Option<&Zone>, kind: ChildKind) -> b
         return false;
     }
     match (kind, zone) {
-        (ChildKind::VMCluster | ChildKind::VMSingle, Some(zone)) => zone_child_spec(cr, zone, kind)
-            .as_object()
-            .is_some_and(|m| !m.is_empty()),
+        (ChildKind::VMCluster | ChildKind::VMSingle, Some(zone)) => {
+            !adopts_by_name(kind, &zone_child_spec(cr, zone, kind))
+        }
         _ => true,
     }
 }

@@ -1,0 +1,89 @@
+//! Deletion of the CR (SPEC §5 "Deletion"): `decide` hands a CR with a `deletionTimestamp` to
+//! [`decide_deletion`].
+//!
+//! With `retain: false` the children this CR created are deleted and the finalizer waits until
+//! they are gone; adopted and referenced children are released. With `retain: true` everything is
+//! released. Then the finalizer goes. Garbage collection is not relied upon, and a child claimed
+//! by another CR is never touched.
+
+use std::time::Duration;
+
+use crate::api::VMDistributed;
+use crate::children::ChildObject;
+use crate::rollout::model::{Action, Decision, FINALIZER, MetadataPatchReason, Observed};
+use crate::rollout::patch;
+
+/// How often to look again while deleted children are still terminating (the VictoriaMetrics
+/// operator runs its own finalizers on them; their disappearance also wakes the CR).
+pub const DELETION_POLL: Duration = Duration::from_secs(2);
+
+/// Whether the CR carries [`FINALIZER`].
+#[must_use]
+pub fn has_finalizer(cr: &VMDistributed) -> bool {
+    cr.metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|x| x == FINALIZER))
+}
+
+/// Whether `child` carries anything of this CR: the claim label for it, the created-by
+/// annotation with its uid, or an owner reference to it.
+fn carries_our_marks(child: &ChildObject, cr_name: &str, cr_uid: &str) -> bool {
+    child.claimed_by() == Some(cr_name)
+        || child.created_by(cr_uid)
+        || child.owner_references.iter().any(|r| r.uid == cr_uid)
+}
+
+/// The cleanup step for a CR that is being deleted. The status is left as it is (the object is
+/// going away; a status write would only race with the finalizer removal).
+#[must_use]
+pub fn decide_deletion(cr: &VMDistributed, observed: &Observed) -> Decision {
+    let status = cr.status.clone().unwrap_or_default();
+    let mut decision = Decision {
+        status,
+        status_changed: false,
+        actions: Vec::new(),
+        requeue_after: None,
+        events: Vec::new(),
+    };
+    if !has_finalizer(cr) {
+        return decision;
+    }
+    let name = cr.metadata.name.as_deref().unwrap_or_default();
+    let uid = cr.metadata.uid.as_deref().unwrap_or_default();
+    let retain = cr.spec.retain.unwrap_or(false);
+    let mut waiting = false;
+    for child in &observed.children {
+        let Some(kind) = child.kind else { continue };
+        if child.claimed_by().is_some_and(|owner| owner != name) {
+            continue;
+        }
+        if !carries_our_marks(child, name, uid) {
+            continue;
+        }
+        if !retain && child.created_by(uid) {
+            if child.is_deleting() {
+                waiting = true;
+            } else {
+                decision.actions.push(Action::Delete {
+                    kind,
+                    name: child.name.clone(),
+                    uid: child.uid.clone(),
+                });
+            }
+        } else if let Some(patch) = patch::release(child, uid) {
+            decision.actions.push(Action::PatchMetadata {
+                kind,
+                name: child.name.clone(),
+                reason: MetadataPatchReason::Release,
+                patch,
+            });
+        }
+    }
+    if waiting {
+        decision.requeue_after = Some(DELETION_POLL);
+    } else if decision.actions.is_empty() {
+        decision.actions.push(Action::RemoveFinalizer);
+    }
+    decision
+}

@@ -1,0 +1,458 @@
+//! A simulated cluster for walking rollouts step by step: it executes the decision's actions the
+//! way the controller must (status write first, child writes only when the stored status still
+//! shows the decision's rollout), plays the VictoriaMetrics operator (children become ready some
+//! ticks after each spec change, unless broken), and checks the SPEC §5 invariants on every
+//! state. All state that matters lives here, in the "cluster"; the controller's process memory
+//! (preflight outcome, last VMAuth apply generation) can be dropped at any time to simulate a
+//! crash.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+use shared::VMDistributed;
+use shared::api::{TrafficMode, UpdateStatus, ZonePhase};
+use shared::children::{ChildObject, LABEL_CLAIM};
+use shared::names::{ChildKind, backend_kind, child_name, vmauth_name};
+use shared::rollout::membership::LiveRefs;
+use shared::rollout::model::{
+    Action, ChildIntent, Decision, Event, FINALIZER, Observed, PreflightOutcome,
+};
+use shared::rollout::{EventReason, decide};
+
+/// A child write and the rollout status that authorized it: (kind, name, rollout zone, phase, verb).
+pub type Write = (ChildKind, String, Option<String>, Option<ZonePhase>, &'static str);
+
+/// One simulated child.
+#[derive(Clone, Debug)]
+pub struct SimChild {
+    pub kind: ChildKind,
+    pub object: Value,
+    /// Ticks until the simulated operator reports the current generation.
+    pub pending: u32,
+}
+
+pub struct World {
+    pub cr: VMDistributed,
+    pub children: BTreeMap<(String, String), SimChild>,
+    pub now: Timestamp,
+    pub tick: Duration,
+    /// Ticks the simulated operator needs after a spec change.
+    pub ready_delay: u32,
+    /// Child names whose operator never reports them operational.
+    pub broken: BTreeSet<String>,
+    pub events: Vec<(Timestamp, Event)>,
+    /// Controller process memory, lost on a crash.
+    pub memory_preflight: Option<PreflightOutcome>,
+    pub memory_vmauth_generation: Option<i64>,
+    /// Zones that were routed at least once (only they can be "out of the load balancer").
+    pub ever_routed: BTreeSet<String>,
+    uid_counter: u64,
+    pub steps: usize,
+    /// Every child write with the status that authorized it: (kind, name, rollout zone, phase).
+    pub writes: Vec<Write>,
+}
+
+pub fn cr_from(spec: Value) -> VMDistributed {
+    let mut cr: VMDistributed = serde_json::from_value(json!({
+        "apiVersion": "operator.victoriametrics.com/v1alpha1",
+        "kind": "VMDistributed",
+        "metadata": {"name": "demo", "namespace": "ns", "uid": "cr-uid", "generation": 1},
+        "spec": spec,
+    }))
+    .expect("valid CR");
+    cr.status = None;
+    cr
+}
+
+/// A CR with `n` zones built from one template, short durations.
+pub fn zones_cr(n: usize, version: &str) -> VMDistributed {
+    let zones: Vec<Value> = (0..n).map(|i| json!({"name": format!("z{i}")})).collect();
+    cr_from(json!({
+        "zoneCommon": {
+            "readyTimeout": "30s",
+            "updatePause": "5s",
+            "vmagent": {"spec": {"replicaCount": 1}},
+            "vmcluster": {"spec": {"clusterVersion": version,
+                "vminsert": {"replicaCount": 1}, "vmselect": {"replicaCount": 1},
+                "vmstorage": {"replicaCount": 1}}}
+        },
+        "zones": zones
+    }))
+}
+
+impl World {
+    pub fn new(cr: VMDistributed) -> Self {
+        Self {
+            cr,
+            children: BTreeMap::new(),
+            now: "2026-01-01T00:00:00Z".parse().expect("timestamp"),
+            tick: Duration::from_secs(1),
+            ready_delay: 2,
+            broken: BTreeSet::new(),
+            events: Vec::new(),
+            memory_preflight: None,
+            memory_vmauth_generation: None,
+            ever_routed: BTreeSet::new(),
+            uid_counter: 0,
+            steps: 0,
+            writes: Vec::new(),
+        }
+    }
+
+    pub fn observed(&self) -> Observed {
+        Observed {
+            children: self
+                .children
+                .values()
+                .map(|c| ChildObject::from_value(&c.object, Some(c.kind)))
+                .collect(),
+            preflight: self.memory_preflight.clone(),
+            vmauth_applied_generation: self.memory_vmauth_generation,
+        }
+    }
+
+    pub fn crash(&mut self) {
+        self.memory_preflight = None;
+        self.memory_vmauth_generation = None;
+    }
+
+    pub fn child(&self, kind: ChildKind, name: &str) -> Option<&SimChild> {
+        self.children
+            .get(&(kind.kind().to_owned(), name.to_owned()))
+    }
+
+    pub fn status(&self) -> shared::VMDistributedStatus {
+        self.cr.status.clone().unwrap_or_default()
+    }
+
+    /// Change the spec as a user would: the generation goes up.
+    pub fn edit(&mut self, change: impl FnOnce(&mut VMDistributed)) {
+        change(&mut self.cr);
+        let generation = self.cr.metadata.generation.unwrap_or(0) + 1;
+        self.cr.metadata.generation = Some(generation);
+    }
+
+    /// One reconcile: decide, write status, execute the actions (all of them, or the first
+    /// `limit` to simulate a crash in the middle). Returns the decision.
+    pub fn reconcile(&mut self, limit: Option<usize>) -> Decision {
+        let decision = decide(&self.cr, &self.observed(), self.now);
+        self.steps += 1;
+        if decision.status_changed {
+            self.cr.status = Some(decision.status.clone());
+        }
+        for event in &decision.events {
+            self.events.push((self.now, event.clone()));
+        }
+        // The live re-read of the CR: child writes only when the stored rollout is the
+        // decision's rollout.
+        let stored_rollout = self.status().rollout;
+        let authorized = stored_rollout == decision.status.rollout;
+        for (i, action) in decision.actions.iter().enumerate() {
+            if limit.is_some_and(|l| i >= l) {
+                break;
+            }
+            if action.is_child_write() {
+                assert!(
+                    authorized,
+                    "child write without the authorizing status: {action:?}"
+                );
+            }
+            self.execute(action);
+        }
+        decision
+    }
+
+    fn execute(&mut self, action: &Action) {
+        let rollout = self.status().rollout.unwrap_or_default();
+        match action {
+            Action::Create { intent } => {
+                let key = (intent.kind.kind().to_owned(), intent.name.clone());
+                if self.children.contains_key(&key) {
+                    return; // AlreadyExists: adoption happens in the next decision
+                }
+                self.writes.push((
+                    intent.kind,
+                    intent.name.clone(),
+                    rollout.zone.clone(),
+                    rollout.phase,
+                    "create",
+                ));
+                self.uid_counter += 1;
+                let mut object = intent.to_object();
+                object["metadata"]["uid"] = json!(format!("child-{}", self.uid_counter));
+                object["metadata"]["generation"] = json!(1);
+                // The VM operator's defaulting adds fields; they must not count as drift.
+                if let Some(spec) = object["spec"].as_object_mut() {
+                    spec.insert("operatorDefault".into(), json!("added"));
+                }
+                self.children.insert(
+                    key,
+                    SimChild {
+                        kind: intent.kind,
+                        object,
+                        pending: self.ready_delay,
+                    },
+                );
+            }
+            Action::Apply { intent } => self.apply(intent, &rollout),
+            Action::Delete { kind, name, uid } => {
+                let key = (kind.kind().to_owned(), name.clone());
+                if let Some(child) = self.children.get_mut(&key)
+                    && child.object["metadata"]["uid"] == json!(uid)
+                {
+                    child.object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+                    self.writes.push((
+                        *kind,
+                        name.clone(),
+                        rollout.zone.clone(),
+                        rollout.phase,
+                        "delete",
+                    ));
+                }
+            }
+            Action::PatchMetadata {
+                kind, name, patch, ..
+            } => {
+                let key = (kind.kind().to_owned(), name.clone());
+                if let Some(child) = self.children.get_mut(&key) {
+                    let mut object = child.object.clone();
+                    if json_patch::patch(&mut object, patch).is_ok() {
+                        child.object = object;
+                        self.writes.push((
+                            *kind,
+                            name.clone(),
+                            rollout.zone.clone(),
+                            rollout.phase,
+                            "patch",
+                        ));
+                    }
+                }
+            }
+            Action::Preflight { generation, .. } => {
+                self.memory_preflight = Some(PreflightOutcome {
+                    generation: *generation,
+                    rejection: None,
+                });
+            }
+            Action::AddFinalizer => {
+                self.cr
+                    .metadata
+                    .finalizers
+                    .get_or_insert_with(Vec::new)
+                    .push(FINALIZER.to_owned());
+            }
+            Action::RemoveFinalizer => {
+                if let Some(f) = self.cr.metadata.finalizers.as_mut() {
+                    f.retain(|x| x != FINALIZER);
+                }
+            }
+        }
+    }
+
+    /// Server-side apply, simplified: labels and annotations merged, owner references taken
+    /// from the intent when it has any, spec = fields others added + the intent.
+    fn apply(&mut self, intent: &ChildIntent, rollout: &shared::api::RolloutStatus) {
+        let key = (intent.kind.kind().to_owned(), intent.name.clone());
+        let Some(child) = self.children.get_mut(&key) else {
+            panic!("apply to a missing child {key:?}");
+        };
+        let old_spec = child.object["spec"].clone();
+        let mut spec = Map::new();
+        if let Some(old) = old_spec.as_object()
+            && let Some(default) = old.get("operatorDefault")
+        {
+            spec.insert("operatorDefault".into(), default.clone());
+        }
+        if let Some(new) = intent.spec.as_object() {
+            spec.extend(new.clone());
+        }
+        let spec = Value::Object(spec);
+        let metadata = child.object["metadata"].as_object_mut().expect("metadata");
+        for (field, values) in [
+            ("labels", &intent.labels),
+            ("annotations", &intent.annotations),
+        ] {
+            let target = metadata.entry(field).or_insert_with(|| json!({}));
+            for (k, v) in values {
+                target[k] = json!(v);
+            }
+        }
+        if !intent.owner_references.is_empty() {
+            metadata.insert("ownerReferences".into(), json!(intent.owner_references));
+        }
+        if spec != old_spec {
+            let kind = intent.kind;
+            if kind != ChildKind::VMAuth {
+                let zone = intent.zone.clone();
+                assert!(
+                    rollout.zone == zone && rollout.phase == Some(ZonePhase::Applying),
+                    "zone child {} changed outside its Applying phase (rollout {rollout:?})",
+                    intent.name
+                );
+            }
+            let generation = child.object["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+            child.object["metadata"]["generation"] = json!(generation);
+            child.object["spec"] = spec;
+            child.pending = self.ready_delay;
+            if kind == ChildKind::VMAuth {
+                self.memory_vmauth_generation = Some(generation);
+            }
+        }
+        self.writes.push((
+            intent.kind,
+            intent.name.clone(),
+            rollout.zone.clone(),
+            rollout.phase,
+            "apply",
+        ));
+    }
+
+    /// The simulated operator: children catch up with their generation after `ready_delay`
+    /// ticks (never, when broken); deleted children disappear.
+    pub fn operator_tick(&mut self) {
+        self.now = self.now.checked_add(self.tick).expect("time");
+        self.children
+            .retain(|_, c| c.object["metadata"].get("deletionTimestamp").is_none());
+        for child in self.children.values_mut() {
+            let name = child.object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let generation = child.object["metadata"]["generation"].as_i64().unwrap_or(1);
+            let observed = child.object["status"]["observedGeneration"]
+                .as_i64()
+                .unwrap_or(0);
+            if observed >= generation {
+                continue;
+            }
+            if child.pending > 0 {
+                child.pending -= 1;
+                child.object["status"] =
+                    json!({"updateStatus": "expanding", "observedGeneration": observed});
+                continue;
+            }
+            if self.broken.contains(&name) {
+                child.object["status"] =
+                    json!({"updateStatus": "failed", "observedGeneration": observed});
+                continue;
+            }
+            child.object["status"] =
+                json!({"updateStatus": "operational", "observedGeneration": generation});
+        }
+    }
+
+    /// SPEC §5 invariant: at most one zone that was routed before is out of the load balancer
+    /// or applied but not ready.
+    pub fn check_invariants(&mut self) {
+        let cr = self.cr.clone();
+        let observed = self.observed();
+        let live = LiveRefs::of(&cr, &observed);
+        let backend = backend_kind(&cr);
+        let mut out = Vec::new();
+        for zone in &cr.spec.zones {
+            let agent = child_name(&cr, zone, ChildKind::VMAgent);
+            let cluster = child_name(&cr, zone, backend);
+            let mode = zone.traffic_mode.unwrap_or(TrafficMode::ReadWrite);
+            let routed = (!mode.writes() || live.write.contains(&agent))
+                && (!mode.reads() || live.read.contains(&cluster));
+            if routed && (live.write.contains(&agent) || live.read.contains(&cluster)) {
+                self.ever_routed.insert(zone.name.clone());
+            }
+            if !self.ever_routed.contains(&zone.name) {
+                continue;
+            }
+            let unready = [(backend, &cluster), (ChildKind::VMAgent, &agent)]
+                .iter()
+                .any(|(k, n)| {
+                    self.child(*k, n).is_some_and(|c| {
+                        let o = ChildObject::from_value(&c.object, Some(*k));
+                        o.observed_generation.unwrap_or(0) < o.generation.unwrap_or(0)
+                    })
+                });
+            if !routed || unready {
+                out.push(zone.name.clone());
+            }
+        }
+        assert!(
+            out.len() <= 1,
+            "more than one zone out of service at {}: {out:?} (status {:?})",
+            self.now,
+            self.cr.status.as_ref().and_then(|s| s.rollout.clone())
+        );
+    }
+
+    /// Reconcile and tick until the CR is operational and a reconcile is a no-op, or `max`
+    /// steps pass. Returns whether it settled.
+    pub fn run_until_settled(&mut self, max: usize) -> bool {
+        for _ in 0..max {
+            let decision = self.reconcile(None);
+            self.check_invariants();
+            if decision.actions.is_empty()
+                && !decision.status_changed
+                && self.status().update_status == Some(UpdateStatus::Operational)
+            {
+                return true;
+            }
+            self.operator_tick();
+            self.check_invariants();
+        }
+        false
+    }
+
+    /// Run `n` reconcile+tick steps regardless of the outcome.
+    pub fn run_steps(&mut self, n: usize) {
+        for _ in 0..n {
+            self.reconcile(None);
+            self.check_invariants();
+            self.operator_tick();
+            self.check_invariants();
+        }
+    }
+
+    pub fn events_with(&self, reason: EventReason) -> Vec<&Event> {
+        self.events
+            .iter()
+            .filter(|(_, e)| e.reason == reason)
+            .map(|(_, e)| e)
+            .collect()
+    }
+
+    /// Zones in the order their rollouts started (RolloutStarted events), from event index `from`.
+    pub fn started_order(&self, from: usize) -> Vec<String> {
+        self.events[from..]
+            .iter()
+            .filter(|(_, e)| e.reason == EventReason::RolloutStarted)
+            .map(|(_, e)| {
+                e.note
+                    .trim_start_matches("zone ")
+                    .split(':')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    pub fn backend_spec(&self, zone: &str) -> Value {
+        let cr = &self.cr;
+        let z = cr.spec.zones.iter().find(|z| z.name == zone).expect("zone");
+        self.child(backend_kind(cr), &child_name(cr, z, backend_kind(cr)))
+            .map(|c| c.object["spec"].clone())
+            .unwrap_or(Value::Null)
+    }
+
+    pub fn vmauth(&self) -> Option<&SimChild> {
+        self.child(ChildKind::VMAuth, &vmauth_name(&self.cr))
+    }
+
+    pub fn claimed(&self) -> usize {
+        self.children
+            .values()
+            .filter(|c| c.object["metadata"]["labels"][LABEL_CLAIM] == json!("demo"))
+            .count()
+    }
+}
