@@ -15,7 +15,7 @@ use crate::merge::{PATCH_KEY, directive_value_is_known};
 use crate::names::{ChildKind, NameSource, common_child, resolve_child_name, zone_child};
 use crate::path;
 use crate::spec::{adopts_by_name, zone_child_spec};
-use crate::template::placeholder_paths;
+use crate::template::{contains_placeholder, placeholder_paths};
 
 const PLACEHOLDER_HINT: &str = "%ZONE% is only replaced in spec.zoneCommon (the vmcluster, \
      vmsingle and vmagent name and spec, and remoteWrite); here it would stay literally, so write \
@@ -329,8 +329,12 @@ impl Ctx<'_> {
             self.report.error(path, "must be an object");
             return;
         }
-        self.patch_directives(value, path);
-        if !templated {
+        // Paths are only built for subtrees that hold something to report: admission runs this
+        // on every request, and most specs have neither directives nor placeholders.
+        if has_patch_key(value) {
+            self.patch_directives(value, path);
+        }
+        if !templated && contains_placeholder(value) {
             for at in placeholder_paths(value, path) {
                 self.report.error(at, PLACEHOLDER_HINT);
             }
@@ -523,6 +527,14 @@ impl Ctx<'_> {
                 );
             }
         }
+    }
+}
+
+fn has_patch_key(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map.contains_key(PATCH_KEY) || map.values().any(has_patch_key),
+        Value::Array(items) => items.iter().any(has_patch_key),
+        _ => false,
     }
 }
 
