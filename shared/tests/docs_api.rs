@@ -9,7 +9,7 @@
 //!
 //! Mentions in prose do not count; only such rows do. Enumerated fields must list every allowed
 //! value (in backticks) in their row. Full `VMDistributed` manifests in `yaml` code blocks of the
-//! docs must decode strictly, and files the docs point at (`examples/*.yaml`, `docs/*.md`) must
+//! docs must decode strictly, and files the docs point at (`examples/`, `docs/`, `charts/`) must
 //! exist.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -283,12 +283,12 @@ fn manifests_in_the_docs_decode_strictly() {
     assert!(checked > 0, "{API_DOC} shows at least one full manifest");
 }
 
-/// Files the docs point at exist (`examples/NAME.yaml`, `docs/NAME.md`).
+/// Files the docs point at exist (`examples/*.yaml`, `docs/*.md`, `charts/**/*.yaml`).
 #[test]
 fn files_named_in_the_docs_exist() {
     let mut missing = BTreeSet::new();
     for (file, text) in doc_files() {
-        for prefix in ["examples/", "docs/"] {
+        for prefix in ["examples/", "docs/", "charts/"] {
             for (at, _) in text.match_indices(prefix) {
                 // Only a path at a word start: `charts/x/docs/` is not ours.
                 let before = text[..at].chars().next_back();
