@@ -114,3 +114,470 @@ fn version_change_rolls_zones_one_at_a_time_in_spec_order_with_pauses() {
         }));
     }
 }
+
+fn phase(world: &World) -> (Option<String>, Option<ZonePhase>) {
+    let rollout = world.status().rollout.unwrap_or_default();
+    (rollout.zone, rollout.phase)
+}
+
+fn condition(world: &World, type_: &str) -> (String, String) {
+    let status = world.status();
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .expect("condition");
+    (c.status.clone(), c.reason.clone())
+}
+
+#[test]
+fn a_zone_that_never_becomes_ready_halts_the_rollout_and_fixing_it_resumes() {
+    for n in [2, 3, 7] {
+        let mut world = settled_world(n);
+        world.broken.insert("demo-z1".into());
+        set_version(&mut world, "v2");
+        // 30s readyTimeout, 1s ticks: plenty of time to halt.
+        world.run_steps(150);
+        assert_eq!(
+            phase(&world),
+            (Some("z1".into()), Some(ZonePhase::Applying)),
+            "{n} zones"
+        );
+        assert_eq!(world.status().update_status, Some(UpdateStatus::Failed));
+        assert_eq!(
+            condition(&world, "Degraded"),
+            ("True".into(), "ZoneNotReady".into())
+        );
+        assert_eq!(
+            world.events_with(EventReason::ZoneNotReady).len(),
+            1,
+            "one Warning event"
+        );
+        // No other zone was touched: later zones still run v1.
+        for i in 2..n {
+            assert_eq!(world.backend_spec(&format!("z{i}"))["clusterVersion"], "v1");
+        }
+        world.run_steps(50);
+        assert_eq!(
+            world.events_with(EventReason::ZoneNotReady).len(),
+            1,
+            "never one per retry"
+        );
+        // Fix the zone: the rollout resumes and finishes.
+        world.broken.clear();
+        assert!(world.run_until_settled(2000), "{n} zones: did not resume");
+        for i in 0..n {
+            assert_eq!(world.backend_spec(&format!("z{i}"))["clusterVersion"], "v2");
+        }
+        assert_eq!(
+            condition(&world, "Degraded"),
+            ("False".into(), "AsExpected".into())
+        );
+    }
+}
+
+#[test]
+fn a_spec_change_resumes_a_halted_rollout_on_the_halted_zone_first() {
+    let mut world = settled_world(3);
+    world.broken.insert("demo-z1".into());
+    set_version(&mut world, "bad");
+    world.run_steps(150);
+    assert_eq!(
+        condition(&world, "Degraded"),
+        ("True".into(), "ZoneNotReady".into())
+    );
+    // The user reverts; the broken zone takes the new spec (our simulated operator recovers
+    // once a new, good generation is applied).
+    let from = world.events.len();
+    world.broken.clear();
+    set_version(&mut world, "good");
+    world.reconcile(None);
+    assert_eq!(
+        phase(&world),
+        (Some("z1".into()), Some(ZonePhase::Applying))
+    );
+    assert!(world.run_until_settled(2000));
+    assert_eq!(
+        world.started_order(from),
+        ["z0", "z2"],
+        "z1 first (already running), then the others by readiness and spec order"
+    );
+    for i in 0..3 {
+        assert_eq!(
+            world.backend_spec(&format!("z{i}"))["clusterVersion"],
+            "good"
+        );
+    }
+}
+
+#[test]
+fn a_spec_change_mid_rollout_is_applied_and_the_rollout_finishes_on_the_latest_spec() {
+    let mut world = settled_world(3);
+    set_version(&mut world, "v2");
+    // Run until z1 is Applying, then change again.
+    for _ in 0..500 {
+        world.reconcile(None);
+        world.check_invariants();
+        world.operator_tick();
+        if phase(&world) == (Some("z1".into()), Some(ZonePhase::Applying)) {
+            break;
+        }
+    }
+    assert_eq!(phase(&world).0.as_deref(), Some("z1"));
+    set_version(&mut world, "v3");
+    assert!(world.run_until_settled(3000));
+    for i in 0..3 {
+        assert_eq!(world.backend_spec(&format!("z{i}"))["clusterVersion"], "v3");
+    }
+}
+
+#[test]
+fn crash_restart_from_any_intermediate_state() {
+    // Crash at every k-th reconcile: the controller's memory is lost, and the crashed
+    // reconcile executes only part of its actions. State is rebuilt from the simulated
+    // children and the CR status only.
+    for n in [1, 2, 3, 7] {
+        // (Crashing every other reconcile would lose every preflight outcome before it is used:
+        // the controller feeds it back in the next decision of the same process.)
+        for every in [3, 4, 5, 7] {
+            let mut world = settled_world(n);
+            set_version(&mut world, "v2");
+            let mut settled = false;
+            for step in 0..4000 {
+                let limit = (step % every == 0).then_some(step % 2);
+                if limit.is_some() {
+                    world.crash();
+                }
+                let decision = world.reconcile(limit);
+                world.check_invariants();
+                if limit.is_none()
+                    && decision.actions.is_empty()
+                    && !decision.status_changed
+                    && world.status().update_status == Some(UpdateStatus::Operational)
+                {
+                    settled = true;
+                    break;
+                }
+                world.operator_tick();
+                world.check_invariants();
+            }
+            assert!(
+                settled,
+                "{n} zones, crash every {every}: did not finish: {:#?} {:#?}",
+                world.status(),
+                world
+                    .observed()
+                    .children
+                    .iter()
+                    .map(|c| (
+                        &c.name,
+                        &c.annotations,
+                        &c.update_status,
+                        c.generation,
+                        c.observed_generation
+                    ))
+                    .collect::<Vec<_>>()
+            );
+            for i in 0..n {
+                assert_eq!(world.backend_spec(&format!("z{i}"))["clusterVersion"], "v2");
+            }
+        }
+    }
+}
+
+#[test]
+fn paused_stops_child_writes_and_unpausing_applies_the_pending_change() {
+    let mut world = settled_world(3);
+    set_version(&mut world, "v2");
+    world.run_steps(12);
+    world.edit(|cr| cr.spec.paused = Some(true));
+    let writes_before = world.writes.len();
+    for _ in 0..40 {
+        let decision = world.reconcile(None);
+        assert!(
+            decision.actions.is_empty(),
+            "no writes while paused: {:?}",
+            decision.actions
+        );
+        world.operator_tick();
+    }
+    assert_eq!(world.writes.len(), writes_before);
+    assert_eq!(world.status().update_status, Some(UpdateStatus::Paused));
+    world.edit(|cr| cr.spec.paused = Some(false));
+    let decision = world.reconcile(None);
+    if let Some(since) = decision
+        .status
+        .rollout
+        .as_ref()
+        .and_then(|r| r.phase_since.as_ref())
+    {
+        assert_eq!(since.0, world.now, "unpausing restarts the phase clock");
+    }
+    assert!(world.run_until_settled(2000));
+    for i in 0..3 {
+        assert_eq!(world.backend_spec(&format!("z{i}"))["clusterVersion"], "v2");
+    }
+}
+
+#[test]
+fn removed_zone_is_drained_then_deleted_or_released() {
+    for policy in ["Delete", "Retain"] {
+        let mut world = settled_world(3);
+        world.edit(|cr| {
+            cr.spec.zones.pop();
+            cr.spec.zone_removal_policy =
+                Some(serde_json::from_value(json!(policy)).expect("policy"));
+        });
+        assert!(world.run_until_settled(3000), "{policy}: did not settle");
+        let url = "http://vminsert-demo-z2.ns.svc:8480/insert/multitenant/prometheus/api/v1/write";
+        for agent in ["demo-z0", "demo-z1"] {
+            let spec = &world
+                .child(ChildKind::VMAgent, agent)
+                .expect("agent")
+                .object["spec"];
+            assert!(
+                !spec.to_string().contains(url),
+                "{agent} still writes to the removed zone"
+            );
+        }
+        let auth = world.vmauth().expect("vmauth").object["spec"].to_string();
+        assert!(!auth.contains("demo-z2"));
+        let leftover = world.child(ChildKind::VMCluster, "demo-z2");
+        match policy {
+            "Delete" => assert!(leftover.is_none(), "created child deleted"),
+            _ => {
+                let child = leftover.expect("retained");
+                let meta = &child.object["metadata"];
+                assert!(
+                    meta["labels"]
+                        .get("operator.victoriametrics.com/vmdistributed")
+                        .is_none()
+                );
+                assert!(
+                    meta["annotations"]
+                        .get("operator.victoriametrics.com/spec-hash")
+                        .is_none()
+                );
+                assert!(
+                    meta["annotations"]
+                        .get("operator.victoriametrics.com/created-by")
+                        .is_none()
+                );
+                assert_eq!(meta["ownerReferences"].as_array().map(Vec::len), Some(0));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_child_claimed_by_another_cr_is_never_written() {
+    let mut world = World::new(zones_cr(2, "v1"));
+    // zone z1's cluster already exists, labelled for CR "other".
+    world.children.insert(
+        ("VMCluster".into(), "demo-z1".into()),
+        rollout_world::SimChild {
+            kind: ChildKind::VMCluster,
+            object: json!({"kind": "VMCluster", "metadata": {"name": "demo-z1", "namespace": "ns",
+                "uid": "foreign", "generation": 1,
+                "labels": {"operator.victoriametrics.com/vmdistributed": "other"}},
+                "spec": {"clusterVersion": "theirs"},
+                "status": {"updateStatus": "operational", "observedGeneration": 1}}),
+            pending: 0,
+        },
+    );
+    world.run_steps(100);
+    let foreign = world
+        .child(ChildKind::VMCluster, "demo-z1")
+        .expect("still there");
+    assert_eq!(foreign.object["spec"]["clusterVersion"], "theirs");
+    assert!(
+        !world.writes.iter().any(|w| w.1 == "demo-z1"),
+        "never written"
+    );
+    assert_eq!(
+        condition(&world, "Degraded"),
+        ("True".into(), "OwnershipConflict".into())
+    );
+    assert_eq!(world.events_with(EventReason::OwnershipConflict).len(), 1);
+    let zone = world
+        .status()
+        .zones
+        .into_iter()
+        .find(|z| z.name == "z1")
+        .expect("zone");
+    assert!(
+        zone.message
+            .unwrap_or_default()
+            .contains("VMDistributed other")
+    );
+    // The other zone was created and serves.
+    assert!(world.child(ChildKind::VMCluster, "demo-z0").is_some());
+}
+
+#[test]
+fn deletion_deletes_created_children_and_releases_adopted_ones() {
+    for retain in [false, true] {
+        let mut world = World::new(zones_cr(2, "v1"));
+        // An adopted agent for z0: exists before, no created-by.
+        world.children.insert(
+            ("VMAgent".into(), "demo-z0".into()),
+            rollout_world::SimChild {
+                kind: ChildKind::VMAgent,
+                object: json!({"kind": "VMAgent", "metadata": {"name": "demo-z0", "namespace": "ns",
+                    "uid": "adopted", "generation": 1}, "spec": {},
+                    "status": {"updateStatus": "operational", "observedGeneration": 1}}),
+                pending: 0,
+            },
+        );
+        world.edit(|cr| cr.spec.retain = Some(retain));
+        assert!(world.run_until_settled(3000), "retain {retain}");
+        let adopted = world.child(ChildKind::VMAgent, "demo-z0").expect("adopted");
+        assert!(
+            adopted.object["metadata"]["annotations"]
+                .get("operator.victoriametrics.com/created-by")
+                .is_none()
+        );
+        assert!(adopted.object["metadata"].get("ownerReferences").is_none());
+        world.cr.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(world.now),
+        );
+        for _ in 0..20 {
+            world.reconcile(None);
+            world.operator_tick();
+        }
+        assert!(
+            world
+                .cr
+                .metadata
+                .finalizers
+                .as_ref()
+                .is_none_or(|f| f.is_empty()),
+            "finalizer removed"
+        );
+        assert!(
+            world.child(ChildKind::VMAgent, "demo-z0").is_some(),
+            "adopted never deleted"
+        );
+        assert_eq!(world.claimed(), 0, "nothing labelled for the CR remains");
+        let created_left = world.child(ChildKind::VMCluster, "demo-z0").is_some();
+        assert_eq!(created_left, retain, "retain {retain}");
+        if retain {
+            assert!(
+                world.writes.iter().all(|w| w.4 != "delete"),
+                "nothing deleted with retain"
+            );
+        }
+    }
+}
+
+#[test]
+fn retain_turning_true_removes_owner_references_without_a_rollout() {
+    let mut world = settled_world(2);
+    assert!(
+        world
+            .child(ChildKind::VMCluster, "demo-z0")
+            .expect("c")
+            .object["metadata"]["ownerReferences"][0]["uid"]
+            == "cr-uid"
+    );
+    let from = world.events.len();
+    world.edit(|cr| cr.spec.retain = Some(true));
+    assert!(world.run_until_settled(200));
+    for child in world.children.values() {
+        let refs = child.object["metadata"]["ownerReferences"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(refs.is_empty(), "{:?}", child.object["metadata"]);
+    }
+    assert!(
+        world.started_order(from).is_empty(),
+        "no rollout for a metadata change"
+    );
+}
+
+#[test]
+fn adopted_child_that_contains_the_intent_is_stamped_without_a_rollout() {
+    let cr = zones_cr(2, "v1");
+    let mut world = World::new(cr.clone());
+    // Pre-existing children identical to what would be rendered, without annotations.
+    let intents = shared::render::render_intents(&cr, &world.observed());
+    for zone in &intents.zones {
+        for intent in [&zone.backend, &zone.agent] {
+            let mut object = intent.to_object();
+            object["metadata"] = json!({"name": intent.name, "namespace": "ns", "uid": format!("pre-{}", intent.name), "generation": 1});
+            object["status"] = json!({"updateStatus": "operational", "observedGeneration": 1});
+            world.children.insert(
+                (intent.kind.kind().into(), intent.name.clone()),
+                rollout_world::SimChild {
+                    kind: intent.kind,
+                    object,
+                    pending: 0,
+                },
+            );
+        }
+    }
+    assert!(world.run_until_settled(500));
+    assert!(
+        world.events_with(EventReason::RolloutStarted).is_empty(),
+        "stamped, not rolled: {:?} {:?}",
+        world.events,
+        world.writes
+    );
+    let child = world.child(ChildKind::VMCluster, "demo-z0").expect("child");
+    assert!(
+        child.object["metadata"]["annotations"]
+            .get("operator.victoriametrics.com/spec-hash")
+            .is_some()
+    );
+    assert!(
+        child.object["metadata"]["annotations"]
+            .get("operator.victoriametrics.com/created-by")
+            .is_none()
+    );
+}
+
+#[test]
+fn invalid_spec_writes_nothing() {
+    let mut world = settled_world(2);
+    let writes = world.writes.len();
+    world.edit(|cr| cr.spec.zones[1].name = "Not_Valid".into());
+    let decision = world.reconcile(None);
+    assert!(decision.actions.is_empty());
+    assert_eq!(world.writes.len(), writes);
+    assert_eq!(
+        condition(&world, "Ready"),
+        ("False".into(), "InvalidSpec".into())
+    );
+    assert_eq!(world.status().update_status, Some(UpdateStatus::Failed));
+    assert_eq!(world.events_with(EventReason::InvalidSpec).len(), 1);
+    world.reconcile(None);
+    assert_eq!(
+        world.events_with(EventReason::InvalidSpec).len(),
+        1,
+        "no event per retry"
+    );
+}
+
+#[test]
+fn a_new_zone_is_created_and_existing_agents_are_rolled_to_write_to_it() {
+    let mut world = settled_world(2);
+    world.edit(|cr| {
+        cr.spec
+            .zones
+            .push(serde_json::from_value(json!({"name": "z2"})).expect("zone"))
+    });
+    assert!(world.run_until_settled(3000));
+    let url = "http://vminsert-demo-z2.ns.svc:8480/insert/multitenant/prometheus/api/v1/write";
+    for agent in ["demo-z0", "demo-z1", "demo-z2"] {
+        let list = world
+            .child(ChildKind::VMAgent, agent)
+            .expect("agent")
+            .object["spec"]["remoteWrite"]
+            .clone();
+        assert_eq!(list.as_array().map(Vec::len), Some(3), "{agent}");
+        assert_eq!(list[2]["url"], url, "new target appended last on {agent}");
+    }
+    let status = world.status();
+    assert!(status.zones.iter().all(|z| z.in_read && z.in_write));
+}

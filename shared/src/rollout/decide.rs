@@ -57,6 +57,9 @@ struct ZoneView<'a> {
     missing: Option<String>,
     ready: bool,
     current: bool,
+    /// Every child that is not current is an adopted child that already contains its intent:
+    /// stamping makes the zone current without a rollout.
+    stampable: bool,
 }
 
 impl ZoneView<'_> {
@@ -73,6 +76,13 @@ fn child_current(child: Option<&ChildObject>, intent: &ChildIntent) -> bool {
     child.is_some_and(|c| {
         c.spec_hash() == Some(intent.spec_hash.as_str()) && contains(&c.spec, &intent.spec)
     })
+}
+
+/// Whether a child is current or will be after stamping (no spec-hash yet, live spec contains
+/// the intent).
+fn stampable(child: Option<&ChildObject>, intent: &ChildIntent) -> bool {
+    child_current(child, intent)
+        || child.is_some_and(|c| c.spec_hash().is_none() && contains(&c.spec, &intent.spec))
 }
 
 /// What one step concluded, before it becomes a status.
@@ -200,6 +210,7 @@ impl<'a> Step<'a> {
                     ready: b.is_some_and(ChildObject::is_ready)
                         && a.is_some_and(ChildObject::is_ready),
                     current: child_current(b, &intents.backend) && child_current(a, &intents.agent),
+                    stampable: stampable(b, &intents.backend) && stampable(a, &intents.agent),
                 }
             })
             .collect()
@@ -440,7 +451,7 @@ impl<'a> Step<'a> {
         if self.vmauth_conflict().is_none() {
             let next = views
                 .iter()
-                .filter(|v| v.writable() && v.exists() && !v.current)
+                .filter(|v| v.writable() && v.exists() && !v.current && !v.stampable)
                 .filter(|v| !v.backend.is_some_and(ChildObject::is_deleting))
                 .min_by_key(|v| v.ready);
             if let Some(next) = next {

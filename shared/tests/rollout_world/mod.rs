@@ -24,7 +24,13 @@ use shared::rollout::model::{
 use shared::rollout::{EventReason, decide};
 
 /// A child write and the rollout status that authorized it: (kind, name, rollout zone, phase, verb).
-pub type Write = (ChildKind, String, Option<String>, Option<ZonePhase>, &'static str);
+pub type Write = (
+    ChildKind,
+    String,
+    Option<String>,
+    Option<ZonePhase>,
+    &'static str,
+);
 
 /// One simulated child.
 #[derive(Clone, Debug)]
