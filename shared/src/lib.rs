@@ -14,6 +14,7 @@ pub mod names;
 pub mod parse;
 mod path;
 pub mod render;
+pub mod render_cli;
 pub mod rollout;
 pub mod spec;
 pub mod template;

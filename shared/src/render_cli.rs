@@ -1,0 +1,146 @@
+//! The pure logic of `vmdistributed-controller render -f FILE|-`: the children a
+//! `VMDistributed` renders to (SPEC §4), printed as YAML, offline.
+//!
+//! Input is multi-document YAML; documents of other kinds are skipped with a note on stderr, and
+//! a YAML syntax error names the document and the line. Each valid `VMDistributed` is defaulted
+//! and rendered with no cluster at hand, which changes three things, all said on stderr:
+//! remote-write URLs use the merged spec of every backend (the controller uses the live object
+//! for `ref` and adopted backends), the VMAuth routes every zone its `trafficMode` allows (the
+//! steady state; the controller derives membership from the live cluster), and without a
+//! `metadata.uid` no created-by annotation or owner reference is shown.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::VMDistributed;
+use crate::api::{KIND, TrafficMode};
+use crate::check::split_documents;
+use crate::cli::CliOutput;
+use crate::defaults::default_in_place;
+use crate::parse::strict;
+use crate::render::{render_vmauth, render_zone};
+use crate::rollout::membership::Membership;
+use crate::rollout::model::{ChildIntent, Observed};
+use crate::validation::validate_value;
+
+/// Render every `VMDistributed` in `input` (multi-document YAML) to its children's intents.
+/// Exit code 1 when a document is not valid YAML or a `VMDistributed` is invalid.
+#[must_use]
+pub fn render_documents(input: &str) -> CliOutput {
+    let mut out = CliOutput::default();
+    let (mut rendered, mut failed) = (0usize, 0usize);
+    for doc in split_documents(input) {
+        let label = format!("document {} (line {})", doc.number, doc.first_line);
+        let options = serde_saphyr::render_options! {
+            line_offset: (doc.first_line - 1) as u64,
+            snippets: serde_saphyr::SnippetMode::Off,
+        };
+        let value: Value = match serde_saphyr::from_str(doc.text) {
+            Ok(value) => value,
+            Err(err) => {
+                failed += 1;
+                let _ = writeln!(
+                    out.stderr,
+                    "{label}: invalid YAML: {}",
+                    err.render_with_options(options)
+                );
+                continue;
+            }
+        };
+        if value.is_null() {
+            continue;
+        }
+        let kind = value.get("kind").and_then(Value::as_str);
+        if kind != Some(KIND) {
+            let _ = writeln!(
+                out.stderr,
+                "{label}: skipped {}: not a {KIND}",
+                kind.unwrap_or("a document without kind")
+            );
+            continue;
+        }
+        let report = validate_value(&value, None);
+        let cr = match strict::<VMDistributed>(&value) {
+            Ok(cr) if report.is_valid() => cr,
+            _ => {
+                failed += 1;
+                for error in &report.errors {
+                    let _ = writeln!(out.stderr, "{label}: error: {error}");
+                }
+                continue;
+            }
+        };
+        match render_one(cr, &label, &mut out) {
+            Ok(()) => rendered += 1,
+            Err(err) => {
+                failed += 1;
+                let _ = writeln!(out.stderr, "{label}: cannot print: {err}");
+            }
+        }
+    }
+    if rendered == 0 && failed == 0 {
+        let _ = writeln!(out.stderr, "no {KIND} found");
+    }
+    out.exit_code = i32::from(failed > 0);
+    out
+}
+
+fn render_one(mut cr: VMDistributed, label: &str, out: &mut CliOutput) -> Result<(), String> {
+    default_in_place(&mut cr);
+    let name = cr.metadata.name.clone().unwrap_or_default();
+    if cr.metadata.namespace.is_none() {
+        cr.metadata.namespace = Some("default".to_owned());
+        let _ = writeln!(
+            out.stderr,
+            "{label}: {KIND} {name}: no metadata.namespace, rendering into \"default\""
+        );
+    }
+    let _ = writeln!(
+        out.stderr,
+        "{label}: {KIND} {name}: offline: remote-write URLs use each backend's merged spec (the \
+         controller reads ref and adopted backends from the cluster), the VMAuth routes every \
+         zone its trafficMode allows{}",
+        if cr.metadata.uid.is_none() {
+            ", and without metadata.uid no created-by annotation or owner reference is shown"
+        } else {
+            ""
+        }
+    );
+    let observed = Observed::default();
+    let mut intents: Vec<(String, ChildIntent)> = Vec::new();
+    for zone in &cr.spec.zones {
+        let zone_intents = render_zone(&cr, zone, &observed);
+        intents.push((format!("zone {}", zone.name), zone_intents.backend));
+        intents.push((format!("zone {}", zone.name), zone_intents.agent));
+    }
+    let steady = Membership {
+        write: routed(&cr, TrafficMode::writes),
+        read: routed(&cr, TrafficMode::reads),
+    };
+    if let Some(auth) = render_vmauth(&cr, &observed, &steady) {
+        intents.push(("shared VMAuth".to_owned(), auth));
+    }
+    for (what, intent) in intents {
+        let yaml = serde_saphyr::to_string(&intent.to_object()).map_err(|e| e.to_string())?;
+        let _ = writeln!(
+            out.stdout,
+            "---\n# {KIND} {name}, {what}: {} {}",
+            intent.kind, intent.name
+        );
+        out.stdout.push_str(&yaml);
+    }
+    Ok(())
+}
+
+fn routed(
+    cr: &VMDistributed,
+    allows: fn(TrafficMode) -> bool,
+) -> std::collections::BTreeSet<String> {
+    cr.spec
+        .zones
+        .iter()
+        .filter(|z| allows(z.traffic_mode.unwrap_or_default()))
+        .map(|z| z.name.clone())
+        .collect()
+}
