@@ -3,8 +3,7 @@
 
 use kube::core::DynamicObject;
 use kube::core::admission::{
-    AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND,
-    Operation,
+    AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND, Operation,
 };
 use serde_json::Value;
 use shared::VMDistributed;
@@ -35,7 +34,7 @@ pub enum Prepared {
     /// Answered without looking at the spec (allowed as is); the reason is for the log.
     Bypass {
         /// The response to send.
-        response: AdmissionResponse,
+        response: Box<AdmissionResponse>,
         /// Why no decision was needed.
         why: &'static str,
     },
@@ -54,8 +53,12 @@ pub enum Prepared {
 /// [`BadRequest`] for malformed JSON, an AdmissionReview other than `admission.k8s.io/v1`, a
 /// missing request or object, or a kind other than `VMDistributed`.
 pub fn prepare(body: &[u8]) -> Result<Prepared, BadRequest> {
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
-        .map_err(|err| BadRequest(format!("malformed AdmissionReview: {}", one_line(&err.to_string()))))?;
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).map_err(|err| {
+        BadRequest(format!(
+            "malformed AdmissionReview: {}",
+            one_line(&err.to_string())
+        ))
+    })?;
     if review.types.api_version != META_API_VERSION_V1 || review.types.kind != META_KIND {
         return Err(BadRequest(format!(
             "unsupported review type {}/{}: only {META_API_VERSION_V1} {META_KIND} is served",
@@ -77,14 +80,18 @@ pub fn prepare(body: &[u8]) -> Result<Prepared, BadRequest> {
     }
     let bypass = |request: &AdmissionRequest<DynamicObject>, why| {
         Ok(Prepared::Bypass {
-            response: AdmissionResponse::from(request),
+            response: Box::new(AdmissionResponse::from(request)),
             why,
         })
     };
     if !matches!(request.operation, Operation::Create | Operation::Update) {
         return bypass(&request, "operation is neither CREATE nor UPDATE");
     }
-    if request.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
+    if request
+        .sub_resource
+        .as_deref()
+        .is_some_and(|s| !s.is_empty())
+    {
         return bypass(&request, "subresource request");
     }
     let Some(object) = request.object.as_ref() else {
@@ -98,7 +105,9 @@ pub fn prepare(body: &[u8]) -> Result<Prepared, BadRequest> {
     }
     if request.operation == Operation::Update {
         let Some(old) = request.old_object.as_ref() else {
-            return Err(BadRequest("request.oldObject is missing in an UPDATE review".to_owned()));
+            return Err(BadRequest(
+                "request.oldObject is missing in an UPDATE review".to_owned(),
+            ));
         };
         if object.data.get("spec") == old.data.get("spec") {
             return bypass(&request, "spec unchanged");
@@ -117,8 +126,12 @@ pub fn prepare(body: &[u8]) -> Result<Prepared, BadRequest> {
 }
 
 fn to_value(object: &DynamicObject) -> Result<Value, BadRequest> {
-    serde_json::to_value(object)
-        .map_err(|err| BadRequest(format!("object cannot be re-encoded: {}", one_line(&err.to_string()))))
+    serde_json::to_value(object).map_err(|err| {
+        BadRequest(format!(
+            "object cannot be re-encoded: {}",
+            one_line(&err.to_string())
+        ))
+    })
 }
 
 /// Collapse whitespace so a reason stays on one line (HTTP bodies and log lines).
@@ -169,27 +182,13 @@ pub fn mutate(review: &Review) -> AdmissionResponse {
 pub fn validate(review: &Review) -> AdmissionResponse {
     let mut response = AdmissionResponse::from(&review.request);
     let report = shared::validation::validate_value(&review.object, review.old_object.as_ref());
+    if !report.errors.is_empty() {
+        response = response.deny(one_line(&report.error_summary()));
+    }
     if !report.warnings.is_empty() {
         response.warnings = Some(report.warnings);
     }
-    if report.errors.is_empty() {
-        response
-    } else {
-        response.deny(denial_message(&report.errors))
-    }
-}
-
-/// All errors in one line: `path: message; path: message`.
-#[must_use]
-pub fn denial_message(errors: &[shared::validation::FieldError]) -> String {
-    let mut message = String::new();
-    for (i, err) in errors.iter().enumerate() {
-        if i > 0 {
-            message.push_str("; ");
-        }
-        message.push_str(&one_line(&err.to_string()));
-    }
-    message
+    response
 }
 
 /// Serialize the response into an `AdmissionReview` body.

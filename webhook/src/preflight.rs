@@ -17,6 +17,7 @@ use kube::core::admission::AdmissionResponse;
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;
 use shared::VMDistributed;
+use shared::rollout::model::Observed;
 use tracing::debug;
 
 use crate::admission::Review;
@@ -66,12 +67,15 @@ pub fn classify(err: &kube::Error) -> Finding {
     match err {
         kube::Error::Api(status) => {
             let message = status.message.clone();
-            let webhook_denial = message.contains("admission webhook") && message.contains("denied the request");
+            let webhook_denial =
+                message.contains("admission webhook") && message.contains("denied the request");
             match status.code {
                 400 | 422 => Finding::Rejected(message),
                 _ if webhook_denial => Finding::Rejected(message),
                 403 => Finding::Inconclusive(format!("forbidden (RBAC): {message}")),
-                404 => Finding::Inconclusive(format!("not found (is the CRD installed?): {message}")),
+                404 => {
+                    Finding::Inconclusive(format!("not found (is the CRD installed?): {message}"))
+                }
                 code => Finding::Inconclusive(format!("API server answered {code}: {message}")),
             }
         }
@@ -88,7 +92,9 @@ pub struct Preflight {
 
 impl std::fmt::Debug for Preflight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Preflight").field("budget", &self.budget).finish_non_exhaustive()
+        f.debug_struct("Preflight")
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
     }
 }
 
@@ -108,11 +114,16 @@ impl Preflight {
             Some(path) => {
                 let kubeconfig = kube::config::Kubeconfig::read_from(path)
                     .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-                kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-                    .await
-                    .context("kubeconfig")?
+                kube::Config::from_custom_kubeconfig(
+                    kubeconfig,
+                    &kube::config::KubeConfigOptions::default(),
+                )
+                .await
+                .context("kubeconfig")?
             }
-            None => kube::Config::infer().await.context("Kubernetes client configuration")?,
+            None => kube::Config::infer()
+                .await
+                .context("Kubernetes client configuration")?,
         };
         // A request that cannot finish within the budget is useless; do not queue behind it.
         config.read_timeout = Some(budget);
@@ -158,12 +169,20 @@ impl Preflight {
             // Validation decoded it already; nothing to add if it does not decode now.
             return response;
         };
-        let cr = shared::defaults::apply_defaults(&cr);
-        let namespace = review.request.namespace.clone().unwrap_or_default();
-        let children = children(&cr, &namespace);
+        let mut cr = shared::defaults::apply_defaults(&cr);
+        if cr.metadata.namespace.is_none() {
+            cr.metadata.namespace.clone_from(&review.request.namespace);
+        }
+        let namespace = cr.metadata.namespace.clone().unwrap_or_default();
+        let children = children(&cr);
         let findings = self.dry_run(&namespace, &children).await;
         let verdict = verdict(&children, &findings);
-        debug!(uid, children = children.len(), rejected = verdict.rejections.len(), "preflight");
+        debug!(
+            uid,
+            children = children.len(),
+            rejected = verdict.rejections.len(),
+            "preflight"
+        );
         apply_verdict(response, verdict)
     }
 }
@@ -184,12 +203,14 @@ pub fn verdict(children: &[DryRunChild], findings: &[Finding]) -> Verdict {
     for (child, finding) in children.iter().zip(findings) {
         match finding {
             Finding::Accepted => {}
-            Finding::Rejected(message) => verdict
-                .rejections
-                .push(format!("preflight: {} rejected by the API server: {message}", child.describe())),
-            Finding::Inconclusive(reason) => verdict
-                .warnings
-                .push(format!("preflight: {} not checked: {reason}", child.describe())),
+            Finding::Rejected(message) => verdict.rejections.push(format!(
+                "preflight: {} rejected by the API server: {message}",
+                child.describe()
+            )),
+            Finding::Inconclusive(reason) => verdict.warnings.push(format!(
+                "preflight: {} not checked: {reason}",
+                child.describe()
+            )),
         }
     }
     verdict
@@ -197,7 +218,10 @@ pub fn verdict(children: &[DryRunChild], findings: &[Finding]) -> Verdict {
 
 fn apply_verdict(mut response: AdmissionResponse, verdict: Verdict) -> AdmissionResponse {
     if !verdict.warnings.is_empty() {
-        response.warnings.get_or_insert_with(Vec::new).extend(verdict.warnings);
+        response
+            .warnings
+            .get_or_insert_with(Vec::new)
+            .extend(verdict.warnings);
     }
     if verdict.rejections.is_empty() {
         response
@@ -206,45 +230,20 @@ fn apply_verdict(mut response: AdmissionResponse, verdict: Verdict) -> Admission
     }
 }
 
-/// The children the controller would write for `cr`, as dry-run manifests.
+/// The children the controller would write for the defaulted `cr` (SPEC §4, rendered with no
+/// live state, as on creation), as dry-run manifests without owner references.
 #[must_use]
-pub fn children(cr: &VMDistributed, namespace: &str) -> Vec<DryRunChild> {
-    use shared::names::{ChildKind, child_name, zone_kinds};
-    let mut out = Vec::new();
-    for zone in &cr.spec.zones {
-        for kind in zone_kinds(cr) {
-            let name = child_name(cr, zone, kind);
-            let spec = shared::spec::zone_child_spec(cr, zone, kind);
-            out.push(child(Some(zone.name.clone()), kind, name, namespace, spec));
-        }
-    }
-    if shared::defaults::vmauth_enabled(cr)
-        && let Some(zone) = cr.spec.zones.first()
-    {
-        let spec = shared::spec::zone_child_spec(cr, zone, ChildKind::VMAuth);
-        out.push(child(None, ChildKind::VMAuth, shared::names::vmauth_name(cr), namespace, spec));
-    }
-    out
-}
-
-fn child(
-    zone: Option<String>,
-    kind: shared::names::ChildKind,
-    name: String,
-    namespace: &str,
-    spec: Value,
-) -> DryRunChild {
-    let manifest = serde_json::json!({
-        "apiVersion": shared::names::ChildKind::API_VERSION,
-        "kind": kind.kind(),
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    });
-    DryRunChild {
-        zone,
-        kind: kind.kind().to_owned(),
-        plural: kind.plural().to_owned(),
-        name,
-        manifest,
-    }
+pub fn children(cr: &VMDistributed) -> Vec<DryRunChild> {
+    let intents = shared::render::render_intents(cr, &Observed::default());
+    intents
+        .all()
+        .into_iter()
+        .map(|intent| DryRunChild {
+            zone: intent.zone.clone(),
+            kind: intent.kind.kind().to_owned(),
+            plural: intent.kind.plural().to_owned(),
+            name: intent.name.clone(),
+            manifest: intent.without_owner_references().to_object(),
+        })
+        .collect()
 }

@@ -92,17 +92,21 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
 /// One admission request within the timeout, recorded in the metrics.
 async fn serve(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> Response {
     let started = Instant::now();
-    let (outcome, response) =
-        match tokio::time::timeout(state.request_timeout, answer(&state, endpoint, request)).await {
-            Ok(answered) => answered,
-            Err(_) => {
-                warn!(endpoint = endpoint.as_str(), "request timed out");
-                (
-                    Outcome::Error,
-                    plain(StatusCode::GATEWAY_TIMEOUT, "request timed out"),
-                )
-            }
-        };
+    let (outcome, response) = match tokio::time::timeout(
+        state.request_timeout,
+        answer(&state, endpoint, request),
+    )
+    .await
+    {
+        Ok(answered) => answered,
+        Err(_) => {
+            warn!(endpoint = endpoint.as_str(), "request timed out");
+            (
+                Outcome::Error,
+                plain(StatusCode::GATEWAY_TIMEOUT, "request timed out"),
+            )
+        }
+    };
     state
         .metrics
         .record(endpoint, outcome, started.elapsed().as_secs_f64());
@@ -115,13 +119,13 @@ async fn answer(state: &AppState, endpoint: Endpoint, request: Request) -> (Outc
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
             state.metrics.body_too_large();
-            info!(endpoint = endpoint.as_str(), "request body over {MAX_BODY_BYTES} bytes refused");
+            info!(
+                endpoint = endpoint.as_str(),
+                "request body over {MAX_BODY_BYTES} bytes refused"
+            );
             return (
                 Outcome::Error,
-                plain(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "request body exceeds 8 MiB",
-                ),
+                plain(StatusCode::PAYLOAD_TOO_LARGE, "request body exceeds 8 MiB"),
             );
         }
         Err(BodyError::Read(reason)) => {
@@ -132,7 +136,7 @@ async fn answer(state: &AppState, endpoint: Endpoint, request: Request) -> (Outc
         Ok(Prepared::Review(review)) => review,
         Ok(Prepared::Bypass { response, why }) => {
             debug!(uid = %response.uid, endpoint = endpoint.as_str(), why, "allowed without review");
-            return (Outcome::Allowed, review_response(response));
+            return (Outcome::Allowed, review_response(*response));
         }
         Err(bad) => {
             info!(endpoint = endpoint.as_str(), reason = %bad, "bad request");
@@ -151,7 +155,12 @@ async fn answer(state: &AppState, endpoint: Endpoint, request: Request) -> (Outc
         }
     };
     let outcome = if response.allowed {
-        debug!(uid, endpoint = endpoint.as_str(), patched = response.patch.is_some(), "allowed");
+        debug!(
+            uid,
+            endpoint = endpoint.as_str(),
+            patched = response.patch.is_some(),
+            "allowed"
+        );
         Outcome::Allowed
     } else {
         debug!(uid, endpoint = endpoint.as_str(), reason = %response.result.message, "denied");
@@ -202,11 +211,14 @@ async fn read_body(body: Body, declared: Option<u64>) -> Result<Vec<u8>, BodyErr
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(BodyError::TooLarge);
     }
-    let capacity = declared.map_or(16 * 1024, |len| usize::try_from(len).unwrap_or(limit).min(limit));
+    let capacity = declared.map_or(16 * 1024, |len| {
+        usize::try_from(len).unwrap_or(limit).min(limit)
+    });
     let mut buf = Vec::with_capacity(capacity);
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|err| BodyError::Read(format!("reading the request body: {err}")))?;
+        let chunk =
+            chunk.map_err(|err| BodyError::Read(format!("reading the request body: {err}")))?;
         if buf.len() + chunk.len() > limit {
             return Err(BodyError::TooLarge);
         }

@@ -78,11 +78,17 @@ pub async fn start(options: &ServerOptions, state: Arc<AppState>) -> anyhow::Res
     }));
 
     let tls_handle = Handle::new();
-    let mut server = axum_server::from_tcp_rustls(tls_listener, RustlsConfig::from_config(Arc::new(tls_config)))?
-        .handle(tls_handle.clone());
+    let mut server = axum_server::from_tcp_rustls(
+        tls_listener,
+        RustlsConfig::from_config(Arc::new(tls_config)),
+    )?
+    .handle(tls_handle.clone());
     // Bound the time an idle or slow client can hold a connection before its first request.
     let server = {
-        server.http_builder().http1().header_read_timeout(Duration::from_secs(10));
+        server
+            .http_builder()
+            .http1()
+            .header_read_timeout(Duration::from_secs(10));
         server.first_request_timeout(Duration::from_secs(30))
     };
     let app = admission_router(Arc::clone(&state));
@@ -135,8 +141,10 @@ impl RunningServer {
         let _ = self.http_shutdown.send(true);
         let http = self.http_task.await;
         self.reload_task.abort();
-        tls.context("HTTPS listener task")?.context("HTTPS listener")?;
-        http.context("HTTP listener task")?.context("HTTP listener")?;
+        tls.context("HTTPS listener task")?
+            .context("HTTPS listener")?;
+        http.context("HTTP listener task")?
+            .context("HTTP listener")?;
         info!("stopped");
         Ok(())
     }

@@ -29,9 +29,28 @@ impl Rng {
 }
 
 const STRINGS: &[&str] = &[
-    "", "%ZONE%", "zone-a", "Zone_A", "a-very-long-name-that-goes-on-and-on-and-on-beyond-every-limit-kubernetes-has",
-    "VMSingle", "VMCluster", "read-only", "maintenance", "-1s", "0s", "5m", "1h30m", "10000000h", "\u{0}", "é%ZONE%é",
-    "{$patch: delete}", "delete", "replace", "true", "monitoring", "other-ns",
+    "",
+    "%ZONE%",
+    "zone-a",
+    "Zone_A",
+    "a-very-long-name-that-goes-on-and-on-and-on-beyond-every-limit-kubernetes-has",
+    "VMSingle",
+    "VMCluster",
+    "read-only",
+    "maintenance",
+    "-1s",
+    "0s",
+    "5m",
+    "1h30m",
+    "10000000h",
+    "\u{0}",
+    "é%ZONE%é",
+    "{$patch: delete}",
+    "delete",
+    "replace",
+    "true",
+    "monitoring",
+    "other-ns",
 ];
 
 fn random_value(rng: &mut Rng, depth: u32) -> Value {
@@ -41,16 +60,31 @@ fn random_value(rng: &mut Rng, depth: u32) -> Value {
         2 => json!(rng.next() as i64),
         3 => json!(f64::from(rng.below(1000) as u32) / 7.0),
         4 => Value::String(STRINGS[rng.below(STRINGS.len())].to_owned()),
-        5 => Value::Array((0..rng.below(4)).map(|_| random_value(rng, depth + 1)).collect()),
+        5 => Value::Array(
+            (0..rng.below(4))
+                .map(|_| random_value(rng, depth + 1))
+                .collect(),
+        ),
         6 => {
             let mut map = Map::new();
             for _ in 0..rng.below(4) {
-                let key = ["name", "ref", "spec", "$patch", "namespace", "%ZONE%", "zones", "vminsert"][rng.below(8)];
+                let key = [
+                    "name",
+                    "ref",
+                    "spec",
+                    "$patch",
+                    "namespace",
+                    "%ZONE%",
+                    "zones",
+                    "vminsert",
+                ][rng.below(8)];
                 map.insert(key.to_owned(), random_value(rng, depth + 1));
             }
             Value::Object(map)
         }
-        _ => json!({"name": STRINGS[rng.below(STRINGS.len())], "trafficMode": STRINGS[rng.below(STRINGS.len())]}),
+        _ => {
+            json!({"name": STRINGS[rng.below(STRINGS.len())], "trafficMode": STRINGS[rng.below(STRINGS.len())]})
+        }
     }
 }
 
@@ -59,7 +93,11 @@ fn mutate_tree(rng: &mut Rng, value: &mut Value, depth: u32) {
     let descend = rng.below(4) != 0 && depth < 12;
     match value {
         Value::Object(map) if !map.is_empty() && descend => {
-            let key = map.keys().nth(rng.below(map.len())).cloned().unwrap_or_default();
+            let key = map
+                .keys()
+                .nth(rng.below(map.len()))
+                .cloned()
+                .unwrap_or_default();
             if let Some(child) = map.get_mut(&key) {
                 mutate_tree(rng, child, depth + 1);
             }
@@ -70,11 +108,22 @@ fn mutate_tree(rng: &mut Rng, value: &mut Value, depth: u32) {
         }
         Value::Object(map) => match rng.below(3) {
             0 if !map.is_empty() => {
-                let key = map.keys().nth(rng.below(map.len())).cloned().unwrap_or_default();
+                let key = map
+                    .keys()
+                    .nth(rng.below(map.len()))
+                    .cloned()
+                    .unwrap_or_default();
                 map.remove(&key);
             }
             1 => {
-                let key = ["extra", "zones", "spec", "oldObject", "deletionTimestamp", "finalizers"][rng.below(6)];
+                let key = [
+                    "extra",
+                    "zones",
+                    "spec",
+                    "oldObject",
+                    "deletionTimestamp",
+                    "finalizers",
+                ][rng.below(6)];
                 map.insert(key.to_owned(), random_value(rng, depth));
             }
             _ => *value = random_value(rng, depth),
@@ -115,8 +164,10 @@ fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").parse().ok()))
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")
+                    .map(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            })
         })
         .flatten()
         .unwrap_or(0)
@@ -128,14 +179,24 @@ async fn random_and_mutated_reviews_never_panic_and_memory_stays_bounded() {
     let seeds: Vec<Value> = vec![
         serde_json::from_str(include_str!("../bench/review-3zones.json")).unwrap(),
         serde_json::from_str(include_str!("../bench/review-3zones-dupzone.json")).unwrap(),
-        common::review("CREATE", Some(common::object("demo", common::seed_spec())), None),
+        common::review(
+            "CREATE",
+            Some(common::object("demo", common::seed_spec())),
+            None,
+        ),
         common::review(
             "UPDATE",
             Some(common::object("demo", common::seed_spec())),
-            Some(common::object("demo", json!({"zones": [{"name": "zone-a"}, {"name": "zone-c"}]}))),
+            Some(common::object(
+                "demo",
+                json!({"zones": [{"name": "zone-a"}, {"name": "zone-c"}]}),
+            )),
         ),
     ];
-    let seed = std::env::var("VMD_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_1234_u64);
+    let seed = std::env::var("VMD_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_1234_u64);
     let mut rng = Rng(seed | 1);
     let started = Instant::now();
     let (mut answered, mut bad, mut iterations) = (0, 0, 0);
@@ -149,23 +210,36 @@ async fn random_and_mutated_reviews_never_panic_and_memory_stays_bounded() {
         if rng.below(5) == 0 {
             body = bytes_mutation(&mut rng, body);
         }
-        let path = if rng.below(2) == 0 { "/mutate" } else { "/validate" };
+        let path = if rng.below(2) == 0 {
+            "/mutate"
+        } else {
+            "/validate"
+        };
         let response = router
             .clone()
             .oneshot(Request::post(path).body(Body::from(body.clone())).unwrap())
             .await
             .unwrap();
         let status = response.status();
-        let out = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let out = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
         match status {
             StatusCode::OK => {
                 let answer: Value = serde_json::from_slice(&out).unwrap();
-                assert!(answer["response"]["allowed"].is_boolean(), "seed {seed}: {answer}");
+                assert!(
+                    answer["response"]["allowed"].is_boolean(),
+                    "seed {seed}: {answer}"
+                );
                 answered += 1;
             }
             StatusCode::BAD_REQUEST => {
                 let reason = String::from_utf8(out.to_vec()).unwrap();
-                assert_eq!(reason.trim_end().lines().count(), 1, "seed {seed}: {reason:?}");
+                assert_eq!(
+                    reason.trim_end().lines().count(),
+                    1,
+                    "seed {seed}: {reason:?}"
+                );
                 bad += 1;
             }
             other => panic!(
@@ -179,7 +253,10 @@ async fn random_and_mutated_reviews_never_panic_and_memory_stays_bounded() {
         }
     }
     assert!(iterations >= 2_000, "only {iterations} iterations in time");
-    assert!(answered > 100 && bad > 100, "answered {answered}, bad {bad}: mutations too mild or too harsh");
+    assert!(
+        answered > 100 && bad > 100,
+        "answered {answered}, bad {bad}: mutations too mild or too harsh"
+    );
     let growth = rss_kib().saturating_sub(rss_after_warmup);
     assert!(growth < 64 * 1024, "RSS grew by {growth} KiB after warm-up");
 }

@@ -35,7 +35,9 @@ async fn post(router: &Router, path: &str, body: impl Into<Body>) -> (StatusCode
         .unwrap();
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
-    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
     (status, body)
 }
 
@@ -46,7 +48,10 @@ async fn answer(router: &Router, path: &str, review: &Value) -> Value {
     let answer: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(answer["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(answer["kind"], "AdmissionReview");
-    assert_eq!(answer["response"]["uid"], "7f0b2c1e-3a4d-4e5f-8a9b-0c1d2e3f4a5b");
+    assert_eq!(
+        answer["response"]["uid"],
+        "7f0b2c1e-3a4d-4e5f-8a9b-0c1d2e3f4a5b"
+    );
     answer["response"].clone()
 }
 
@@ -55,7 +60,10 @@ async fn answer(router: &Router, path: &str, review: &Value) -> Value {
 fn patch_of(response: &Value) -> Option<json_patch::Patch> {
     let bytes: Vec<u8> = match &response["patch"] {
         Value::Null => return None,
-        Value::Array(items) => items.iter().map(|b| u8::try_from(b.as_u64().unwrap()).unwrap()).collect(),
+        Value::Array(items) => items
+            .iter()
+            .map(|b| u8::try_from(b.as_u64().unwrap()).unwrap())
+            .collect(),
         other => panic!("unexpected patch encoding {other}"),
     };
     Some(serde_json::from_slice(&bytes).unwrap())
@@ -67,7 +75,10 @@ fn patched(object: &Value, response: &Value) -> Value {
         assert_eq!(response["patchType"], "JSONPatch");
         json_patch::patch(&mut out, &patch).unwrap();
     } else {
-        assert!(response.get("patchType").is_none(), "patchType without a patch: {response}");
+        assert!(
+            response.get("patchType").is_none(),
+            "patchType without a patch: {response}"
+        );
     }
     out
 }
@@ -90,12 +101,19 @@ fn defaulted_seed() -> Value {
 async fn mutate_returns_a_patch_that_yields_the_defaulted_object() {
     let app = app();
     let obj = object("demo", seed_spec());
-    let response = answer(&app.admission, "/mutate", &review("CREATE", Some(obj.clone()), None)).await;
+    let response = answer(
+        &app.admission,
+        "/mutate",
+        &review("CREATE", Some(obj.clone()), None),
+    )
+    .await;
     assert_eq!(response["allowed"], true);
     assert_eq!(patched(&obj, &response), defaulted_seed());
     let ops = patch_of(&response).unwrap();
     assert!(
-        ops.0.iter().all(|op| matches!(op, json_patch::PatchOperation::Add(_))),
+        ops.0
+            .iter()
+            .all(|op| matches!(op, json_patch::PatchOperation::Add(_))),
         "defaulting only adds: {ops:?}"
     );
 }
@@ -104,7 +122,12 @@ async fn mutate_returns_a_patch_that_yields_the_defaulted_object() {
 async fn mutate_of_a_fully_defaulted_object_has_no_patch_and_no_patch_type() {
     let app = app();
     let obj = defaulted_seed();
-    let response = answer(&app.admission, "/mutate", &review("CREATE", Some(obj), None)).await;
+    let response = answer(
+        &app.admission,
+        "/mutate",
+        &review("CREATE", Some(obj), None),
+    )
+    .await;
     assert_eq!(response["allowed"], true);
     assert!(response.get("patch").is_none(), "{response}");
     assert!(response.get("patchType").is_none(), "{response}");
@@ -118,7 +141,12 @@ async fn mutate_never_rewrites_user_values() {
     spec["zones"][1]["trafficMode"] = json!("read-only");
     spec["vmauth"]["enabled"] = json!(false);
     let obj = object("demo", spec);
-    let response = answer(&app.admission, "/mutate", &review("CREATE", Some(obj.clone()), None)).await;
+    let response = answer(
+        &app.admission,
+        "/mutate",
+        &review("CREATE", Some(obj.clone()), None),
+    )
+    .await;
     let out = patched(&obj, &response);
     assert_eq!(out["spec"]["zoneCommon"]["readyTimeout"], "90s");
     assert_eq!(out["spec"]["zones"][1]["trafficMode"], "read-only");
@@ -132,7 +160,12 @@ async fn mutate_denies_an_object_that_does_not_decode_with_the_field_path() {
     let app = app();
     let mut spec = seed_spec();
     spec["zones"][1]["trafficMode"] = json!("sideways");
-    let response = answer(&app.admission, "/mutate", &review("CREATE", Some(object("demo", spec)), None)).await;
+    let response = answer(
+        &app.admission,
+        "/mutate",
+        &review("CREATE", Some(object("demo", spec)), None),
+    )
+    .await;
     assert_eq!(response["allowed"], false);
     let message = response["status"]["message"].as_str().unwrap();
     assert!(message.contains("spec.zones[1].trafficMode"), "{message}");
@@ -141,10 +174,20 @@ async fn mutate_denies_an_object_that_does_not_decode_with_the_field_path() {
 #[tokio::test]
 async fn validate_allows_the_seed_and_the_benchmark_payload() {
     let app = app();
-    let response = answer(&app.admission, "/validate", &review("CREATE", Some(defaulted_seed()), None)).await;
+    let response = answer(
+        &app.admission,
+        "/validate",
+        &review("CREATE", Some(defaulted_seed()), None),
+    )
+    .await;
     assert_eq!(response["allowed"], true, "{response}");
     let bench: Value = serde_json::from_str(include_str!("../bench/review-3zones.json")).unwrap();
-    let (status, body) = post(&app.admission, "/validate", serde_json::to_vec(&bench).unwrap()).await;
+    let (status, body) = post(
+        &app.admission,
+        "/validate",
+        serde_json::to_vec(&bench).unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let answer: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(answer["response"]["allowed"], true, "{answer}");
@@ -155,7 +198,12 @@ async fn validate_denies_the_duplicate_zone_payload_with_a_field_path() {
     let app = app();
     let bench: Value =
         serde_json::from_str(include_str!("../bench/review-3zones-dupzone.json")).unwrap();
-    let (status, body) = post(&app.admission, "/validate", serde_json::to_vec(&bench).unwrap()).await;
+    let (status, body) = post(
+        &app.admission,
+        "/validate",
+        serde_json::to_vec(&bench).unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let answer: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(answer["response"]["allowed"], false, "{answer}");
@@ -168,7 +216,12 @@ async fn validate_returns_warnings_when_allowed() {
     let app = app();
     let mut obj = defaulted_seed();
     obj["spec"]["zones"] = json!([{"name": "zone-a", "trafficMode": "read-write"}]);
-    let response = answer(&app.admission, "/validate", &review("CREATE", Some(obj), None)).await;
+    let response = answer(
+        &app.admission,
+        "/validate",
+        &review("CREATE", Some(obj), None),
+    )
+    .await;
     assert_eq!(response["allowed"], true, "{response}");
     let warnings = response["warnings"].as_array().expect("warnings");
     assert!(!warnings.is_empty());
@@ -183,7 +236,10 @@ async fn dry_run_requests_are_answered_identically() {
         let plain = review("CREATE", Some(obj.clone()), None);
         let mut dry = plain.clone();
         dry["request"]["dryRun"] = json!(true);
-        assert_eq!(answer(&app.admission, path, &plain).await, answer(&app.admission, path, &dry).await);
+        assert_eq!(
+            answer(&app.admission, path, &plain).await,
+            answer(&app.admission, path, &dry).await
+        );
     }
 }
 
@@ -191,12 +247,20 @@ async fn dry_run_requests_are_answered_identically() {
 async fn updates_with_an_unchanged_spec_are_allowed_without_mutation_or_validation() {
     let app = app();
     // An invalid stored object whose metadata changes (a finalizer removed): never blocked.
-    let mut old = object("demo", json!({"zones": [{"name": "Bad_Name"}, {"name": "Bad_Name"}]}));
+    let mut old = object(
+        "demo",
+        json!({"zones": [{"name": "Bad_Name"}, {"name": "Bad_Name"}]}),
+    );
     old["metadata"]["finalizers"] = json!(["apps.victoriametrics.com/finalizer"]);
     let mut new = old.clone();
     new["metadata"]["finalizers"] = json!([]);
     for path in ["/mutate", "/validate"] {
-        let response = answer(&app.admission, path, &review("UPDATE", Some(new.clone()), Some(old.clone()))).await;
+        let response = answer(
+            &app.admission,
+            path,
+            &review("UPDATE", Some(new.clone()), Some(old.clone())),
+        )
+        .await;
         assert_eq!(response["allowed"], true, "{path}: {response}");
         assert!(response.get("patch").is_none());
         assert!(response.get("warnings").is_none());
@@ -211,7 +275,12 @@ async fn objects_being_deleted_are_allowed_without_mutation_or_validation() {
     let mut old = obj.clone();
     old["spec"]["zones"] = json!([{"name": "other"}]);
     for path in ["/mutate", "/validate"] {
-        let response = answer(&app.admission, path, &review("UPDATE", Some(obj.clone()), Some(old.clone()))).await;
+        let response = answer(
+            &app.admission,
+            path,
+            &review("UPDATE", Some(obj.clone()), Some(old.clone())),
+        )
+        .await;
         assert_eq!(response["allowed"], true, "{path}: {response}");
         assert!(response.get("patch").is_none());
     }
@@ -222,7 +291,12 @@ async fn delete_and_connect_operations_are_allowed() {
     let app = app();
     let old = object("demo", json!({"zones": []}));
     for path in ["/mutate", "/validate"] {
-        let response = answer(&app.admission, path, &review("DELETE", None, Some(old.clone()))).await;
+        let response = answer(
+            &app.admission,
+            path,
+            &review("DELETE", None, Some(old.clone())),
+        )
+        .await;
         assert_eq!(response["allowed"], true);
     }
 }
@@ -233,15 +307,29 @@ async fn changed_updates_are_validated_against_the_new_object() {
     let old = defaulted_seed();
     let mut new = old.clone();
     new["spec"]["zones"][1]["name"] = json!("zone-a");
-    let response = answer(&app.admission, "/validate", &review("UPDATE", Some(new), Some(old))).await;
+    let response = answer(
+        &app.admission,
+        "/validate",
+        &review("UPDATE", Some(new), Some(old)),
+    )
+    .await;
     assert_eq!(response["allowed"], false, "{response}");
 }
 
 async fn bad_request(router: &Router, path: &str, body: impl Into<Body>) -> String {
     let (status, body) = post(router, path, body).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     let reason = String::from_utf8(body.to_vec()).unwrap();
-    assert_eq!(reason.trim_end().lines().count(), 1, "one-line reason: {reason:?}");
+    assert_eq!(
+        reason.trim_end().lines().count(),
+        1,
+        "one-line reason: {reason:?}"
+    );
     reason
 }
 
@@ -265,7 +353,12 @@ async fn malformed_bodies_get_400_with_a_one_line_reason() {
         let reason = bad_request(&app.admission, path, serde_json::to_vec(&v1beta1).unwrap()).await;
         assert!(reason.contains("admission.k8s.io/v1beta1"), "{reason}");
         let no_object = review("CREATE", None, None);
-        let reason = bad_request(&app.admission, path, serde_json::to_vec(&no_object).unwrap()).await;
+        let reason = bad_request(
+            &app.admission,
+            path,
+            serde_json::to_vec(&no_object).unwrap(),
+        )
+        .await;
         assert!(reason.contains("request.object"), "{reason}");
         let no_old = review("UPDATE", Some(defaulted_seed()), None);
         let reason = bad_request(&app.admission, path, serde_json::to_vec(&no_old).unwrap()).await;
@@ -276,13 +369,28 @@ async fn malformed_bodies_get_400_with_a_one_line_reason() {
 #[tokio::test]
 async fn other_kinds_get_400() {
     let app = app();
-    let mut pod = review("CREATE", Some(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}})), None);
+    let mut pod = review(
+        "CREATE",
+        Some(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}})),
+        None,
+    );
     pod["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "Pod"});
-    let reason = bad_request(&app.admission, "/validate", serde_json::to_vec(&pod).unwrap()).await;
+    let reason = bad_request(
+        &app.admission,
+        "/validate",
+        serde_json::to_vec(&pod).unwrap(),
+    )
+    .await;
     assert!(reason.contains("Kind=Pod"), "{reason}");
     let mut cluster = review("CREATE", Some(json!({"metadata": {"name": "c"}})), None);
-    cluster["request"]["kind"] = json!({"group": "operator.victoriametrics.com", "version": "v1beta1", "kind": "VMCluster"});
-    let reason = bad_request(&app.admission, "/mutate", serde_json::to_vec(&cluster).unwrap()).await;
+    cluster["request"]["kind"] =
+        json!({"group": "operator.victoriametrics.com", "version": "v1beta1", "kind": "VMCluster"});
+    let reason = bad_request(
+        &app.admission,
+        "/mutate",
+        serde_json::to_vec(&cluster).unwrap(),
+    )
+    .await;
     assert!(reason.contains("VMCluster"), "{reason}");
 }
 
@@ -303,7 +411,11 @@ async fn bodies_over_8_mib_declared_in_content_length_are_refused_without_readin
         .unwrap();
     let response = app.admission.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(polled.load(Ordering::Relaxed), 0, "the body was not read at all");
+    assert_eq!(
+        polled.load(Ordering::Relaxed),
+        0,
+        "the body was not read at all"
+    );
 }
 
 #[tokio::test]
@@ -318,14 +430,18 @@ async fn streamed_bodies_over_8_mib_are_cut_off_at_the_limit() {
         Ok::<_, std::io::Error>(Bytes::from(vec![b' '; 64 * 1024]))
     })
     .take(16 * 1024);
-    let request = Request::post("/mutate").body(Body::from_stream(stream)).unwrap();
+    let request = Request::post("/mutate")
+        .body(Body::from_stream(stream))
+        .unwrap();
     let response = app.admission.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let read = produced.load(Ordering::Relaxed);
     assert!(read <= MAX_BODY_BYTES + 64 * 1024, "read {read} bytes");
 
     // Exactly at the limit is fine (and then malformed JSON, since it is all spaces).
-    let request = Request::post("/mutate").body(Body::from(vec![b' '; MAX_BODY_BYTES])).unwrap();
+    let request = Request::post("/mutate")
+        .body(Body::from(vec![b' '; MAX_BODY_BYTES]))
+        .unwrap();
     let response = app.admission.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }
@@ -333,19 +449,45 @@ async fn streamed_bodies_over_8_mib_are_cut_off_at_the_limit() {
 #[tokio::test]
 async fn health_ready_and_metrics_report_requests_by_endpoint_and_result() {
     let app = app();
-    let _ = answer(&app.admission, "/mutate", &review("CREATE", Some(object("demo", seed_spec())), None)).await;
+    let _ = answer(
+        &app.admission,
+        "/mutate",
+        &review("CREATE", Some(object("demo", seed_spec())), None),
+    )
+    .await;
     let bench = include_str!("../bench/review-3zones-dupzone.json");
     let _ = post(&app.admission, "/validate", bench.to_owned()).await;
     let _ = post(&app.admission, "/validate", "{").await;
-    let _ = post(&app.admission, "/validate", Body::from(vec![b' '; MAX_BODY_BYTES + 1])).await;
+    let _ = post(
+        &app.admission,
+        "/validate",
+        Body::from(vec![b' '; MAX_BODY_BYTES + 1]),
+    )
+    .await;
 
     for path in ["/healthz", "/readyz"] {
-        let response = app.health.clone().oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        let response = app
+            .health
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
-    let response = app.health.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    let response = app
+        .health
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let text = String::from_utf8(axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    let text = String::from_utf8(
+        axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
     for line in [
         "vmdistributed_webhook_admission_requests_total{endpoint=\"mutate\",result=\"allowed\"} 1",
         "vmdistributed_webhook_admission_requests_total{endpoint=\"validate\",result=\"denied\"} 1",
@@ -361,8 +503,150 @@ async fn health_ready_and_metrics_report_requests_by_endpoint_and_result() {
 #[tokio::test]
 async fn wrong_methods_and_paths_are_not_served() {
     let app = app();
-    let response = app.admission.clone().oneshot(Request::get("/validate").body(Body::empty()).unwrap()).await.unwrap();
+    let response = app
+        .admission
+        .clone()
+        .oneshot(Request::get("/validate").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-    let response = app.admission.clone().oneshot(Request::post("/other").body(Body::empty()).unwrap()).await.unwrap();
+    let response = app
+        .admission
+        .clone()
+        .oneshot(Request::post("/other").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn renaming_a_zones_cluster_on_update_is_denied_naming_old_and_new() {
+    let app = app();
+    let old = defaulted_seed();
+    let mut new = old.clone();
+    new["spec"]["zones"][1]["vmcluster"] = json!({"name": "renamed"});
+    let response = answer(
+        &app.admission,
+        "/validate",
+        &review("UPDATE", Some(new.clone()), Some(old.clone())),
+    )
+    .await;
+    assert_eq!(response["allowed"], false, "{response}");
+    let message = response["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("spec.zones[1].vmcluster.name"),
+        "{message}"
+    );
+    assert!(
+        message.contains("demo-zone-b") && message.contains("renamed"),
+        "{message}"
+    );
+    assert!(message.contains("remove the zone"), "{message}");
+
+    // The annotation lifts the check (with a warning).
+    new["metadata"]["annotations"] = json!({"operator.victoriametrics.com/allow-rename": "true"});
+    let response = answer(
+        &app.admission,
+        "/validate",
+        &review("UPDATE", Some(new), Some(old)),
+    )
+    .await;
+    assert_eq!(response["allowed"], true, "{response}");
+    assert!(
+        response["warnings"]
+            .as_array()
+            .is_some_and(|w| !w.is_empty())
+    );
+}
+
+#[tokio::test]
+async fn removing_a_zone_on_update_is_allowed_with_a_warning_naming_the_children() {
+    let app = app();
+    let mut old = defaulted_seed();
+    old["spec"]["zones"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "zone-c", "trafficMode": "read-write"}));
+    let new = defaulted_seed();
+    let response = answer(
+        &app.admission,
+        "/validate",
+        &review("UPDATE", Some(new), Some(old)),
+    )
+    .await;
+    assert_eq!(response["allowed"], true, "{response}");
+    let warnings: Vec<&str> = response["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let removal = warnings
+        .iter()
+        .find(|w| w.contains("zone-c"))
+        .unwrap_or_else(|| panic!("{warnings:?}"));
+    assert!(
+        removal.contains("demo-zone-c") && removal.contains("released"),
+        "{removal}"
+    );
+}
+
+#[tokio::test]
+async fn changing_backend_type_on_update_is_denied() {
+    let app = app();
+    let old = defaulted_seed();
+    let mut new = old.clone();
+    new["spec"]["backendType"] = json!("VMSingle");
+    new["spec"]["zoneCommon"]["vmcluster"] = Value::Null;
+    new["spec"]["zoneCommon"]
+        .as_object_mut()
+        .unwrap()
+        .remove("vmcluster");
+    let response = answer(
+        &app.admission,
+        "/validate",
+        &review("UPDATE", Some(new), Some(old)),
+    )
+    .await;
+    assert_eq!(response["allowed"], false, "{response}");
+    assert!(
+        response["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.backendType"),
+        "{response}"
+    );
+}
+
+#[tokio::test]
+async fn every_error_is_reported_in_one_message_with_its_path() {
+    let app = app();
+    let mut obj = defaulted_seed();
+    obj["spec"]["zones"] = json!([
+        {"name": "Zone_A"},
+        {"name": "zone-b", "vmcluster": {"ref": {"name": "c", "namespace": "elsewhere"}}},
+        {"name": "zone-b"}
+    ]);
+    obj["spec"]["zoneCommon"]["readyTimeout"] = json!("0s");
+    let response = answer(
+        &app.admission,
+        "/validate",
+        &review("CREATE", Some(obj), None),
+    )
+    .await;
+    assert_eq!(response["allowed"], false);
+    let message = response["status"]["message"].as_str().unwrap();
+    assert_eq!(message.lines().count(), 1, "{message}");
+    for path in [
+        "spec.zones[0].name",
+        "spec.zones[2].name",
+        "spec.zoneCommon.readyTimeout",
+        "spec.zones[1].vmcluster.ref.namespace",
+    ] {
+        assert!(message.contains(path), "missing {path}: {message}");
+    }
+    assert!(
+        message.contains("cross-namespace reference: VMDistributed monitoring/demo cannot reference VMCluster elsewhere/c"),
+        "{message}"
+    );
 }

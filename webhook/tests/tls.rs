@@ -26,9 +26,20 @@ struct Fixture {
 }
 
 fn publish_cert(ca: &TestCa, dir: &std::path::Path) -> Vec<u8> {
-    let pair = ca.issue_serving("vmdistributed-webhook", &["127.0.0.1", "localhost"]).unwrap();
-    publish(dir, &[("tls.crt", pair.cert_pem.as_bytes()), ("tls.key", pair.key_pem.as_bytes())]).unwrap();
-    certs::parse_key_pair(pair.cert_pem.as_bytes(), pair.key_pem.as_bytes()).unwrap().cert[0]
+    let pair = ca
+        .issue_serving("vmdistributed-webhook", &["127.0.0.1", "localhost"])
+        .unwrap();
+    publish(
+        dir,
+        &[
+            ("tls.crt", pair.cert_pem.as_bytes()),
+            ("tls.key", pair.key_pem.as_bytes()),
+        ],
+    )
+    .unwrap();
+    certs::parse_key_pair(pair.cert_pem.as_bytes(), pair.key_pem.as_bytes())
+        .unwrap()
+        .cert[0]
         .as_ref()
         .to_vec()
 }
@@ -46,8 +57,15 @@ async fn fixture() -> Fixture {
         key_file: dir.path().join("tls.key"),
         reload_interval: Duration::from_millis(50),
     };
-    let server = start(&options, Arc::new(AppState::new(Arc::clone(&metrics)))).await.unwrap();
-    Fixture { ca, dir, server, metrics }
+    let server = start(&options, Arc::new(AppState::new(Arc::clone(&metrics))))
+        .await
+        .unwrap();
+    Fixture {
+        ca,
+        dir,
+        server,
+        metrics,
+    }
 }
 
 fn allowed(body: &[u8]) -> bool {
@@ -58,13 +76,20 @@ fn allowed(body: &[u8]) -> bool {
 async fn serves_http1_and_http2_by_alpn_over_tls() {
     let f = fixture().await;
     let addr = f.server.tls_addr();
-    for (alpn, expect_h2) in [(&[&b"h2"[..]][..], true), (&[&b"http/1.1"[..]][..], false), (&[][..], false)] {
+    for (alpn, expect_h2) in [
+        (&[&b"h2"[..]][..], true),
+        (&[&b"http/1.1"[..]][..], false),
+        (&[][..], false),
+    ] {
         let stream = connect(&config(f.ca.cert_der(), alpn), addr).await.unwrap();
         assert_eq!(stream.get_ref().1.alpn_protocol() == Some(b"h2"), expect_h2);
         let mut conn = Conn::new(stream).await.unwrap();
         // Keep-alive: several requests on one connection.
         for _ in 0..3 {
-            let (status, body) = conn.post("/validate", Bytes::from_static(REVIEW.as_bytes())).await.unwrap();
+            let (status, body) = conn
+                .post("/validate", Bytes::from_static(REVIEW.as_bytes()))
+                .await
+                .unwrap();
             assert_eq!(status, 200);
             assert!(allowed(&body), "{}", String::from_utf8_lossy(&body));
         }
@@ -73,14 +98,19 @@ async fn serves_http1_and_http2_by_alpn_over_tls() {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(f.ca.cert_der()).unwrap();
     let tls12 = Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS12])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
     );
     let stream = connect(&tls12, addr).await.unwrap();
-    assert_eq!(stream.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+    assert_eq!(
+        stream.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
     f.server.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
@@ -88,7 +118,10 @@ async fn serves_http1_and_http2_by_alpn_over_tls() {
 async fn start_slow_request(
     config: &Arc<rustls::ClientConfig>,
     addr: std::net::SocketAddr,
-) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Vec<u8>) {
+) -> (
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    Vec<u8>,
+) {
     let mut stream = connect(config, addr).await.unwrap();
     let head = format!(
         "POST /validate HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
@@ -111,7 +144,10 @@ async fn finish_slow_request(
     let mut buf = [0u8; 8192];
     // Read until the whole body (Content-Length) arrived.
     loop {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         if n == 0 {
             break;
         }
@@ -120,7 +156,11 @@ async fn finish_slow_request(
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
             let len = head
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_owned))
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
                 .and_then(|v| v.trim().parse::<usize>().ok());
             if len.is_some_and(|len| body.len() >= len) {
                 break;
@@ -147,7 +187,11 @@ async fn rotating_the_certificate_under_load_fails_no_request() {
     let mut workers = Vec::new();
     for worker in 0..4 {
         let (stop, ok, failures) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failures));
-        let client = if worker % 2 == 0 { Arc::clone(&client) } else { Arc::clone(&h1_client) };
+        let client = if worker % 2 == 0 {
+            Arc::clone(&client)
+        } else {
+            Arc::clone(&h1_client)
+        };
         workers.push(tokio::spawn(async move {
             let mut n = 0u32;
             while !stop.load(Ordering::Relaxed) {
@@ -169,7 +213,10 @@ async fn rotating_the_certificate_under_load_fails_no_request() {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    match conn.post("/validate", Bytes::from_static(REVIEW.as_bytes())).await {
+                    match conn
+                        .post("/validate", Bytes::from_static(REVIEW.as_bytes()))
+                        .await
+                    {
                         Ok((200, body)) if allowed(&body) => {
                             ok.fetch_add(1, Ordering::Relaxed);
                         }
@@ -198,7 +245,10 @@ async fn rotating_the_certificate_under_load_fails_no_request() {
                 break;
             }
             assert!(leaves.contains(&seen), "an unknown certificate was served");
-            assert!(Instant::now() < deadline, "the new certificate was never served");
+            assert!(
+                Instant::now() < deadline,
+                "the new certificate was never served"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         leaves.push(leaf);
@@ -211,11 +261,23 @@ async fn rotating_the_certificate_under_load_fails_no_request() {
 
     let slow_response = finish_slow_request(slow, &slow_rest).await;
     assert!(slow_response.starts_with("HTTP/1.1 200"), "{slow_response}");
-    assert!(slow_response.contains("\"allowed\":true"), "{slow_response}");
+    assert!(
+        slow_response.contains("\"allowed\":true"),
+        "{slow_response}"
+    );
 
-    let failures = failures.lock().unwrap();
-    assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
-    assert!(ok.load(Ordering::Relaxed) > 50, "only {} requests ran", ok.load(Ordering::Relaxed));
+    let failures = failures.lock().unwrap().clone();
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 50,
+        "only {} requests ran",
+        ok.load(Ordering::Relaxed)
+    );
     let metrics = f.metrics.encode();
     assert!(
         metrics.contains("vmdistributed_webhook_tls_reloads_total{result=\"success\"} 3"),
@@ -235,11 +297,21 @@ async fn graceful_shutdown_finishes_in_flight_requests_and_stops_accepting() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let shutdown = tokio::spawn(f.server.shutdown(Duration::from_secs(10)));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!shutdown.is_finished(), "shutdown waits for the in-flight request");
-    assert!(connect(&client, addr).await.is_err(), "no new connections after shutdown started");
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown waits for the in-flight request"
+    );
+    assert!(
+        connect(&client, addr).await.is_err(),
+        "no new connections after shutdown started"
+    );
     let response = finish_slow_request(slow, &rest).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    tokio::time::timeout(Duration::from_secs(10), shutdown).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), shutdown)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(tokio::net::TcpStream::connect(http_addr).await.is_err());
     drop(f.dir);
 }

@@ -66,12 +66,13 @@ pub mod client {
     pub fn config(ca: CertificateDer<'static>, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca).unwrap();
-        let mut config =
-            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Arc::new(config)
     }
@@ -83,12 +84,16 @@ pub mod client {
     ) -> std::io::Result<TlsStream<TcpStream>> {
         let tcp = TcpStream::connect(addr).await?;
         let name = ServerName::try_from("127.0.0.1").unwrap();
-        tokio_rustls::TlsConnector::from(Arc::clone(config)).connect(name, tcp).await
+        tokio_rustls::TlsConnector::from(Arc::clone(config))
+            .connect(name, tcp)
+            .await
     }
 
     /// The leaf certificate the server presented.
     pub fn peer_leaf(stream: &TlsStream<TcpStream>) -> Vec<u8> {
-        stream.get_ref().1.peer_certificates().unwrap()[0].as_ref().to_vec()
+        stream.get_ref().1.peer_certificates().unwrap()[0]
+            .as_ref()
+            .to_vec()
     }
 
     /// A keep-alive connection speaking whatever ALPN chose.
@@ -105,7 +110,8 @@ pub mod client {
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
             let io = TokioIo::new(stream);
             if h2 {
-                let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+                let (send, conn) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
                 tokio::spawn(conn);
                 Ok(Self::H2(send))
             } else {
