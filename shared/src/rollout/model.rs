@@ -15,7 +15,8 @@
 //!    write), notes truncated to 1 KiB.
 //! 4. If [`Decision::actions`] is not empty and contains a child write ([`Action::is_child_write`]),
 //!    GET the CR live (not from the cache) and execute the actions only if its
-//!    `status.rollout` equals `decision.status.rollout` and it still has the same `uid`;
+//!    `status.rollout` equals `decision.status.rollout` (an empty `rollout: {}` counts as
+//!    absent) and it still has the same `uid`;
 //!    otherwise requeue. This is how a deposed leader or a lagging cache is kept from writing
 //!    (SPEC §5 "Consistency"). Execute the actions in order; stop at the first failure and requeue.
 //! 5. Requeue after [`Decision::requeue_after`] when set, otherwise wait for a watch event. After
