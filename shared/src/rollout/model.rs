@@ -60,8 +60,8 @@ pub struct Observed {
     /// pass as `status.preflightGeneration` and a rejection as `Ready=False, InvalidSpec`.
     #[serde(default)]
     pub preflight: Option<PreflightOutcome>,
-    /// The `metadata.generation` the API server returned for our last apply to the VMAuth, if
-    /// this process applied it. A VMAuth phase completes only when the VMAuth reports
+    /// The `metadata.generation` the API server returned for our last create or apply of the
+    /// VMAuth, if this process wrote it. A VMAuth phase completes only when the VMAuth reports
     /// `observedGeneration` at least this high, so a lagging cache cannot complete a phase with
     /// a VMAuth state from before our write. `None` after a restart is safe: the live object's
     /// own generation is then the bar.
@@ -211,7 +211,9 @@ pub enum Action {
     /// POST `intent.to_object()` (the intent carries the created-by annotation and, with
     /// `retain: false`, the owner reference). On 409 AlreadyExists do nothing else: the next
     /// decision sees the existing object and adopts it (an existing object never gets
-    /// created-by). Other errors: requeue.
+    /// created-by). Other errors: requeue. For the VMAuth, remember the `metadata.generation`
+    /// of the response and pass it as [`Observed::vmauth_applied_generation`] (as for
+    /// [`Action::Apply`]): after a `vmauth.name` change the new object starts at generation 1.
     Create {
         /// What to create.
         intent: ChildIntent,

@@ -195,6 +195,9 @@ impl World {
                 if let Some(spec) = object["spec"].as_object_mut() {
                     spec.insert("operatorDefault".into(), json!("added"));
                 }
+                if intent.kind == ChildKind::VMAuth {
+                    self.memory_vmauth_generation = Some(1);
+                }
                 self.children.insert(
                     key,
                     SimChild {
