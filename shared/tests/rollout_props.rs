@@ -200,8 +200,8 @@ fn build(s: &Scenario) -> (VMDistributed, Observed) {
             "metadata": {"name": "demo", "namespace": "ns", "uid": "u-auth", "generation": 5,
                          "labels": {"operator.victoriametrics.com/vmdistributed": "demo"}},
             "spec": {"defaultTargetRefs": [
-                {"name": "write", "crd": {"kind": "VMAgent", "objects": objects(write, ChildKind::VMAgent)}},
-                {"name": "read", "crd": {"kind": "VMCluster/vmselect", "objects": objects(read, ChildKind::VMCluster)}}
+                {"crd": {"kind": "VMAgent", "objects": objects(write, ChildKind::VMAgent)}},
+                {"crd": {"kind": "VMCluster/vmselect", "objects": objects(read, ChildKind::VMCluster)}}
             ]},
             "status": status
         }), None));

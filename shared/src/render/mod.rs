@@ -20,7 +20,7 @@ use crate::children::{
     LABEL_ZONE, MANAGED_BY_VALUE, OwnerRef,
 };
 use crate::names::{ChildKind, backend_kind, child_name, is_ref, vmauth_name};
-use crate::rollout::membership::{self, Membership, READ_REF, WRITE_REF};
+use crate::rollout::membership::{self, Membership};
 use crate::rollout::model::{ChildIntent, Intents, Observed, ZoneIntents};
 use crate::spec::{adopts_by_name, zone_child_spec, zone_remote_write};
 
@@ -205,7 +205,6 @@ pub fn render_vmauth_named(
             .collect()
     };
     let write = target_ref(
-        WRITE_REF,
         "VMAgent",
         members(&membership.write, ChildKind::VMAgent),
         &["/insert/.+", "/api/v1/write"],
@@ -213,14 +212,12 @@ pub fn render_vmauth_named(
     );
     let read = match backend {
         ChildKind::VMSingle => target_ref(
-            READ_REF,
             "VMSingle",
             members(&membership.read, backend),
             &["/api/v1/.+"],
             "first_available",
         ),
         _ => target_ref(
-            READ_REF,
             "VMCluster/vmselect",
             members(&membership.read, backend),
             &["/select/.+", "/admin/tenants", "/flags", "/metrics"],
@@ -240,9 +237,8 @@ pub fn render_vmauth_named(
     intent
 }
 
-fn target_ref(name: &str, kind: &str, objects: Vec<Value>, paths: &[&str], policy: &str) -> Value {
+fn target_ref(kind: &str, objects: Vec<Value>, paths: &[&str], policy: &str) -> Value {
     let mut target = json!({
-        "name": name,
         "paths": paths,
         "load_balancing_policy": policy,
         "retry_status_codes": [500, 502, 503],

@@ -11,10 +11,12 @@ use crate::names::{ChildKind, backend_kind, child_name, vmauth_name};
 use crate::render::backend_url;
 use crate::rollout::model::Observed;
 
-/// Name of the VMAuth target ref that routes writes to the agents.
-pub const WRITE_REF: &str = "write";
-/// Name of the VMAuth target ref that routes reads to the backends.
-pub const READ_REF: &str = "read";
+/// `crd.kind` of the VMAuth target ref that routes writes to the agents. Target refs are told
+/// apart by kind: the VictoriaMetrics operator's `TargetRef` has no name field, and its CRD
+/// rejects unknown fields on server-side apply.
+pub const WRITE_KIND: &str = "VMAgent";
+/// `crd.kind` values of the VMAuth target ref that routes reads to the backends.
+pub const READ_KINDS: [&str; 2] = ["VMCluster/vmselect", "VMSingle"];
 
 /// The zones (by name) the VMAuth should route writes and reads to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -54,9 +56,9 @@ impl LiveRefs {
                         .collect()
                 })
                 .unwrap_or_default();
-            match target.get("name").and_then(Value::as_str) {
-                Some(WRITE_REF) => refs.write.extend(names),
-                Some(READ_REF) => refs.read.extend(names),
+            match target.pointer("/crd/kind").and_then(Value::as_str) {
+                Some(WRITE_KIND) => refs.write.extend(names),
+                Some(kind) if READ_KINDS.contains(&kind) => refs.read.extend(names),
                 _ => {}
             }
         }
