@@ -1,0 +1,137 @@
+//! Watches of the four VictoriaMetrics kinds: caches (reflector stores) read to build the
+//! decision's input, and the mapping of a child event to the `VMDistributed` objects it concerns.
+
+use std::collections::BTreeSet;
+
+use futures::{Stream, StreamExt};
+use kube::api::DynamicObject;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use shared::VMDistributed;
+use shared::children::{ChildObject, LABEL_CLAIM};
+use shared::names::{ChildKind, child_name, vmauth_name, zone_kinds};
+
+use crate::writer::api_resource;
+
+/// The reflector caches of the four child kinds.
+#[derive(Clone)]
+pub struct ChildStores {
+    stores: Vec<(ChildKind, Store<DynamicObject>)>,
+}
+
+/// A watch stream of one kind, feeding its cache; yields every touched object.
+pub type ChildStream =
+    std::pin::Pin<Box<dyn Stream<Item = Result<DynamicObject, watcher::Error>> + Send>>;
+
+/// Start (lazily: the streams do nothing until polled) a watch of every child kind across all
+/// namespaces. `managedFields` is dropped from the caches: it is large and only needed right
+/// before an apply, which reads the object live.
+#[must_use]
+pub fn watch_all(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (ChildStores, Vec<(ChildKind, ChildStream)>) {
+    let mut stores = Vec::new();
+    let mut streams = Vec::new();
+    for kind in ChildKind::ALL {
+        let resource = api_resource(kind);
+        let writer = reflector::store::Writer::new(resource.clone());
+        stores.push((kind, writer.as_reader()));
+        let api: Api<DynamicObject> = match namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        let stream = watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .modify(|obj| {
+                obj.managed_fields_mut().clear();
+            })
+            .reflect(writer)
+            .touched_objects()
+            .boxed();
+        streams.push((kind, stream as ChildStream));
+    }
+    (ChildStores { stores }, streams)
+}
+
+impl ChildStores {
+    /// Wait until every cache has its first full list.
+    pub async fn ready(&self) {
+        for (kind, store) in &self.stores {
+            if store.wait_until_ready().await.is_err() {
+                tracing::warn!(%kind, "child cache closed before it was filled");
+            }
+        }
+    }
+
+    /// The children relevant to `cr`: in its namespace, carrying the claim label (for any CR:
+    /// conflicts must be seen) or named by one of `cr`'s resolved names of that kind.
+    #[must_use]
+    pub fn observed_children(&self, cr: &VMDistributed) -> Vec<ChildObject> {
+        let namespace = cr.namespace().unwrap_or_default();
+        let names = resolved_names(cr);
+        let mut out = Vec::new();
+        for (kind, store) in &self.stores {
+            for obj in store.state() {
+                if obj.namespace().as_deref() != Some(namespace.as_str()) {
+                    continue;
+                }
+                let claimed = obj.labels().contains_key(LABEL_CLAIM);
+                let named = names.contains(&(*kind, obj.name_any()));
+                if !(claimed || named) {
+                    continue;
+                }
+                match serde_json::to_value(obj.as_ref()) {
+                    Ok(value) => out.push(ChildObject::from_value(&value, Some(*kind))),
+                    Err(err) => tracing::warn!(error = %err, "cannot encode a cached child"),
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Every (kind, name) `cr` resolves: each zone's backend and agent, and the VMAuth.
+#[must_use]
+pub fn resolved_names(cr: &VMDistributed) -> BTreeSet<(ChildKind, String)> {
+    let mut names = BTreeSet::new();
+    for zone in &cr.spec.zones {
+        for kind in zone_kinds(cr) {
+            names.insert((kind, child_name(cr, zone, kind)));
+        }
+    }
+    names.insert((ChildKind::VMAuth, vmauth_name(cr)));
+    names
+}
+
+/// The `VMDistributed` objects a child event concerns: the one its claim label names, and every
+/// object in its namespace that resolves its (kind, name) (a `ref` or adoption target appearing
+/// wakes its CR).
+#[must_use]
+pub fn owners_of(
+    kind: ChildKind,
+    child: &DynamicObject,
+    crs: &Store<VMDistributed>,
+) -> Vec<ObjectRef<VMDistributed>> {
+    let Some(namespace) = child.namespace() else {
+        return Vec::new();
+    };
+    let name = child.name_any();
+    let mut out: Vec<ObjectRef<VMDistributed>> = Vec::new();
+    if let Some(claim) = child.labels().get(LABEL_CLAIM) {
+        out.push(ObjectRef::new(claim).within(&namespace));
+    }
+    for cr in crs.state() {
+        if cr.namespace().as_deref() != Some(namespace.as_str()) {
+            continue;
+        }
+        if resolved_names(&cr).contains(&(kind, name.clone())) {
+            let reference = ObjectRef::from_obj(cr.as_ref());
+            if !out.contains(&reference) {
+                out.push(reference);
+            }
+        }
+    }
+    out
+}

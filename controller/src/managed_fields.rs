@@ -1,0 +1,217 @@
+//! Moving field ownership from another field manager to ours before the first server-side apply
+//! to an object that manager wrote with Update (the client-side-apply to server-side-apply
+//! upgrade technique).
+//!
+//! Without it, fields that the VictoriaMetrics operator, Helm or kubectl set with Update stay
+//! co-owned by them after our apply, and removing such a field from the intent later would leave
+//! it in place. Only the fields the intent's `spec` sets move; everything else the other manager
+//! wrote stays its own, so we never delete a field we do not set.
+
+use serde_json::{Map, Value};
+
+/// The `managedFields` list after moving, from every other manager's `Update` entry (main
+/// resource, not a subresource), the ownership of the fields `intent_spec` sets into our `Apply`
+/// entry. `None` when nothing needs to move.
+#[must_use]
+pub fn upgrade(
+    managed_fields: &[Value],
+    intent_spec: &Value,
+    our_manager: &str,
+    api_version: &str,
+    now: &str,
+) -> Option<Vec<Value>> {
+    let mut entries: Vec<Value> = managed_fields.to_vec();
+    let mut moved = Map::new();
+    for entry in &mut entries {
+        let is_other_update = entry.get("manager").and_then(Value::as_str) != Some(our_manager)
+            && entry.get("operation").and_then(Value::as_str) == Some("Update")
+            && entry
+                .get("subresource")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty);
+        if !is_other_update {
+            continue;
+        }
+        let Some(spec_fields) = entry
+            .pointer_mut("/fieldsV1/f:spec")
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        let taken = take(spec_fields, intent_spec);
+        if !taken.is_empty() {
+            merge_into(&mut moved, taken);
+        }
+    }
+    if moved.is_empty() {
+        return None;
+    }
+    // Drop what became empty: an `f:spec` with no fields left, then entries that own nothing.
+    for entry in &mut entries {
+        if let Some(fields) = entry.get_mut("fieldsV1").and_then(Value::as_object_mut)
+            && fields
+                .get("f:spec")
+                .and_then(Value::as_object)
+                .is_some_and(Map::is_empty)
+        {
+            fields.remove("f:spec");
+        }
+    }
+    entries.retain(|entry| {
+        entry
+            .get("fieldsV1")
+            .and_then(Value::as_object)
+            .is_none_or(|fields| !fields.is_empty())
+    });
+    let ours = entries.iter_mut().find(|entry| {
+        entry.get("manager").and_then(Value::as_str) == Some(our_manager)
+            && entry.get("operation").and_then(Value::as_str) == Some("Apply")
+            && entry
+                .get("subresource")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+    });
+    let mut spec_fields = Map::new();
+    spec_fields.insert("f:spec".to_owned(), Value::Object(moved));
+    match ours {
+        Some(entry) => {
+            let fields = entry.as_object_mut().map(|e| {
+                e.entry("fieldsV1")
+                    .or_insert_with(|| Value::Object(Map::new()))
+            });
+            if let Some(Value::Object(fields)) = fields {
+                merge_into(fields, spec_fields);
+            }
+        }
+        None => entries.push(serde_json::json!({
+            "manager": our_manager,
+            "operation": "Apply",
+            "apiVersion": api_version,
+            "time": now,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": Value::Object(spec_fields),
+        })),
+    }
+    Some(entries)
+}
+
+/// Remove from `fields` (a FieldsV1 object) the parts `intent` sets, returning them. Objects in
+/// the intent recurse (their `.` marker moves with them); any other value (scalar, list) moves
+/// the whole subtree, because our apply sets it entirely.
+fn take(fields: &mut Map<String, Value>, intent: &Value) -> Map<String, Value> {
+    let mut moved = Map::new();
+    let Some(intent) = intent.as_object() else {
+        return moved;
+    };
+    for (key, value) in intent {
+        let field_key = format!("f:{key}");
+        let nested = value.is_object() && fields.get(&field_key).is_some_and(Value::is_object);
+        if nested {
+            let Some(Value::Object(sub)) = fields.get_mut(&field_key) else {
+                continue;
+            };
+            let mut taken = take(sub, value);
+            if let Some(marker) = sub.remove(".") {
+                taken.insert(".".to_owned(), marker);
+            }
+            let now_empty = sub.is_empty();
+            if !taken.is_empty() {
+                moved.insert(field_key.clone(), Value::Object(taken));
+            }
+            if now_empty {
+                fields.remove(&field_key);
+            }
+        } else if let Some(subtree) = fields.remove(&field_key) {
+            moved.insert(field_key, subtree);
+        }
+    }
+    moved
+}
+
+fn merge_into(target: &mut Map<String, Value>, source: Map<String, Value>) {
+    for (key, value) in source {
+        match (target.get_mut(&key), value) {
+            (Some(Value::Object(existing)), Value::Object(incoming)) => {
+                merge_into(existing, incoming);
+            }
+            (_, value) => {
+                target.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const ME: &str = "vmdistributed-controller";
+
+    fn helm_entry(fields: Value) -> Value {
+        json!({"manager": "helm", "operation": "Update", "apiVersion": "operator.victoriametrics.com/v1beta1",
+               "fieldsType": "FieldsV1", "fieldsV1": fields})
+    }
+
+    #[test]
+    fn moves_only_the_intent_fields_and_keeps_the_rest_with_their_owner() {
+        let live = vec![helm_entry(json!({
+            "f:metadata": {"f:labels": {"f:team": {}}},
+            "f:spec": {
+                "f:clusterVersion": {},
+                "f:vminsert": {".": {}, "f:replicaCount": {}, "f:image": {"f:tag": {}}},
+                "f:retentionPeriod": {}
+            }
+        }))];
+        let intent = json!({"clusterVersion": "v1", "vminsert": {"replicaCount": 2}});
+        let out =
+            upgrade(&live, &intent, ME, "v1beta1", "2026-01-01T00:00:00Z").unwrap_or_default();
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            out[0]["fieldsV1"],
+            json!({"f:metadata": {"f:labels": {"f:team": {}}},
+                   "f:spec": {"f:vminsert": {"f:image": {"f:tag": {}}}, "f:retentionPeriod": {}}})
+        );
+        assert_eq!(out[1]["manager"], ME);
+        assert_eq!(out[1]["operation"], "Apply");
+        assert_eq!(
+            out[1]["fieldsV1"],
+            json!({"f:spec": {"f:clusterVersion": {}, "f:vminsert": {".": {}, "f:replicaCount": {}}}})
+        );
+    }
+
+    #[test]
+    fn merges_into_our_existing_apply_entry_and_drops_emptied_entries() {
+        let live = vec![
+            json!({"manager": ME, "operation": "Apply", "fieldsType": "FieldsV1",
+                   "fieldsV1": {"f:metadata": {"f:labels": {"f:a": {}}}, "f:spec": {"f:x": {}}}}),
+            helm_entry(json!({"f:spec": {"f:y": {}}})),
+        ];
+        let out = upgrade(&live, &json!({"y": [1, 2]}), ME, "v1beta1", "t").unwrap_or_default();
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0]["fieldsV1"],
+            json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:spec": {"f:x": {}, "f:y": {}}})
+        );
+    }
+
+    #[test]
+    fn nothing_to_move_is_none() {
+        let status_update = json!({"manager": "vm-operator", "operation": "Update", "subresource": "status",
+                                   "fieldsV1": {"f:spec": {"f:x": {}}}});
+        let our_apply =
+            json!({"manager": ME, "operation": "Apply", "fieldsV1": {"f:spec": {"f:x": {}}}});
+        let other_fields = helm_entry(json!({"f:spec": {"f:z": {}}}));
+        assert_eq!(
+            upgrade(
+                &[status_update, our_apply, other_fields],
+                &json!({"x": 1}),
+                ME,
+                "v",
+                "t"
+            ),
+            None
+        );
+    }
+}

@@ -1,0 +1,479 @@
+//! One reconcile step: read the cluster into an [`Observed`], let the pure decision say what to
+//! do, then write the status (with a resourceVersion precondition), emit events and execute the
+//! child writes, in that order (SPEC §5 "Consistency"; the rules are in
+//! `shared::rollout::model`). Nothing here waits for readiness: every wait is a requeue or a
+//! watch event.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder};
+use kube::{Resource, ResourceExt};
+use shared::VMDistributed;
+use shared::names::ChildKind;
+use shared::rollout::model::PreflightOutcome;
+use shared::rollout::model::{Action, ChildIntent, Decision, Event, EventReason, EventType};
+use shared::rollout::{Observed, decide};
+use tracing::Instrument;
+
+use crate::children::ChildStores;
+use crate::error::Error;
+use crate::metrics::{Metrics, ZoneState};
+use crate::writer::{Created, DryRun, Writer};
+
+/// Budget of one preflight (all dry-runs in parallel), as the webhook's preflight.
+const PREFLIGHT_BUDGET: Duration = Duration::from_secs(3);
+/// Decision steps taken in one reconcile while each only writes status or runs preflight.
+const MAX_STEPS: usize = 6;
+/// Maximum size of an event note.
+const NOTE_LIMIT: usize = 1024;
+
+/// What this process remembers about one CR between reconciles. Losing it (restart, another
+/// replica) is safe: the decision treats "unknown" conservatively.
+#[derive(Clone, Debug, Default)]
+struct Memory {
+    preflight: Option<PreflightOutcome>,
+    vmauth_applied_generation: Option<i64>,
+}
+
+/// Shared state of every reconcile.
+pub struct Context {
+    /// Sends every write.
+    pub writer: Writer,
+    /// Child caches.
+    pub stores: ChildStores,
+    /// Client and reporter for events.
+    pub events: EventSink,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    memory: Mutex<HashMap<String, Memory>>,
+}
+
+impl Context {
+    /// A context over these parts.
+    #[must_use]
+    pub fn new(
+        writer: Writer,
+        stores: ChildStores,
+        events: EventSink,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            writer,
+            stores,
+            events,
+            metrics,
+            memory: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn memory(&self, uid: &str) -> Memory {
+        self.memory
+            .lock()
+            .ok()
+            .and_then(|m| m.get(uid).cloned())
+            .unwrap_or_default()
+    }
+
+    fn remember(&self, uid: &str, update: impl FnOnce(&mut Memory)) {
+        if let Ok(mut memory) = self.memory.lock() {
+            update(memory.entry(uid.to_owned()).or_default());
+        }
+    }
+
+    fn forget(&self, uid: &str) {
+        if let Ok(mut memory) = self.memory.lock() {
+            memory.remove(uid);
+        }
+    }
+}
+
+/// Where events go.
+#[derive(Clone)]
+pub struct EventSink {
+    /// Client used to create events.
+    pub client: kube::Client,
+    /// Reporting controller and instance.
+    pub reporter: kube::runtime::events::Reporter,
+}
+
+/// `namespace/name` of a CR, as logged and used for metrics.
+fn key(cr: &VMDistributed) -> String {
+    format!("{}/{}", cr.namespace().unwrap_or_default(), cr.name_any())
+}
+
+/// The reconcile entry point given to the kube-runtime `Controller`.
+///
+/// # Errors
+/// Whatever stopped the step; the error policy requeues.
+pub async fn reconcile(cr: Arc<VMDistributed>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    // Decide only once the child caches are filled, or a first decision could see nothing.
+    tracing::debug!(cr = %key(&cr), "reconcile requested");
+    ctx.stores.ready().await;
+    let span = tracing::info_span!("reconcile", cr = %key(&cr));
+    let started = Instant::now();
+    let result = step_loop(cr, &ctx).instrument(span).await;
+    ctx.metrics.reconciled(
+        started.elapsed(),
+        result.as_ref().err().map(Error::metric_label),
+    );
+    result
+}
+
+/// What to do after one executed decision.
+enum Next {
+    /// Decide again right away with this (fresher) CR.
+    Again(Box<VMDistributed>),
+    /// Done for now.
+    Done(Requeue),
+}
+
+async fn step_loop(cr: Arc<VMDistributed>, ctx: &Context) -> Result<Requeue, Error> {
+    let mut cr: VMDistributed = (*cr).clone();
+    for _ in 0..MAX_STEPS {
+        match step(cr, ctx).await? {
+            Next::Again(fresher) => cr = *fresher,
+            Next::Done(requeue) => return Ok(requeue),
+        }
+    }
+    Ok(Requeue::requeue(Duration::from_millis(100)))
+}
+
+async fn step(cr: VMDistributed, ctx: &Context) -> Result<Next, Error> {
+    let uid = cr.uid().unwrap_or_default();
+    let memory = ctx.memory(&uid);
+    let observed = Observed {
+        children: ctx.stores.observed_children(&cr),
+        preflight: memory.preflight.clone(),
+        vmauth_applied_generation: memory.vmauth_applied_generation,
+    };
+    let decision = decide(&cr, &observed, jiff::Timestamp::now());
+    record_zone_metrics(ctx, &cr, &decision);
+
+    // 1. Status first, with the resourceVersion the decision was made on.
+    let mut current = cr.clone();
+    let rollout_changed =
+        cr.status.as_ref().and_then(|s| s.rollout.as_ref()) != decision.status.rollout.as_ref();
+    if decision.status_changed {
+        match ctx.writer.write_status(&cr, &decision.status).await {
+            Ok(written) => {
+                tracing::debug!(rollout = ?decision.status.rollout, "status written");
+                current = written;
+            }
+            Err(Error::Conflict(message)) => {
+                tracing::debug!(%message, "status conflict; deciding again");
+                return Ok(Next::Done(Requeue::requeue(Duration::from_millis(50))));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    // 2. Events, only after the status that records the transition is stored.
+    publish_events(ctx, &current, &decision.events).await;
+
+    // A transition authorizes writes only once stored: decide again on the written object.
+    if decision.status_changed && rollout_changed {
+        return Ok(Next::Again(Box::new(current)));
+    }
+    // 3. Child writes only after a live read still shows the authorizing transition.
+    if decision.actions.iter().any(Action::is_child_write) {
+        let live = ctx
+            .writer
+            .get_cr(&cr.namespace().unwrap_or_default(), &cr.name_any())
+            .await?;
+        let Some(live) = live else {
+            return Ok(Next::Done(Requeue::await_change()));
+        };
+        let live_rollout = live.status.as_ref().and_then(|s| s.rollout.as_ref());
+        if live.uid() != cr.uid()
+            || live.metadata.generation != cr.metadata.generation
+            || live_rollout != decision.status.rollout.as_ref()
+        {
+            tracing::debug!(
+                "the live object no longer shows the decided transition; deciding again"
+            );
+            return Ok(Next::Again(Box::new(live)));
+        }
+        current = live;
+    }
+    let mut wrote_children = false;
+    let mut again = false;
+    for action in &decision.actions {
+        match execute(ctx, &current, action).await? {
+            Executed::Child => wrote_children = true,
+            Executed::Cr(updated) => {
+                current = *updated;
+                again = true;
+            }
+            Executed::Preflight => again = true,
+        }
+    }
+    if cr.meta().deletion_timestamp.is_some()
+        && decision
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::RemoveFinalizer))
+    {
+        ctx.forget(&uid);
+        ctx.metrics.set_zones(&key(&cr), None);
+        return Ok(Next::Done(Requeue::await_change()));
+    }
+    if again && !wrote_children {
+        return Ok(Next::Again(Box::new(current)));
+    }
+    let requeue = match (wrote_children, decision.requeue_after) {
+        // The watch event of our own write normally arrives first; this bounds the wait.
+        (true, after) => Duration::from_secs(2).min(after.unwrap_or(Duration::MAX)),
+        (false, Some(after)) => after,
+        (false, None) => return Ok(Next::Done(Requeue::await_change())),
+    };
+    Ok(Next::Done(Requeue::requeue(requeue)))
+}
+
+enum Executed {
+    Child,
+    Cr(Box<VMDistributed>),
+    Preflight,
+}
+
+async fn execute(ctx: &Context, cr: &VMDistributed, action: &Action) -> Result<Executed, Error> {
+    let namespace = cr.namespace().unwrap_or_default();
+    let zone = match action {
+        Action::Create { intent } | Action::Apply { intent } => intent.zone.clone(),
+        _ => None,
+    };
+    let span = tracing::info_span!("zone", zone = zone.as_deref().unwrap_or("-"));
+    async {
+        match action {
+            Action::Create { intent } => {
+                match ctx
+                    .writer
+                    .create_child(intent.kind, &namespace, &intent.to_object())
+                    .await?
+                {
+                    Created::New => {
+                        tracing::info!(kind = %intent.kind, child = %intent.name, "created");
+                    }
+                    Created::AlreadyExists => tracing::info!(
+                        kind = %intent.kind, child = %intent.name,
+                        "already exists: adopting it instead of creating"
+                    ),
+                }
+                Ok(Executed::Child)
+            }
+            Action::Apply { intent } => {
+                // Live read for the managedFields upgrade (the cache drops managedFields).
+                let live = ctx
+                    .writer
+                    .get_child(intent.kind, &namespace, &intent.name)
+                    .await?;
+                let applied = ctx
+                    .writer
+                    .apply_child(intent.kind, &namespace, &intent.to_object(), live.as_ref())
+                    .await?;
+                tracing::info!(kind = %intent.kind, child = %intent.name, hash = %intent.spec_hash, "applied");
+                if intent.kind == ChildKind::VMAuth {
+                    let generation = applied.metadata.generation;
+                    ctx.remember(&cr.uid().unwrap_or_default(), |m| {
+                        m.vmauth_applied_generation = generation;
+                    });
+                }
+                Ok(Executed::Child)
+            }
+            Action::Delete { kind, name, uid } => {
+                ctx.writer.delete_child(*kind, &namespace, name, uid).await?;
+                tracing::info!(%kind, child = %name, "deleted");
+                Ok(Executed::Child)
+            }
+            Action::PatchMetadata {
+                kind,
+                name,
+                reason,
+                patch,
+            } => {
+                let operations = serde_json::to_value(patch)
+                    .map_err(|err| Error::Encode(format!("JSON patch: {err}")))?;
+                ctx.writer
+                    .patch_child(*kind, &namespace, name, operations)
+                    .await?;
+                tracing::info!(%kind, child = %name, ?reason, "patched metadata");
+                Ok(Executed::Child)
+            }
+            Action::Preflight {
+                generation,
+                intents,
+            } => {
+                let outcome = preflight(ctx, &namespace, *generation, intents).await;
+                ctx.remember(&cr.uid().unwrap_or_default(), |m| m.preflight = Some(outcome));
+                Ok(Executed::Preflight)
+            }
+            Action::AddFinalizer => {
+                let updated = ctx.writer.set_finalizer(cr, true).await?;
+                tracing::info!("finalizer added");
+                Ok(Executed::Cr(Box::new(updated)))
+            }
+            Action::RemoveFinalizer => {
+                let updated = ctx.writer.set_finalizer(cr, false).await?;
+                tracing::info!("cleanup complete: finalizer removed");
+                Ok(Executed::Cr(Box::new(updated)))
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Dry-run every intent in parallel within [`PREFLIGHT_BUDGET`] and classify as SPEC §3 says.
+async fn preflight(
+    ctx: &Context,
+    namespace: &str,
+    generation: i64,
+    intents: &[ChildIntent],
+) -> PreflightOutcome {
+    let runs = join_all(intents.iter().map(|intent| async move {
+        let object = intent.without_owner_references().to_object();
+        let result = ctx
+            .writer
+            .dry_run_apply(intent.kind, namespace, &object)
+            .await;
+        (intent, result)
+    }));
+    let results = match tokio::time::timeout(PREFLIGHT_BUDGET, runs).await {
+        Ok(results) => results,
+        Err(_) => {
+            tracing::warn!(generation, "preflight timed out; proceeding without it");
+            return PreflightOutcome {
+                generation,
+                rejection: None,
+            };
+        }
+    };
+    let mut rejections = Vec::new();
+    for (intent, result) in results {
+        match result {
+            DryRun::Passed => {}
+            DryRun::Rejected(message) => rejections.push(format!(
+                "{}{} {}: {message}",
+                intent
+                    .zone
+                    .as_deref()
+                    .map(|z| format!("zone {z}: "))
+                    .unwrap_or_default(),
+                intent.kind,
+                intent.name
+            )),
+            DryRun::Unavailable(message) => tracing::warn!(
+                kind = %intent.kind, child = %intent.name, %message,
+                "preflight could not judge this child; proceeding"
+            ),
+        }
+    }
+    if !rejections.is_empty() {
+        tracing::warn!(generation, rejections = %rejections.join("; "), "preflight rejected the spec");
+    }
+    PreflightOutcome {
+        generation,
+        rejection: (!rejections.is_empty()).then(|| rejections.join("; ")),
+    }
+}
+
+async fn publish_events(ctx: &Context, cr: &VMDistributed, events: &[Event]) {
+    if events.is_empty() {
+        return;
+    }
+    let reference = cr.object_ref(&());
+    for event in events {
+        let cr_key = key(cr);
+        match event.reason {
+            EventReason::RolloutStarted => ctx.metrics.rollout_started(&cr_key),
+            EventReason::RolloutFinished => ctx.metrics.rollout_finished(&cr_key),
+            _ => {}
+        }
+        let kube_event = KubeEvent {
+            type_: match event.type_ {
+                EventType::Normal => KubeEventType::Normal,
+                EventType::Warning => KubeEventType::Warning,
+            },
+            reason: event.reason.as_str().to_owned(),
+            note: Some(truncate_note(&event.note)),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        tracing::info!(reason = event.reason.as_str(), note = %event.note, "event");
+        // A fresh recorder per event: kube's recorder folds events with the same reason into one
+        // series and keeps the first note, but every event here is a distinct transition
+        // (ZoneUpdated for each zone) and must show its own note.
+        let recorder = Recorder::new(ctx.events.client.clone(), ctx.events.reporter.clone());
+        if let Err(err) = recorder.publish(&kube_event, &reference).await {
+            tracing::warn!(error = %err, reason = event.reason.as_str(), "cannot publish event");
+        }
+    }
+}
+
+/// `note` cut to at most 1 KiB on a character boundary.
+#[must_use]
+pub fn truncate_note(note: &str) -> String {
+    if note.len() <= NOTE_LIMIT {
+        return note.to_owned();
+    }
+    const ELLIPSIS: &str = "…";
+    let mut end = NOTE_LIMIT - ELLIPSIS.len();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ELLIPSIS}", &note[..end])
+}
+
+fn record_zone_metrics(ctx: &Context, cr: &VMDistributed, decision: &Decision) {
+    let updating = decision
+        .status
+        .rollout
+        .as_ref()
+        .and_then(|r| r.zone.as_deref());
+    let states = decision
+        .status
+        .zones
+        .iter()
+        .map(|zone| {
+            if Some(zone.name.as_str()) == updating {
+                ZoneState::Updating
+            } else if !zone.ready {
+                ZoneState::NotReady
+            } else if !zone.current {
+                ZoneState::Outdated
+            } else {
+                ZoneState::Ready
+            }
+        })
+        .collect();
+    ctx.metrics.set_zones(&key(cr), Some(states));
+}
+
+/// Requeue policy after an error.
+#[must_use]
+pub fn error_policy(cr: Arc<VMDistributed>, error: &Error, _ctx: Arc<Context>) -> Requeue {
+    match error {
+        Error::Conflict(_) => Requeue::requeue(Duration::from_millis(100)),
+        Error::NotLeader => Requeue::requeue(Duration::from_secs(1)),
+        _ => {
+            tracing::warn!(cr = %key(&cr), error = %error, "reconcile failed");
+            Requeue::requeue(Duration::from_secs(2))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_cut_to_one_kibibyte_on_a_character_boundary() {
+        assert_eq!(truncate_note("short"), "short");
+        let long = "é".repeat(1000);
+        let cut = truncate_note(&long);
+        assert!(cut.len() <= NOTE_LIMIT);
+        assert!(cut.ends_with('…'));
+    }
+}

@@ -1,0 +1,239 @@
+//! `run`: start-up checks, health endpoints, leader election, and the kube-runtime controller
+//! that runs only while this replica leads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::Reporter;
+use kube::runtime::watcher;
+use kube::{Client, Config};
+use shared::VMDistributed;
+use tokio::sync::watch;
+
+use crate::children;
+use crate::cli::RunArgs;
+use crate::http::{self, Readiness};
+use crate::leader::{Election, ElectionConfig};
+use crate::metrics::Metrics;
+use crate::reconcile::{self, Context, EventSink};
+use crate::startup::{self, StartupProblem};
+use crate::writer::{FIELD_MANAGER, Writer};
+
+/// How often a retryable start-up problem (a foreign CRD) is checked again.
+const RECHECK: Duration = Duration::from_secs(10);
+
+/// Run the controller until SIGTERM or SIGINT.
+///
+/// # Errors
+/// Configuration problems and start-up checks that cannot pass without a change.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = client(&args).await?;
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Arc::new(Readiness::new("starting"));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(wait_for_signal(shutdown_tx));
+
+    let http_task = http::serve(
+        args.http_addr,
+        http::router(readiness.clone(), metrics.clone()),
+        stopped(shutdown_rx.clone()),
+    )
+    .await?;
+
+    let identity = args.effective_identity();
+    let lease_namespace = args.effective_lease_namespace();
+    if !checks_pass(
+        &client,
+        &args,
+        &lease_namespace,
+        &readiness,
+        shutdown_rx.clone(),
+    )
+    .await?
+    {
+        let _ = http_task.await;
+        return Ok(());
+    }
+    readiness.set_ready();
+
+    let election = if args.leader_elect {
+        tracing::info!(%identity, lease = %format!("{lease_namespace}/{}", args.lease_name), "waiting to lead");
+        Election::start(
+            client.clone(),
+            ElectionConfig {
+                lease_name: args.lease_name.clone(),
+                namespace: lease_namespace,
+                identity: identity.clone(),
+                duration_seconds: args.lease_duration_seconds,
+            },
+        )
+        .await?
+    } else {
+        Election::disabled()
+    };
+
+    let mut acting = election.acting.clone();
+    let mut shutdown = shutdown_rx.clone();
+    loop {
+        metrics.set_leader(false);
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => break,
+            lead = acting.wait_for(|a| *a) => if lead.is_err() { break },
+        }
+        tracing::info!(%identity, "leading: starting the controller");
+        metrics.set_leader(true);
+        let stop = {
+            let mut acting = acting.clone();
+            let mut shutdown = shutdown_rx.clone();
+            async move {
+                tokio::select! {
+                    _ = shutdown.wait_for(|s| *s) => {}
+                    _ = acting.wait_for(|a| !*a) => {}
+                }
+            }
+        };
+        let writer = Writer::new(client.clone(), election.gate.clone(), metrics.clone());
+        let recorder = EventSink {
+            client: client.clone(),
+            reporter: Reporter {
+                controller: FIELD_MANAGER.to_owned(),
+                instance: Some(identity.clone()),
+            },
+        };
+        run_controller(
+            client.clone(),
+            (writer, recorder, metrics.clone()),
+            args.watch_namespace.as_deref(),
+            args.concurrency,
+            stop,
+        )
+        .await;
+        if *shutdown_rx.borrow() {
+            break;
+        }
+        tracing::warn!(%identity, "lost the lease: stopped acting");
+    }
+    metrics.set_leader(false);
+    tracing::info!("shutting down: releasing the lease");
+    election.shutdown().await;
+    let _ = http_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn run_controller(
+    client: Client,
+    (writer, recorder, metrics): (Writer, EventSink, Arc<Metrics>),
+    namespace: Option<&str>,
+    concurrency: u16,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (stores, streams) = children::watch_all(&client, namespace);
+    let context = Arc::new(Context::new(writer, stores, recorder, metrics));
+    let crs: Api<VMDistributed> = match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    let mut controller = Controller::new(crs, watcher::Config::default().any_semantic())
+        .with_config(ControllerConfig::default().concurrency(concurrency));
+    let cr_store = controller.store();
+    for (kind, stream) in streams {
+        let crs = cr_store.clone();
+        controller = controller.watches_stream_with(
+            stream,
+            move |child| children::owners_of(kind, &child, &crs),
+            crate::writer::api_resource(kind),
+        );
+    }
+    controller
+        .graceful_shutdown_on(stop)
+        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "controller stream");
+            }
+        })
+        .await;
+}
+
+/// Start-up checks. `Ok(false)` when shut down while waiting for a retryable problem.
+async fn checks_pass(
+    client: &Client,
+    args: &RunArgs,
+    lease_namespace: &str,
+    readiness: &Readiness,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<bool> {
+    let needed = startup::required_permissions(
+        args.leader_elect
+            .then_some((lease_namespace, args.lease_name.as_str())),
+        args.watch_namespace.as_deref(),
+    );
+    loop {
+        let result = async {
+            startup::check_crd(client).await?;
+            startup::check_vm_crds(client).await?;
+            startup::check_rbac(client, &needed).await
+        }
+        .await;
+        match result {
+            Ok(()) => return Ok(true),
+            Err(problem) if problem.is_retryable() => {
+                tracing::error!("refusing to reconcile: {problem}");
+                readiness.set_not_ready(problem.to_string());
+            }
+            Err(problem) => return Err(fatal(problem)),
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return Ok(false),
+            () = tokio::time::sleep(RECHECK) => {}
+        }
+    }
+}
+
+fn fatal(problem: StartupProblem) -> anyhow::Error {
+    anyhow::anyhow!("{problem}")
+}
+
+async fn client(args: &RunArgs) -> anyhow::Result<Client> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .map_err(|err| anyhow::anyhow!("--kubeconfig {}: {err}", path.display()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .map_err(|err| anyhow::anyhow!("--kubeconfig {}: {err}", path.display()))?
+        }
+        None => Config::infer().await.map_err(|err| {
+            anyhow::anyhow!("no cluster configuration (in-cluster or ~/.kube/config): {err}")
+        })?,
+    };
+    Client::try_from(config).map_err(|err| anyhow::anyhow!("cannot build the API client: {err}"))
+}
+
+async fn wait_for_signal(shutdown: watch::Sender<bool>) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = terminate => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+    let _ = shutdown.send(true);
+}
+
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}

@@ -1,0 +1,384 @@
+//! Every request the controller sends that changes something, in one place: each checks the
+//! leader gate just before it goes out, uses the field manager `vmdistributed-controller`, and
+//! is counted in `vmdistributed_child_writes_total`.
+
+use std::sync::Arc;
+
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions,
+    ValidationDirective,
+};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use shared::names::ChildKind;
+use shared::{VMDistributed, VMDistributedStatus};
+
+use crate::error::{Error, is_status};
+use crate::leader::LeaderGate;
+use crate::managed_fields;
+use crate::metrics::Metrics;
+
+/// Field manager of every write.
+pub const FIELD_MANAGER: &str = "vmdistributed-controller";
+/// Finalizer on `VMDistributed` (the upstream name, so existing objects migrate).
+pub const FINALIZER: &str = "apps.victoriametrics.com/finalizer";
+
+/// The API resource of a child kind.
+#[must_use]
+pub fn api_resource(kind: ChildKind) -> ApiResource {
+    let (group, version) = ChildKind::API_VERSION
+        .split_once('/')
+        .unwrap_or(("operator.victoriametrics.com", "v1beta1"));
+    ApiResource {
+        group: group.to_owned(),
+        version: version.to_owned(),
+        api_version: ChildKind::API_VERSION.to_owned(),
+        kind: kind.kind().to_owned(),
+        plural: kind.plural().to_owned(),
+    }
+}
+
+/// Result of a POST.
+#[derive(Debug)]
+pub enum Created {
+    /// The object was created by us.
+    New,
+    /// An object of that name exists: adopt it instead.
+    AlreadyExists,
+}
+
+/// Result of a server-side dry-run apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DryRun {
+    /// Accepted.
+    Passed,
+    /// Rejected by the schema or an admission webhook: the spec is wrong.
+    Rejected(String),
+    /// Could not be judged (timeouts, 5xx, RBAC, CRD missing): not the spec's fault.
+    Unavailable(String),
+}
+
+/// Sends writes for the current leader.
+#[derive(Clone)]
+pub struct Writer {
+    client: Client,
+    gate: Arc<LeaderGate>,
+    metrics: Arc<Metrics>,
+}
+
+impl Writer {
+    /// A writer that refuses to write while `gate` is closed.
+    #[must_use]
+    pub fn new(client: Client, gate: Arc<LeaderGate>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            client,
+            gate,
+            metrics,
+        }
+    }
+
+    fn child_api(&self, kind: ChildKind, namespace: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), namespace, &api_resource(kind))
+    }
+
+    fn cr_api(&self, namespace: &str) -> Api<VMDistributed> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    fn guard(&self, verb: &str) -> Result<(), Error> {
+        if self.gate.may_act() {
+            self.metrics.wrote(verb);
+            Ok(())
+        } else {
+            Err(Error::NotLeader)
+        }
+    }
+
+    /// Live read of a child; `None` when it does not exist.
+    ///
+    /// # Errors
+    /// API failures other than 404.
+    pub async fn get_child(
+        &self,
+        kind: ChildKind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<DynamicObject>, Error> {
+        self.child_api(kind, namespace)
+            .get_opt(name)
+            .await
+            .map_err(|err| Error::api(format!("GET {} {namespace}/{name}", kind.kind()), err))
+    }
+
+    /// Live read of a `VMDistributed`; `None` when it is gone.
+    ///
+    /// # Errors
+    /// API failures other than 404.
+    pub async fn get_cr(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<VMDistributed>, Error> {
+        self.cr_api(namespace)
+            .get_opt(name)
+            .await
+            .map_err(|err| Error::api(format!("GET VMDistributed {namespace}/{name}"), err))
+    }
+
+    /// Server-side apply of `object` (a complete object with apiVersion, kind, metadata.name and
+    /// the intent's fields only), forcing conflicts. When `live` was written by another manager
+    /// with Update, the ownership of the intent's `spec` fields moves to us first, guarded by the
+    /// live resourceVersion.
+    ///
+    /// # Errors
+    /// Not the leader, conflicts, API failures.
+    pub async fn apply_child(
+        &self,
+        kind: ChildKind,
+        namespace: &str,
+        object: &Value,
+        live: Option<&DynamicObject>,
+    ) -> Result<DynamicObject, Error> {
+        let name = object_name(object)?;
+        let api = self.child_api(kind, namespace);
+        if let Some(live) = live
+            && let Some(fields) = live.metadata.managed_fields.as_ref()
+        {
+            let fields: Vec<Value> = fields
+                .iter()
+                .filter_map(|f| serde_json::to_value(f).ok())
+                .collect();
+            let now = jiff::Timestamp::now().to_string();
+            let intent_spec = object.get("spec").cloned().unwrap_or(Value::Null);
+            if let Some(upgraded) = managed_fields::upgrade(
+                &fields,
+                &intent_spec,
+                FIELD_MANAGER,
+                ChildKind::API_VERSION,
+                &now,
+            ) {
+                let rv = live.metadata.resource_version.clone().unwrap_or_default();
+                let patch = json_patch(json!([
+                    {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+                    {"op": "replace", "path": "/metadata/managedFields", "value": upgraded},
+                ]))?;
+                self.guard("patch")?;
+                tracing::info!(kind = kind.kind(), child = %name, "taking over field ownership of the intent's spec fields");
+                api.patch(&name, &patch_params(), &Patch::Json::<()>(patch))
+                    .await
+                    .map_err(|err| {
+                        Error::api(
+                            format!("upgrade managedFields of {} {name}", kind.kind()),
+                            err,
+                        )
+                    })?;
+            }
+        }
+        self.guard("apply")?;
+        let params = PatchParams {
+            force: true,
+            ..patch_params()
+        };
+        api.patch(&name, &params, &Patch::Apply(object))
+            .await
+            .map_err(|err| Error::api(format!("apply {} {namespace}/{name}", kind.kind()), err))
+    }
+
+    /// Server-side dry-run apply with strict field validation (preflight).
+    pub async fn dry_run_apply(&self, kind: ChildKind, namespace: &str, object: &Value) -> DryRun {
+        let Ok(name) = object_name(object) else {
+            return DryRun::Rejected("the rendered object has no name".to_owned());
+        };
+        let params = PatchParams {
+            dry_run: true,
+            force: true,
+            field_validation: Some(ValidationDirective::Strict),
+            ..patch_params()
+        };
+        match self
+            .child_api(kind, namespace)
+            .patch(&name, &params, &Patch::Apply(object))
+            .await
+        {
+            Ok(_) => DryRun::Passed,
+            Err(kube::Error::Api(status)) => {
+                let webhook_denial = status.message.contains("admission webhook");
+                if matches!(status.code, 400 | 422) || webhook_denial {
+                    DryRun::Rejected(status.message)
+                } else {
+                    DryRun::Unavailable(format!("HTTP {}: {}", status.code, status.message))
+                }
+            }
+            Err(err) => DryRun::Unavailable(err.to_string()),
+        }
+    }
+
+    /// POST a new child. `AlreadyExists` is not an error: the caller adopts the object.
+    ///
+    /// # Errors
+    /// Not the leader, API failures.
+    pub async fn create_child(
+        &self,
+        kind: ChildKind,
+        namespace: &str,
+        object: &Value,
+    ) -> Result<Created, Error> {
+        let name = object_name(object)?;
+        let data: DynamicObject =
+            serde_json::from_value(object.clone()).map_err(|err| Error::Encode(err.to_string()))?;
+        self.guard("create")?;
+        let params = PostParams {
+            dry_run: false,
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+        };
+        match self.child_api(kind, namespace).create(&params, &data).await {
+            Ok(_) => Ok(Created::New),
+            Err(err) if is_status(&err, 409) => Ok(Created::AlreadyExists),
+            Err(err) => Err(Error::api(
+                format!("create {} {namespace}/{name}", kind.kind()),
+                err,
+            )),
+        }
+    }
+
+    /// Delete a child, only if it is still the object with `uid`. Gone already is success.
+    ///
+    /// # Errors
+    /// Not the leader, API failures.
+    pub async fn delete_child(
+        &self,
+        kind: ChildKind,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+    ) -> Result<(), Error> {
+        self.guard("delete")?;
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_owned()),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match self.child_api(kind, namespace).delete(name, &params).await {
+            Ok(_) => Ok(()),
+            Err(err) if is_status(&err, 404) => Ok(()),
+            Err(err) => Err(Error::api(
+                format!("delete {} {namespace}/{name}", kind.kind()),
+                err,
+            )),
+        }
+    }
+
+    /// A JSON Patch of a child (releases, owner-reference removal); the operations carry their
+    /// own `test` guards.
+    ///
+    /// # Errors
+    /// Not the leader, a failed `test` (as a conflict), API failures.
+    pub async fn patch_child(
+        &self,
+        kind: ChildKind,
+        namespace: &str,
+        name: &str,
+        operations: Value,
+    ) -> Result<(), Error> {
+        let patch = json_patch(operations)?;
+        self.guard("patch")?;
+        match self
+            .child_api(kind, namespace)
+            .patch(name, &patch_params(), &Patch::Json::<()>(patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // A failed `test` operation is a 422: someone changed the object meanwhile.
+            Err(err) if is_status(&err, 422) => Err(Error::Conflict(format!(
+                "patch {} {namespace}/{name}: {err}",
+                kind.kind()
+            ))),
+            Err(err) => Err(Error::api(
+                format!("patch {} {namespace}/{name}", kind.kind()),
+                err,
+            )),
+        }
+    }
+
+    /// Replace the status of `cr` (PUT on the status subresource) with `cr`'s resourceVersion as
+    /// the precondition: 409 means the decision was made on an old object.
+    ///
+    /// # Errors
+    /// Not the leader, conflicts, API failures.
+    pub async fn write_status(
+        &self,
+        cr: &VMDistributed,
+        status: &VMDistributedStatus,
+    ) -> Result<VMDistributed, Error> {
+        let namespace = cr.metadata.namespace.clone().unwrap_or_default();
+        let name = cr.metadata.name.clone().unwrap_or_default();
+        let mut updated = cr.clone();
+        updated.status = Some(status.clone());
+        updated.metadata.managed_fields = None;
+        self.guard("status")?;
+        let params = PostParams {
+            dry_run: false,
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+        };
+        self.cr_api(&namespace)
+            .replace_status(&name, &params, &updated)
+            .await
+            .map_err(|err| Error::api(format!("write status of {namespace}/{name}"), err))
+    }
+
+    /// Add or remove our finalizer, guarded by the resourceVersion of `cr`.
+    ///
+    /// # Errors
+    /// Not the leader, conflicts, API failures.
+    pub async fn set_finalizer(
+        &self,
+        cr: &VMDistributed,
+        present: bool,
+    ) -> Result<VMDistributed, Error> {
+        let namespace = cr.metadata.namespace.clone().unwrap_or_default();
+        let name = cr.metadata.name.clone().unwrap_or_default();
+        let mut finalizers = cr.metadata.finalizers.clone().unwrap_or_default();
+        finalizers.retain(|f| f != FINALIZER);
+        if present {
+            finalizers.push(FINALIZER.to_owned());
+        }
+        let rv = cr.metadata.resource_version.clone().unwrap_or_default();
+        let patch = json_patch(json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+            {"op": "add", "path": "/metadata/finalizers", "value": finalizers},
+        ]))?;
+        self.guard("patch")?;
+        match self
+            .cr_api(&namespace)
+            .patch(&name, &patch_params(), &Patch::Json::<()>(patch))
+            .await
+        {
+            Ok(updated) => Ok(updated),
+            Err(err) if is_status(&err, 422) => Err(Error::Conflict(format!(
+                "finalizer of {namespace}/{name}: {err}"
+            ))),
+            Err(err) => Err(Error::api(format!("finalizer of {namespace}/{name}"), err)),
+        }
+    }
+}
+
+fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    }
+}
+
+fn json_patch(operations: Value) -> Result<json_patch::Patch, Error> {
+    serde_json::from_value(operations).map_err(|err| Error::Encode(format!("JSON patch: {err}")))
+}
+
+fn object_name(object: &Value) -> Result<String, Error> {
+    object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Encode("object without metadata.name".to_owned()))
+}
