@@ -1,0 +1,658 @@
+//! Shared helpers of the controller's end-to-end tests: a namespace with the simulated VM
+//! operator, the controller as a real process, waiting helpers, and a recorder that keeps every
+//! state of the CR and its children seen through watches and checks the SPEC §5 invariants on
+//! each of them.
+//!
+//! The invariants are checked by replaying the recorded watch events in `resourceVersion` order
+//! (etcd's global revision), so the replay sees the states in the order the API server stored
+//! them, whichever watch delivered them first.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use futures::StreamExt;
+use harness::{ControlPlane, ProcessSpec, SupervisedProcess};
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+use shared::VMDistributed;
+use shared::children::ChildObject;
+use shared::names::{ChildKind, child_name, vmauth_name, zone_kinds};
+use shared::rollout::membership::LiveRefs;
+
+/// Field manager of the controller.
+pub const CONTROLLER_MANAGER: &str = "vmdistributed-controller";
+/// Annotation that keeps the simulated operator from ever reporting a child operational.
+pub const SIM_STUCK: &str = "sim.vmdistributed.io/stuck";
+
+/// A test's world: the shared control plane, a fresh namespace and a simulated VM operator
+/// watching it.
+pub struct Env {
+    /// The control plane.
+    pub cp: &'static ControlPlane,
+    /// Admin client.
+    pub client: Client,
+    /// This test's namespace.
+    pub ns: String,
+    sim: SupervisedProcess,
+}
+
+impl Env {
+    /// Start a namespace and a simulated operator that reports `operational` `ready_delay`
+    /// after each spec change.
+    pub async fn new(prefix: &str, ready_delay: &str) -> Result<Self> {
+        harness::install_crypto_provider();
+        let cp = ControlPlane::shared().await?;
+        cp.install_crds().await?;
+        let client = cp.client().await?;
+        let ns = harness::create_namespace(&client, prefix).await?;
+        let sim_bin = harness::sim_operator_binary()?;
+        let sim = cp.spawn(
+            ProcessSpec::new(sim_bin, cp.log_path(&format!("sim-{ns}"))).args([
+                "--ready-delay".to_owned(),
+                ready_delay.to_owned(),
+                "--namespace".to_owned(),
+                ns.clone(),
+                "--kubeconfig".to_owned(),
+                cp.kubeconfig_path().display().to_string(),
+            ]),
+        )?;
+        Ok(Self {
+            cp,
+            client,
+            ns,
+            sim,
+        })
+    }
+
+    /// Start the controller for this namespace without leader election.
+    pub fn controller(&self) -> Result<Controller> {
+        self.controller_with(&["--leader-elect=false"])
+    }
+
+    /// Start the controller for this namespace with extra flags.
+    pub fn controller_with(&self, extra: &[&str]) -> Result<Controller> {
+        let port = free_port()?;
+        let log = self.cp.log_path(&format!("controller-{}", self.ns));
+        let mut args = vec![
+            "run".to_owned(),
+            "--kubeconfig".to_owned(),
+            self.cp.kubeconfig_path().display().to_string(),
+            "--http-addr".to_owned(),
+            format!("127.0.0.1:{port}"),
+            "--watch-namespace".to_owned(),
+            self.ns.clone(),
+            "--lease-namespace".to_owned(),
+            self.ns.clone(),
+            "--log-level".to_owned(),
+            "info,vmdistributed_controller=debug".to_owned(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let process = self
+            .cp
+            .spawn(ProcessSpec::new(harness::controller_binary()?, log).args(args))?;
+        Ok(Controller { process, port })
+    }
+
+    /// Server-side apply of YAML documents as the test user.
+    pub async fn apply(&self, yaml: &str) -> Result<()> {
+        harness::apply_yaml(&self.client, Some(&self.ns), yaml).await?;
+        Ok(())
+    }
+
+    /// The VMDistributed API of this namespace.
+    pub fn crs(&self) -> Api<VMDistributed> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// The API of a child kind in this namespace.
+    pub fn children(&self, kind: ChildKind) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &self.ns, &child_resource(kind))
+    }
+
+    /// A child, if it exists.
+    pub async fn child(&self, kind: ChildKind, name: &str) -> Result<Option<DynamicObject>> {
+        Ok(self.children(kind).get_opt(name).await?)
+    }
+
+    /// A child as JSON; error when missing.
+    pub async fn child_value(&self, kind: ChildKind, name: &str) -> Result<Value> {
+        let obj = self
+            .child(kind, name)
+            .await?
+            .ok_or_else(|| anyhow!("{kind} {name} does not exist"))?;
+        Ok(serde_json::to_value(obj)?)
+    }
+
+    /// Merge-patch a CR's spec (as the user).
+    pub async fn patch_spec(&self, name: &str, spec: Value) -> Result<()> {
+        self.crs()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": spec })),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Merge-patch a child's metadata (annotations, labels) as the user.
+    pub async fn patch_child_meta(&self, kind: ChildKind, name: &str, meta: Value) -> Result<()> {
+        self.children(kind)
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "metadata": meta })),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Wait until the CR satisfies `pred`; the error shows the last status seen.
+    pub async fn wait_cr(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&VMDistributed) -> bool,
+    ) -> Result<VMDistributed> {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            if let Some(cr) = self.crs().get_opt(name).await? {
+                if pred(&cr) {
+                    return Ok(cr);
+                }
+                last = Some(cr);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "timed out after {timeout:?} waiting for {what}; last status: {}",
+                    last.and_then(|c| c.status)
+                        .map(|s| serde_json::to_string_pretty(&s).unwrap_or_default())
+                        .unwrap_or_else(|| "none".to_owned())
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    /// Wait until the CR is `operational` with `Ready=True` for its current generation.
+    pub async fn wait_operational(&self, name: &str, timeout: Duration) -> Result<VMDistributed> {
+        self.wait_cr(name, timeout, "operational", is_operational)
+            .await
+    }
+
+    /// Wait until something holds, polling.
+    pub async fn wait_until<F, Fut>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut check: F,
+    ) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<bool>>,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if check().await? {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("timed out after {timeout:?} waiting for {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    /// Events (events.k8s.io) regarding the CR `name`, as (type, reason, note), each repeated as
+    /// often as it occurred (an event series counts every occurrence).
+    pub async fn events(&self, name: &str) -> Result<Vec<(String, String, String)>> {
+        let api: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.ns);
+        let list = api.list(&Default::default()).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                    && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("VMDistributed")
+            })
+            .flat_map(|e| {
+                let count = e.series.as_ref().map_or(1, |s| s.count.max(1));
+                let entry = (
+                    e.type_.unwrap_or_default(),
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default(),
+                );
+                std::iter::repeat_n(entry, usize::try_from(count).unwrap_or(1))
+            })
+            .collect())
+    }
+
+    /// The sim operator's PID (to keep the handle alive).
+    pub fn sim_pid(&self) -> u32 {
+        self.sim.pid()
+    }
+}
+
+/// A running controller process.
+pub struct Controller {
+    /// The process.
+    pub process: SupervisedProcess,
+    /// Its HTTP port.
+    pub port: u16,
+}
+
+impl Controller {
+    /// GET a path of the controller's HTTP port; (status code, body).
+    pub async fn http_get(&self, path: &str) -> Result<(u16, String)> {
+        http_get(self.port, path).await
+    }
+
+    /// The value of a metric (first sample whose line starts with `prefix`).
+    pub async fn metric(&self, prefix: &str) -> Result<f64> {
+        let (_, body) = self.http_get("/metrics").await?;
+        Ok(body
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0))
+    }
+
+    /// Wait until /readyz answers 200.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok((200, _)) = self.http_get("/readyz").await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "controller not ready after {timeout:?}; log:\n{}",
+                    self.process.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Total writes the controller counted (all verbs).
+    pub async fn writes(&self) -> Result<f64> {
+        let (_, body) = self.http_get("/metrics").await?;
+        Ok(body
+            .lines()
+            .filter(|l| l.starts_with("vmdistributed_child_writes_total"))
+            .filter_map(|l| l.rsplit(' ').next())
+            .filter_map(|v| v.parse::<f64>().ok())
+            .sum())
+    }
+}
+
+/// A minimal HTTP/1.1 GET to 127.0.0.1:port.
+pub async fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || -> Result<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let code = response
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| anyhow!("bad HTTP response: {response}"))?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Ok((code, body))
+    })
+    .await?
+}
+
+/// A free loopback port.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The API resource of a child kind.
+pub fn child_resource(kind: ChildKind) -> ApiResource {
+    ApiResource {
+        group: "operator.victoriametrics.com".into(),
+        version: "v1beta1".into(),
+        api_version: ChildKind::API_VERSION.into(),
+        kind: kind.kind().into(),
+        plural: kind.plural().into(),
+    }
+}
+
+fn cr_resource() -> ApiResource {
+    ApiResource {
+        group: "operator.victoriametrics.com".into(),
+        version: "v1alpha1".into(),
+        api_version: "operator.victoriametrics.com/v1alpha1".into(),
+        kind: "VMDistributed".into(),
+        plural: "vmdistributed".into(),
+    }
+}
+
+/// Operational, Ready=True, status for the current generation.
+pub fn is_operational(cr: &VMDistributed) -> bool {
+    let Some(status) = &cr.status else {
+        return false;
+    };
+    status.update_status == Some(shared::api::UpdateStatus::Operational)
+        && status.observed_generation == cr.metadata.generation
+        && status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// The condition of a type, if present.
+pub fn condition<'a>(
+    cr: &'a VMDistributed,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    cr.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recording and invariants
+
+/// One watch event.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// etcd revision of the write.
+    pub rv: u64,
+    /// Kind (`VMDistributed` or a child kind).
+    pub kind: String,
+    /// Object name.
+    pub name: String,
+    /// Whether this is the deletion.
+    pub deleted: bool,
+    /// The object.
+    pub object: Value,
+}
+
+/// Records every event of the CRs and children of a namespace.
+pub struct StateRecorder {
+    records: Arc<Mutex<Vec<Record>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl StateRecorder {
+    /// Start watching; returns once every watch has listed.
+    pub async fn start(client: &Client, ns: &str) -> Result<Self> {
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        let mut resources: Vec<ApiResource> =
+            ChildKind::ALL.iter().map(|k| child_resource(*k)).collect();
+        resources.push(cr_resource());
+        let mut ready = Vec::new();
+        for resource in resources {
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+            let records = records.clone();
+            let kind = resource.kind.clone();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            ready.push(rx);
+            tasks.push(tokio::spawn(async move {
+                let mut tx = Some(tx);
+                let mut stream = watcher(api, watcher::Config::default()).boxed();
+                while let Some(event) = stream.next().await {
+                    let (obj, deleted) = match event {
+                        Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
+                            (obj, false)
+                        }
+                        Ok(watcher::Event::Delete(obj)) => (obj, true),
+                        Ok(watcher::Event::InitDone) => {
+                            if let Some(tx) = tx.take() {
+                                let _ = tx.send(());
+                            }
+                            continue;
+                        }
+                        _ => continue,
+                    };
+                    let rv = obj
+                        .metadata
+                        .resource_version
+                        .as_deref()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    let name = obj.name_any();
+                    let object = serde_json::to_value(&obj).unwrap_or(Value::Null);
+                    if let Ok(mut records) = records.lock() {
+                        records.push(Record {
+                            rv,
+                            kind: kind.clone(),
+                            name,
+                            deleted,
+                            object,
+                        });
+                    }
+                }
+            }));
+        }
+        for rx in ready {
+            tokio::time::timeout(Duration::from_secs(20), rx)
+                .await
+                .context("recorder watch did not list")?
+                .ok();
+        }
+        Ok(Self { records, tasks })
+    }
+
+    /// Every record so far, in revision order.
+    pub fn records(&self) -> Vec<Record> {
+        let mut records = self.records.lock().map(|r| r.clone()).unwrap_or_default();
+        records.sort_by_key(|r| r.rv);
+        records.dedup_by(|a, b| {
+            a.rv == b.rv && a.kind == b.kind && a.name == b.name && a.deleted == b.deleted
+        });
+        records
+    }
+
+    /// Replay the records and check the SPEC §5 invariants on every state for CR `cr_name`.
+    /// Returns what was learned (for scenario-specific assertions).
+    pub fn check(&self, cr_name: &str) -> Result<Replay> {
+        replay(&self.records(), cr_name)
+    }
+}
+
+impl Drop for StateRecorder {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// What a replay learned.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Number of states checked.
+    pub states: usize,
+    /// Controller writes of a zone child's spec: (zone, kind, name, rv), in order.
+    pub child_spec_writes: Vec<(String, ChildKind, String, u64)>,
+    /// The sequence of (zone, phase) rollout states the CR went through (deduplicated).
+    pub phases: Vec<(String, String)>,
+    /// Zones that were out of the VMAuth at some time after having been routed, in order of
+    /// first exclusion (deduplicated consecutive).
+    pub exclusions: Vec<String>,
+    /// VMAuth write-ref membership over time (deduplicated consecutive), as sorted agent names.
+    pub write_refs: Vec<Vec<String>>,
+}
+
+/// The zone a child belongs to for `cr`, by resolved name.
+fn zone_of(cr: &VMDistributed, kind: ChildKind, name: &str) -> Option<String> {
+    cr.spec
+        .zones
+        .iter()
+        .find(|z| zone_kinds(cr).contains(&kind) && child_name(cr, z, kind) == name)
+        .map(|z| z.name.clone())
+}
+
+fn kind_of(kind: &str) -> Option<ChildKind> {
+    shared::children::kind_from_str(kind)
+}
+
+fn last_manager_is_controller(object: &Value) -> bool {
+    let Some(entries) = object
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    else {
+        return true;
+    };
+    let main: Vec<&Value> = entries
+        .iter()
+        .filter(|e| {
+            e.get("subresource")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        })
+        .collect();
+    let latest = main
+        .iter()
+        .filter_map(|e| e.get("time").and_then(Value::as_str))
+        .max()
+        .unwrap_or_default()
+        .to_owned();
+    main.iter().any(|e| {
+        e.get("manager").and_then(Value::as_str) == Some(CONTROLLER_MANAGER)
+            && e.get("time").and_then(Value::as_str) == Some(latest.as_str())
+    })
+}
+
+/// Replay `records` (sorted by revision) and check the invariants for CR `cr_name`:
+/// 1. at most one zone that has been routed is out of the VMAuth or not ready at any state
+///    (which also means no zone is excluded while another routed member is unready);
+/// 2. a zone's backend or agent spec is changed by the controller only while the CR's
+///    `status.rollout` names that zone in phase `Applying` (creation and removal aside).
+pub fn replay(records: &[Record], cr_name: &str) -> Result<Replay> {
+    let mut state: BTreeMap<(String, String), Value> = BTreeMap::new();
+    let mut generations: HashMap<String, i64> = HashMap::new();
+    let mut ever_routed: BTreeSet<String> = BTreeSet::new();
+    let mut out = Replay::default();
+    for record in records {
+        let key = (record.kind.clone(), record.name.clone());
+        let cr_before: Option<VMDistributed> = state
+            .get(&("VMDistributed".to_owned(), cr_name.to_owned()))
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        // Invariant 2: spec writes of zone children.
+        if let (Some(kind), false) = (kind_of(&record.kind), record.deleted)
+            && kind != ChildKind::VMAuth
+        {
+            let child = ChildObject::from_value(&record.object, Some(kind));
+            let generation = child.generation.unwrap_or(0);
+            let previous = generations.insert(child.uid.clone(), generation);
+            if let Some(previous) = previous
+                && generation > previous
+                && last_manager_is_controller(&record.object)
+                && let Some(cr) = &cr_before
+                && let Some(zone) = zone_of(cr, kind, &record.name)
+            {
+                let rollout = cr.status.as_ref().and_then(|s| s.rollout.as_ref());
+                let authorized = rollout.is_some_and(|r| {
+                    r.zone.as_deref() == Some(zone.as_str())
+                        && r.phase == Some(shared::api::ZonePhase::Applying)
+                });
+                if !authorized {
+                    bail!(
+                        "invariant broken at rv {}: {kind} {} of zone {zone} changed (generation {previous} -> {generation}) while status.rollout = {:?}",
+                        record.rv,
+                        record.name,
+                        rollout
+                    );
+                }
+                out.child_spec_writes
+                    .push((zone, kind, record.name.clone(), record.rv));
+            }
+        }
+        if record.deleted {
+            state.remove(&key);
+        } else {
+            state.insert(key, record.object.clone());
+        }
+        out.states += 1;
+        // Invariant 1 on the new state.
+        let Some(cr) = state
+            .get(&("VMDistributed".to_owned(), cr_name.to_owned()))
+            .and_then(|v| serde_json::from_value::<VMDistributed>(v.clone()).ok())
+        else {
+            continue;
+        };
+        if let Some(rollout) = cr.status.as_ref().and_then(|s| s.rollout.as_ref())
+            && let (Some(zone), Some(phase)) = (&rollout.zone, rollout.phase)
+        {
+            let entry = (zone.clone(), format!("{phase:?}"));
+            if out.phases.last() != Some(&entry) {
+                out.phases.push(entry);
+            }
+        }
+        let find = |kind: ChildKind, name: &str| {
+            state
+                .get(&(kind.kind().to_owned(), name.to_owned()))
+                .map(|v| ChildObject::from_value(v, Some(kind)))
+        };
+        let Some(auth) = find(ChildKind::VMAuth, &vmauth_name(&cr)) else {
+            continue;
+        };
+        let refs = LiveRefs::from_vmauth_spec(&auth.spec);
+        let write: Vec<String> = refs.write.iter().cloned().collect();
+        if out.write_refs.last() != Some(&write) {
+            out.write_refs.push(write);
+        }
+        let mut disrupted = Vec::new();
+        for zone in &cr.spec.zones {
+            let [backend_kind, agent_kind] = zone_kinds(&cr);
+            let backend_name = child_name(&cr, zone, backend_kind);
+            let agent_name = child_name(&cr, zone, agent_kind);
+            let routed = refs.write.contains(&agent_name) && refs.read.contains(&backend_name);
+            let ready = find(backend_kind, &backend_name).is_some_and(|c| c.is_ready())
+                && find(agent_kind, &agent_name).is_some_and(|c| c.is_ready());
+            if ever_routed.contains(&zone.name) && (!routed || !ready) {
+                disrupted.push(format!(
+                    "{} ({})",
+                    zone.name,
+                    match (routed, ready) {
+                        (false, false) => "out of the VMAuth and not ready",
+                        (false, true) => "out of the VMAuth",
+                        _ => "not ready",
+                    }
+                ));
+                if !routed && out.exclusions.last() != Some(&zone.name) {
+                    out.exclusions.push(zone.name.clone());
+                }
+            }
+            if routed {
+                ever_routed.insert(zone.name.clone());
+            }
+        }
+        if disrupted.len() > 1 {
+            bail!(
+                "invariant broken at rv {}: more than one zone disrupted: {}",
+                record.rv,
+                disrupted.join(", ")
+            );
+        }
+    }
+    Ok(out)
+}
