@@ -62,6 +62,11 @@ pub enum Finding {
 
 /// Classify an API error (SPEC §3): 400, 422 and another webhook's denial are the object's
 /// fault; everything else (403 from RBAC, 404, 409, 5xx, transport) is not.
+///
+/// One 500 is the object's fault too: a server-side apply whose object has a field the CRD's
+/// structural schema does not declare fails with 500 "failed to create typed patch object ...
+/// field not declared in schema" (the apply is converted to a typed object before strict field
+/// validation can answer 400). The controller's real apply would fail the same way.
 #[must_use]
 pub fn classify(err: &kube::Error) -> Finding {
     match err {
@@ -69,9 +74,10 @@ pub fn classify(err: &kube::Error) -> Finding {
             let message = status.message.clone();
             let webhook_denial =
                 message.contains("admission webhook") && message.contains("denied the request");
+            let schema_mismatch = message.contains("failed to create typed patch object");
             match status.code {
                 400 | 422 => Finding::Rejected(message),
-                _ if webhook_denial => Finding::Rejected(message),
+                _ if webhook_denial || schema_mismatch => Finding::Rejected(message),
                 403 => Finding::Inconclusive(format!("forbidden (RBAC): {message}")),
                 404 => {
                     Finding::Inconclusive(format!("not found (is the CRD installed?): {message}"))
@@ -246,4 +252,75 @@ pub fn children(cr: &VMDistributed) -> Vec<DryRunChild> {
             manifest: intent.without_owner_references().to_object(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16, message: &str) -> kube::Error {
+        let mut status = kube::core::Status::failure(message, "");
+        status.code = code;
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn object_errors_deny_and_everything_else_warns() {
+        for (code, message) in [
+            (400, "strict decoding error: unknown field \"spec.x\""),
+            (
+                422,
+                "VMCluster.operator.victoriametrics.com \"a\" is invalid: spec.replicaCount: Invalid value",
+            ),
+            (
+                403,
+                "admission webhook \"vmcluster.vm\" denied the request: bad",
+            ),
+            (
+                500,
+                "failed to create typed patch object (ns/a; Kind=VMCluster): .spec.x: field not declared in schema",
+            ),
+        ] {
+            assert!(
+                matches!(classify(&api(code, message)), Finding::Rejected(m) if m == message),
+                "{code}"
+            );
+        }
+        for code in [403, 404, 409, 500, 503] {
+            assert!(
+                matches!(classify(&api(code, "nope")), Finding::Inconclusive(_)),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn verdict_names_zone_and_child() {
+        let child = |zone: Option<&str>, kind: &str, name: &str| DryRunChild {
+            zone: zone.map(str::to_owned),
+            kind: kind.to_owned(),
+            plural: String::new(),
+            name: name.to_owned(),
+            manifest: Value::Null,
+        };
+        let children = [
+            child(Some("a"), "VMCluster", "c-a"),
+            child(Some("a"), "VMAgent", "g-a"),
+            child(None, "VMAuth", "auth"),
+        ];
+        let findings = [
+            Finding::Rejected("bad field".to_owned()),
+            Finding::Accepted,
+            Finding::Inconclusive("no answer within 3s".to_owned()),
+        ];
+        let verdict = verdict(&children, &findings);
+        assert_eq!(
+            verdict.rejections,
+            ["preflight: zone a, VMCluster c-a rejected by the API server: bad field"]
+        );
+        assert_eq!(
+            verdict.warnings,
+            ["preflight: VMAuth auth not checked: no answer within 3s"]
+        );
+    }
 }
