@@ -9,8 +9,9 @@
 //!
 //! Mentions in prose do not count; only such rows do. Enumerated fields must list every allowed
 //! value (in backticks) in their row. Full `VMDistributed` manifests in `yaml` code blocks of the
-//! docs must decode strictly, and files the docs point at (`examples/`, `docs/`, `charts/`) must
-//! exist.
+//! docs must decode strictly, files the docs point at (`examples/`, `docs/`, `charts/`) must
+//! exist, and the example output of `check` and `render` in `docs/cli.md` must be what the CLI
+//! logic prints.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -313,4 +314,70 @@ fn files_named_in_the_docs_exist() {
         missing.is_empty(),
         "the docs name files that do not exist: {missing:?}"
     );
+}
+
+/// `console` blocks of `docs/cli.md` that run `check` or `render` on a file under `examples/`:
+/// (the command line, the file, the lines shown as its output).
+fn cli_examples(markdown: &str) -> Vec<(String, String, Vec<String>)> {
+    let mut found = Vec::new();
+    let mut in_console = false;
+    let mut current: Option<(String, String, Vec<String>)> = None;
+    for line in markdown.lines() {
+        if !in_console {
+            in_console = line.trim_start().starts_with("```console");
+            continue;
+        }
+        let is_end = line.trim_start().starts_with("```");
+        if is_end || line.starts_with("$ ") {
+            found.extend(current.take());
+        }
+        if is_end {
+            in_console = false;
+            continue;
+        }
+        if let Some(command) = line.strip_prefix("$ ") {
+            let words: Vec<&str> = command.split_whitespace().collect();
+            if let [_, _, "-f", file] = words.as_slice()
+                && file.starts_with("examples/")
+            {
+                current = Some((command.to_owned(), (*file).to_owned(), Vec::new()));
+            }
+        } else if let Some((_, _, lines)) = current.as_mut()
+            && line.trim() != "..."
+        {
+            lines.push(line.to_owned());
+        }
+    }
+    found
+}
+
+/// The example output in `docs/cli.md` is what the CLI logic prints (lines left out as `...`
+/// aside), in the same order.
+#[test]
+fn cli_examples_match_the_real_output() {
+    let doc = read_repo_file("docs/cli.md");
+    let examples = cli_examples(&doc);
+    assert!(
+        examples.len() >= 2,
+        "docs/cli.md shows `check` and `render` on an example file"
+    );
+    for (command, file, shown) in examples {
+        let input = read_repo_file(&file);
+        let output = if command.starts_with("vmdistributed-webhook check") {
+            shared::check::check_documents(&input)
+        } else if command.starts_with("vmdistributed-controller render") {
+            shared::render_cli::render_documents(&input)
+        } else {
+            panic!("docs/cli.md: unknown command `{command}`");
+        };
+        let printed = format!("{}{}", output.stdout, output.stderr);
+        let mut actual = printed.lines();
+        for line in &shown {
+            assert!(
+                actual.any(|a| a == line),
+                "docs/cli.md, `{command}`: the line {line:?} is not in the real output (or not in \
+                 this order); update the example from the command's output:\n{printed}"
+            );
+        }
+    }
 }
