@@ -387,3 +387,70 @@ fn cli_examples_match_the_real_output() {
         }
     }
 }
+
+/// Metric names a binary registers, read from its `metrics.rs`: the `Registry::with_prefix`
+/// value joined with every name passed to `registry.register(`.
+fn registered_metrics(source_path: &str) -> BTreeSet<String> {
+    let source = read_repo_file(source_path);
+    let first_literal = |text: &str| -> Option<String> {
+        let start = text.find('"')? + 1;
+        let len = text[start..].find('"')?;
+        Some(text[start..start + len].to_owned())
+    };
+    let prefix = source
+        .split("Registry::with_prefix(")
+        .nth(1)
+        .and_then(first_literal)
+        .unwrap_or_else(|| panic!("{source_path}: no Registry::with_prefix(\"...\")"));
+    source
+        .split(".register(")
+        .skip(1)
+        .filter_map(first_literal)
+        .map(|name| format!("{prefix}_{name}"))
+        .collect()
+}
+
+/// `docs/operations.md` lists exactly the metrics both binaries register (counters with the
+/// `_total` suffix the exposition adds).
+#[test]
+fn operations_lists_the_registered_metrics() {
+    let doc = read_repo_file("docs/operations.md");
+    let documented: BTreeSet<String> = doc
+        .lines()
+        .filter_map(|line| {
+            let first = line
+                .trim_start()
+                .strip_prefix('|')?
+                .split('|')
+                .next()?
+                .trim();
+            let name = first.strip_prefix('`')?.strip_suffix('`')?;
+            name.starts_with("vmdistributed_").then(|| name.to_owned())
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for source in ["webhook/src/metrics.rs", "controller/src/metrics.rs"] {
+        let registered = registered_metrics(source);
+        assert!(!registered.is_empty(), "{source} registers no metric");
+        for name in &registered {
+            if !documented.contains(name) && !documented.contains(&format!("{name}_total")) {
+                problems.push(format!(
+                    "{source} registers `{name}`; add a row for it (with `_total` if it is a counter) to docs/operations.md"
+                ));
+            }
+        }
+    }
+    let all: BTreeSet<String> = ["webhook/src/metrics.rs", "controller/src/metrics.rs"]
+        .into_iter()
+        .flat_map(registered_metrics)
+        .collect();
+    for name in &documented {
+        let base = name.strip_suffix("_total").unwrap_or(name);
+        if !all.contains(name) && !all.contains(base) {
+            problems.push(format!(
+                "docs/operations.md documents `{name}`, which no binary registers; remove or rename the row"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
