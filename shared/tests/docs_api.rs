@@ -10,8 +10,8 @@
 //! Mentions in prose do not count; only such rows do. Enumerated fields must list every allowed
 //! value (in backticks) in their row. Full `VMDistributed` manifests in `yaml` code blocks of the
 //! docs must decode strictly, files the docs point at (`examples/`, `docs/`, `charts/`) must
-//! exist, and the example output of `check` and `render` in `docs/cli.md` must be what the CLI
-//! logic prints.
+//! exist, the example output of `check` and `render` in `docs/cli.md` must be what the CLI logic
+//! prints, and `docs/operations.md` must list exactly the metrics the binaries register.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
