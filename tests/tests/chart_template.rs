@@ -336,15 +336,9 @@ fn allowed_rules(lease: &str) -> Grants {
     };
     let vm = "operator.victoriametrics.com";
     let mut rules: BTreeMap<_, _> = [
-        entry(
-            vm,
-            "vmdistributed",
-            "",
-            &["get", "list", "watch", "patch", "update"],
-        ),
-        entry(vm, "vmdistributed/status", "", &["update", "patch"]),
+        entry(vm, "vmdistributed", "", &["get", "list", "watch", "patch"]),
+        entry(vm, "vmdistributed/status", "", &["update"]),
         entry(vm, "vmdistributed/finalizers", "", &["update"]),
-        entry("", "events", "", &["create", "patch"]),
         entry("events.k8s.io", "events", "", &["create", "patch"]),
         entry(
             "apiextensions.k8s.io",
@@ -359,12 +353,7 @@ fn allowed_rules(lease: &str) -> Grants {
             &["create"],
         ),
         entry("coordination.k8s.io", "leases", "", &["create"]),
-        entry(
-            "coordination.k8s.io",
-            "leases",
-            lease,
-            &["get", "update", "patch"],
-        ),
+        entry("coordination.k8s.io", "leases", lease, &["get", "patch"]),
     ]
     .into_iter()
     .collect();
