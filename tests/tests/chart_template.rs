@@ -715,6 +715,13 @@ fn webhook_is_highly_available_and_runs_preflight() -> Result<()> {
     {
         assert_eq!(&pod_labels[k], v, "PDB selects the webhook pods by {k}");
     }
+    // One replica: a minAvailable 1 budget would block every drain, so there is none.
+    let single = template(&["webhook.replicas=1"])?;
+    assert!(
+        single
+            .named("PodDisruptionBudget", WEBHOOK_SERVICE)
+            .is_err()
+    );
     let anti = &deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"];
     let term = &anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"];
     assert_eq!(term["topologyKey"], "kubernetes.io/hostname");
