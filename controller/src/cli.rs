@@ -20,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller against the cluster.
     Run(RunArgs),
+    /// Print the children a VMDistributed would produce, offline.
+    Render(RenderArgs),
 }
 
 /// Flags of `run`.
@@ -73,6 +75,14 @@ pub struct RunArgs {
     /// Log filter in tracing-subscriber syntax, for example `info` or `info,kube=debug`.
     #[arg(long, env = "VMD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+}
+
+/// Flags of `render`.
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// YAML file with one or more VMDistributed documents, or `-` for standard input.
+    #[arg(short = 'f', long = "filename")]
+    pub file: String,
 }
 
 /// Log line format.
@@ -149,5 +159,13 @@ mod tests {
         assert_eq!(args.lease_name, "vmdistributed-controller");
         assert_eq!(args.log_format, LogFormat::Text);
         assert_eq!(args.log_level, "info");
+    }
+
+    #[test]
+    fn render_takes_a_file_or_stdin() {
+        let cli = Cli::try_parse_from(["vmdistributed-controller", "render", "-f", "-"]);
+        assert!(
+            matches!(cli.map(|c| c.command), Ok(Command::Render(RenderArgs { file })) if file == "-")
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! `vmdistributed-controller`: performs the zone-by-zone rollout of `VMDistributed` objects
-//! (`run`).
+//! (`run`) and prints the children an object would produce, offline (`render`).
 
 mod children;
 mod cli;
@@ -14,6 +14,7 @@ mod run;
 mod startup;
 mod writer;
 
+use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -23,6 +24,7 @@ use crate::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Render(args) => render(&args.file),
         Command::Run(args) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
             if let Err(err) = logging::init(args.log_format, &args.log_level) {
@@ -48,4 +50,28 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `render -f FILE|-`: the pure logic lives in `shared::render_cli`.
+fn render(file: &str) -> ExitCode {
+    let input = if file == "-" {
+        let mut text = String::new();
+        if let Err(err) = std::io::stdin().read_to_string(&mut text) {
+            eprintln!("error: cannot read standard input: {err}");
+            return ExitCode::FAILURE;
+        }
+        text
+    } else {
+        match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(err) => {
+                eprintln!("error: cannot read {file}: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let output = shared::render_cli::render_documents(&input);
+    let _ = std::io::stdout().write_all(output.stdout.as_bytes());
+    let _ = std::io::stderr().write_all(output.stderr.as_bytes());
+    ExitCode::from(u8::try_from(output.exit_code).unwrap_or(1))
 }
