@@ -612,6 +612,10 @@ pub fn replay(records: &[Record], cr_name: &str) -> Result<Replay> {
                 .get(&(kind.kind().to_owned(), name.to_owned()))
                 .map(|v| ChildObject::from_value(v, Some(kind)))
         };
+        // Deleting the CR takes every zone down on purpose; the rollout invariants end there.
+        if cr.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
         let Some(auth) = find(ChildKind::VMAuth, &vmauth_name(&cr)) else {
             continue;
         };
