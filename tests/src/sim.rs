@@ -118,6 +118,9 @@ struct Track {
     mode: Mode,
     since: Instant,
     expanding_written: bool,
+    /// `operational` is written for this generation: nothing is due until the next change
+    /// (otherwise the past due time would wake the loop over and over, spinning a CPU).
+    operational: bool,
 }
 
 type Key = (usize, String, String); // (kind index, namespace, name)
@@ -206,7 +209,9 @@ pub async fn run(client: Client, config: SimConfig) -> Result<()> {
 /// When a tracked object should next be looked at (it is waiting for its delay).
 fn due(track: &Track) -> Option<Instant> {
     match track.mode {
-        Mode::Normal(delay) if track.expanding_written => Some(track.since + delay),
+        Mode::Normal(delay) if track.expanding_written && !track.operational => {
+            Some(track.since + delay)
+        }
         _ => None,
     }
 }
@@ -235,6 +240,7 @@ async fn step(
             mode,
             since: now,
             expanding_written: done,
+            operational: done,
         }
     });
     if track.generation != generation || track.mode != mode {
@@ -243,6 +249,7 @@ async fn step(
             mode,
             since: now,
             expanding_written: false,
+            operational: false,
         };
     }
     let desired = match mode {
@@ -277,6 +284,9 @@ async fn step(
         tracing::info!(kind = KINDS[key.0].0, namespace = %ns, name = %object.name_any(), generation,
             status = %desired["updateStatus"], "status updated");
     }
+    if desired["updateStatus"] == "operational" {
+        track.operational = true;
+    }
     if desired["updateStatus"] == "expanding" && !track.expanding_written {
         track.expanding_written = true;
         // The delay counts from when the object was seen expanding.
@@ -288,6 +298,20 @@ async fn step(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nothing_is_due_once_operational() {
+        let track = |expanding_written, operational| Track {
+            generation: 1,
+            mode: Mode::Normal(Duration::from_secs(1)),
+            since: Instant::now(),
+            expanding_written,
+            operational,
+        };
+        assert!(due(&track(true, false)).is_some());
+        assert_eq!(due(&track(true, true)), None);
+        assert_eq!(due(&track(false, false)), None);
+    }
 
     #[test]
     fn durations_parse_with_units() {
