@@ -117,6 +117,9 @@ async fn demo(args: Args) -> ExitCode {
     for line in &stopped.lines {
         println!("  stopped {line}");
     }
+    if stopped.lines.is_empty() {
+        println!("  nothing was running yet");
+    }
     if let Some(dir) = stopped.dir {
         if dir.exists() {
             println!("  WARNING: {} is still there", dir.display());
