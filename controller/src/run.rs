@@ -9,8 +9,8 @@ use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::Reporter;
-use kube::runtime::watcher;
-use kube::{Client, Config};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Client, Config, ResourceExt};
 use shared::VMDistributed;
 use tokio::sync::watch;
 
@@ -138,7 +138,17 @@ async fn run_controller(
         Some(ns) => Api::namespaced(client, ns),
         None => Api::all(client),
     };
-    let mut controller = Controller::new(crs, watcher::Config::default().any_semantic())
+    // managedFields is dropped from the cache: it is the largest part of most objects and the
+    // decision never reads it.
+    let (cr_reader, cr_writer) = reflector::store();
+    let cr_stream = watcher(crs, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|cr| {
+            cr.managed_fields_mut().clear();
+        })
+        .reflect(cr_writer)
+        .touched_objects();
+    let mut controller = Controller::for_stream(cr_stream, cr_reader)
         .with_config(ControllerConfig::default().concurrency(concurrency));
     let cr_store = controller.store();
     for (kind, stream) in streams {
