@@ -49,6 +49,8 @@ pub struct Context {
     pub events: EventSink,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// True once every child cache holds its first full list.
+    caches_filled: tokio::sync::watch::Receiver<bool>,
     memory: Mutex<HashMap<String, Memory>>,
 }
 
@@ -61,7 +63,17 @@ impl Context {
         events: EventSink,
         metrics: Arc<Metrics>,
     ) -> Self {
+        // One task waits for the caches and publishes the result on a channel every reconcile
+        // can wait on: a reflector store's own readiness wakes only the last of many concurrent
+        // waiters, which left the first reconciles after a start waiting forever.
+        let (filled, caches_filled) = tokio::sync::watch::channel(false);
+        let waiting = stores.clone();
+        tokio::spawn(async move {
+            waiting.ready().await;
+            let _ = filled.send(true);
+        });
         Self {
+            caches_filled,
             writer,
             stores,
             events,
@@ -112,7 +124,10 @@ fn key(cr: &VMDistributed) -> String {
 pub async fn reconcile(cr: Arc<VMDistributed>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     // Decide only once the child caches are filled, or a first decision could see nothing.
     tracing::debug!(cr = %key(&cr), "reconcile requested");
-    ctx.stores.ready().await;
+    let mut filled = ctx.caches_filled.clone();
+    if filled.wait_for(|f| *f).await.is_err() {
+        return Ok(Requeue::requeue(Duration::from_secs(1)));
+    }
     let span = tracing::info_span!("reconcile", cr = %key(&cr));
     let started = Instant::now();
     let result = step_loop(cr, &ctx).instrument(span).await;
