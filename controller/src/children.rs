@@ -65,11 +65,15 @@ impl ChildStores {
         }
     }
 
-    /// The children relevant to `cr`: in its namespace, carrying the claim label (for any CR:
-    /// conflicts must be seen) or named by one of `cr`'s resolved names of that kind.
+    /// The children relevant to `cr`: in its namespace, claimed by it (removal candidates) or
+    /// named by one of its resolved names of that kind (whoever claims them, so conflicts are
+    /// seen). Children claimed by other CRs under other names cannot matter to this decision
+    /// and are left out: converting every child of the namespace for every reconcile made
+    /// memory grow with the number of CRs.
     #[must_use]
     pub fn observed_children(&self, cr: &VMDistributed) -> Vec<ChildObject> {
         let namespace = cr.namespace().unwrap_or_default();
+        let own_name = cr.name_any();
         let names = resolved_names(cr);
         let mut out = Vec::new();
         for (kind, store) in &self.stores {
@@ -77,7 +81,7 @@ impl ChildStores {
                 if obj.namespace().as_deref() != Some(namespace.as_str()) {
                     continue;
                 }
-                let claimed = obj.labels().contains_key(LABEL_CLAIM);
+                let claimed = obj.labels().get(LABEL_CLAIM) == Some(&own_name);
                 let named = names.contains(&(*kind, obj.name_any()));
                 if !(claimed || named) {
                     continue;
