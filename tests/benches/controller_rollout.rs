@@ -268,6 +268,8 @@ async fn main() -> Result<()> {
     // 4: RSS with more CRs.
     let w = world("bench-rss").await?;
     let api: Api<VMDistributed> = Api::namespaced(w.client.clone(), &w.ns);
+    // Idle = started, checks done, caches listed, nothing to reconcile yet.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let idle = rss_kib(w.controller.pid())?;
     let names: Vec<String> = (0..rss_crs).map(|i| format!("cr-{i}")).collect();
     for name in &names {
