@@ -19,12 +19,12 @@ pub const CRD_NAME: &str = "vmdistributed.operator.victoriametrics.com";
 pub enum StartupProblem {
     /// The CRD is not installed.
     #[error(
-        "CustomResourceDefinition {CRD_NAME} is not installed: install the vmdistributed Helm chart (it ships the CRD in crds/)"
+        "CustomResourceDefinition {CRD_NAME} is not installed: install the vmdistributed Helm chart (it installs the CRD unless crds.install=false) or apply charts/vmdistributed/files/crds/vmdistributed.yaml"
     )]
     CrdMissing,
     /// Another project's CRD is served (the upstream operator's typed status would prune ours).
     #[error(
-        "CustomResourceDefinition {CRD_NAME} is not this project's: {0}. The VictoriaMetrics operator's own VMDistributed CRD is served; its typed status would drop this controller's rollout state. Install the CRD from charts/vmdistributed/crds/ (kubectl apply --server-side --force-conflicts -f charts/vmdistributed/crds/vmdistributed.yaml) and disable the operator chart's VMDistributed CRD and controller (see docs/install.md)"
+        "CustomResourceDefinition {CRD_NAME} is not this project's: {0}. The VictoriaMetrics operator's own VMDistributed CRD is served; its typed status would drop this controller's rollout state. Install this project's CRD (kubectl apply --server-side --force-conflicts -f charts/vmdistributed/files/crds/vmdistributed.yaml, or the vmdistributed chart with crds.install=true) and disable the operator chart's VMDistributed CRD and controller (see docs/install.md)"
     )]
     ForeignCrd(String),
     /// VictoriaMetrics CRDs are missing.
