@@ -91,46 +91,83 @@ fn has_content(text: &str) -> bool {
     })
 }
 
+impl Document<'_> {
+    /// `document N (line L)`, the prefix of every message about this document.
+    #[must_use]
+    pub fn label(&self) -> String {
+        format!("document {} (line {})", self.number, self.first_line)
+    }
+}
+
+/// One document of the input as the offline CLIs see it.
+#[derive(Debug)]
+pub enum Parsed {
+    /// A `VMDistributed`, as JSON.
+    Object(Value),
+    /// Nothing but comments or whitespace.
+    Empty,
+    /// Not valid YAML; the error, with its line, went to stderr.
+    Broken,
+    /// Another kind; a note saying it is skipped went to stderr.
+    OtherKind,
+}
+
+/// Parse one document for `check` and `render`, writing YAML errors and skip notes to stderr
+/// so both CLIs report input problems the same way.
+pub fn parse_document(doc: &Document<'_>, label: &str, out: &mut CliOutput) -> Parsed {
+    let options = serde_saphyr::render_options! {
+        line_offset: (doc.first_line - 1) as u64,
+        snippets: serde_saphyr::SnippetMode::Off,
+    };
+    let value: Value = match serde_saphyr::from_str(doc.text) {
+        Ok(value) => value,
+        Err(err) => {
+            let _ = writeln!(
+                out.stderr,
+                "{label}: invalid YAML: {}",
+                err.render_with_options(options)
+            );
+            return Parsed::Broken;
+        }
+    };
+    if value.is_null() {
+        return Parsed::Empty;
+    }
+    let kind = value.get("kind").and_then(Value::as_str);
+    if kind != Some(KIND) {
+        let what = match (
+            kind,
+            value.pointer("/metadata/name").and_then(Value::as_str),
+        ) {
+            (Some(kind), Some(name)) => format!("{kind} {name:?}"),
+            (Some(kind), None) => kind.to_owned(),
+            (None, _) => "a document without kind".to_owned(),
+        };
+        let _ = writeln!(out.stderr, "{label}: skipped {what}: not a {KIND}");
+        return Parsed::OtherKind;
+    }
+    Parsed::Object(value)
+}
+
 /// Default and validate every `VMDistributed` in `input` (multi-document YAML).
 #[must_use]
 pub fn check_documents(input: &str) -> CliOutput {
     let mut out = CliOutput::default();
     let (mut checked, mut invalid, mut broken, mut skipped) = (0usize, 0usize, 0usize, 0usize);
     for doc in split_documents(input) {
-        let label = format!("document {} (line {})", doc.number, doc.first_line);
-        let options = serde_saphyr::render_options! {
-            line_offset: (doc.first_line - 1) as u64,
-            snippets: serde_saphyr::SnippetMode::Off,
-        };
-        let value: Value = match serde_saphyr::from_str(doc.text) {
-            Ok(value) => value,
-            Err(err) => {
+        let label = doc.label();
+        let value = match parse_document(&doc, &label, &mut out) {
+            Parsed::Object(value) => value,
+            Parsed::Empty => continue,
+            Parsed::Broken => {
                 broken += 1;
-                let _ = writeln!(
-                    out.stderr,
-                    "{label}: invalid YAML: {}",
-                    err.render_with_options(options)
-                );
+                continue;
+            }
+            Parsed::OtherKind => {
+                skipped += 1;
                 continue;
             }
         };
-        let kind = value.get("kind").and_then(Value::as_str);
-        if value.is_null() {
-            continue;
-        }
-        if kind != Some(KIND) {
-            skipped += 1;
-            let what = match (
-                kind,
-                value.pointer("/metadata/name").and_then(Value::as_str),
-            ) {
-                (Some(kind), Some(name)) => format!("{kind} {name:?}"),
-                (Some(kind), None) => kind.to_owned(),
-                (None, _) => "a document without kind".to_owned(),
-            };
-            let _ = writeln!(out.stderr, "{label}: skipped {what}: not a {KIND}");
-            continue;
-        }
         checked += 1;
         let name = object_name(&value);
         let report = validate_value(&value, None);

@@ -11,11 +11,9 @@
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
-
 use crate::VMDistributed;
 use crate::api::{KIND, TrafficMode};
-use crate::check::split_documents;
+use crate::check::{Parsed, parse_document, split_documents};
 use crate::cli::CliOutput;
 use crate::defaults::default_in_place;
 use crate::parse::strict;
@@ -31,35 +29,15 @@ pub fn render_documents(input: &str) -> CliOutput {
     let mut out = CliOutput::default();
     let (mut rendered, mut failed) = (0usize, 0usize);
     for doc in split_documents(input) {
-        let label = format!("document {} (line {})", doc.number, doc.first_line);
-        let options = serde_saphyr::render_options! {
-            line_offset: (doc.first_line - 1) as u64,
-            snippets: serde_saphyr::SnippetMode::Off,
-        };
-        let value: Value = match serde_saphyr::from_str(doc.text) {
-            Ok(value) => value,
-            Err(err) => {
+        let label = doc.label();
+        let value = match parse_document(&doc, &label, &mut out) {
+            Parsed::Object(value) => value,
+            Parsed::Empty | Parsed::OtherKind => continue,
+            Parsed::Broken => {
                 failed += 1;
-                let _ = writeln!(
-                    out.stderr,
-                    "{label}: invalid YAML: {}",
-                    err.render_with_options(options)
-                );
                 continue;
             }
         };
-        if value.is_null() {
-            continue;
-        }
-        let kind = value.get("kind").and_then(Value::as_str);
-        if kind != Some(KIND) {
-            let _ = writeln!(
-                out.stderr,
-                "{label}: skipped {}: not a {KIND}",
-                kind.unwrap_or("a document without kind")
-            );
-            continue;
-        }
         let report = validate_value(&value, None);
         let cr = match strict::<VMDistributed>(&value) {
             Ok(cr) if report.is_valid() => cr,

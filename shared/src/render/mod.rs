@@ -253,15 +253,7 @@ fn target_ref(kind: &str, objects: Vec<Value>, paths: &[&str], policy: &str) -> 
     target
 }
 
-/// Whether the CR manages a VMAuth at all (`vmauth.enabled`, default true).
-#[must_use]
-pub fn vmauth_enabled(cr: &VMDistributed) -> bool {
-    cr.spec
-        .vmauth
-        .as_ref()
-        .and_then(|a| a.enabled)
-        .unwrap_or(true)
-}
+pub use crate::defaults::vmauth_enabled;
 
 /// `spec` with the CR's license copied in when the spec has no `license` of its own.
 #[must_use]
