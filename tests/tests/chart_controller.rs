@@ -9,30 +9,13 @@ mod chart_support;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use chart_support::{Rendered, chart_dir, run_ok, set_args};
+use chart_support::{Rendered, chart_dir, free_port, readyz, run_ok, set_args};
 use harness::{ControlPlane, ProcessSpec};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 
 const RELEASE: &str = "vmd";
 const POD_NAME: &str = "vmd-vmdistributed-controller-5f7c9-abcde";
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// One `GET /readyz`; the status line and the body.
-fn readyz(port: u16) -> std::io::Result<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    Ok(response)
-}
 
 async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<T>
 where

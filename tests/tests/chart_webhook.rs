@@ -10,7 +10,7 @@ mod chart_support;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use chart_support::{Rendered, chart_dir, run_ok, secret_data, set_args};
+use chart_support::{Rendered, chart_dir, free_port, readyz, run_ok, secret_data, set_args};
 use harness::{ControlPlane, ProcessSpec};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
@@ -22,31 +22,14 @@ use serde_json::{Value, json};
 const RELEASE: &str = "vmd";
 const VALIDATING_HOOK: &str = "validate.vmdistributed.operator.victoriametrics.com";
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// One `GET /readyz` on the webhook's plain-HTTP port; the status line of the answer.
-fn readyz(port: u16) -> std::io::Result<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    Ok(response.lines().next().unwrap_or_default().to_owned())
-}
-
 /// Polls `/readyz` until it answers 200.
 async fn wait_ready(port: u16, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let mut last = String::new();
     while Instant::now() < deadline {
         match readyz(port) {
-            Ok(status) if status.starts_with("HTTP/1.1 200") => return Ok(()),
-            Ok(status) => last = status,
+            Ok(response) if response.starts_with("HTTP/1.1 200") => return Ok(()),
+            Ok(response) => last = response.lines().next().unwrap_or_default().to_owned(),
             Err(e) => last = e.to_string(),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

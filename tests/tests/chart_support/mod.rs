@@ -260,3 +260,21 @@ pub fn service_account_kubeconfig(
     std::fs::write(&path, serde_json::to_vec_pretty(&kubeconfig)?)?;
     Ok(path)
 }
+
+/// A free TCP port on 127.0.0.1 for a process the test starts.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// One `GET /readyz` on a binary's plain-HTTP port; the whole answer (status line first).
+pub fn readyz(port: u16) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+    stream.write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
