@@ -17,7 +17,8 @@ CONCURRENCY=${CONCURRENCY:-"1 16 64"}
 PROTOCOLS=${PROTOCOLS:-"h1 h2"}
 PAYLOADS=${PAYLOADS:-"review-3zones review-3zones-dupzone"}
 ENDPOINTS=${ENDPOINTS:-"validate"}
-WORKERS=${WORKERS:-2}
+# One worker: the webhook is pinned to one core, where a second worker only adds wake-ups.
+WORKERS=${WORKERS:-1}
 TLS_PORT=${TLS_PORT:-19443}
 HTTP_PORT=${HTTP_PORT:-19080}
 WEBHOOK_CORE=${WEBHOOK_CORE:-1}

@@ -1,10 +1,9 @@
 //! Admission decisions (SPEC §3), independent of HTTP: parse an `AdmissionReview`, short-circuit
 //! what must never be blocked, then default (mutate) or validate through the domain crate.
 
-use kube::core::DynamicObject;
-use kube::core::admission::{
-    AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND, Operation,
-};
+use kube::core::admission::{AdmissionResponse, META_API_VERSION_V1, META_KIND, Operation};
+use kube::core::{GroupVersionKind, Status};
+use serde::Deserialize;
 use serde_json::Value;
 use shared::VMDistributed;
 use shared::api::{GROUP, KIND, VERSION};
@@ -17,15 +16,64 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 #[error("{0}")]
 pub struct BadRequest(pub String);
 
+/// The parts of an `AdmissionReview` body this webhook reads. The objects are decoded straight
+/// into JSON values: kube's `AdmissionReview<DynamicObject>` buffers each object once more
+/// (its flattened `data`) and then needs a re-encoding to a `Value`, which was most of the
+/// per-request CPU. Fields not named here (userInfo, resource, options, ...) are skipped.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewBody {
+    api_version: String,
+    kind: String,
+    request: Option<RequestBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestBody {
+    uid: String,
+    kind: GroupVersionKind,
+    operation: Operation,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    object: Option<Value>,
+    #[serde(default)]
+    old_object: Option<Value>,
+}
+
 /// A parsed review of a `VMDistributed` create or update that needs a decision.
 #[derive(Debug)]
 pub struct Review {
-    /// The request, for the response's uid and type.
-    pub request: AdmissionRequest<DynamicObject>,
-    /// `request.object` as JSON.
+    /// `request.uid`, echoed in the response and logged.
+    pub uid: String,
+    /// `request.namespace`: where the object is created (it may be absent from the object).
+    pub namespace: Option<String>,
+    /// `request.object`.
     pub object: Value,
-    /// `request.oldObject` as JSON (UPDATE).
+    /// `request.oldObject` (UPDATE).
     pub old_object: Option<Value>,
+}
+
+impl Review {
+    /// An allowed response to this review, to be denied, patched or warned.
+    #[must_use]
+    pub fn response(&self) -> AdmissionResponse {
+        allowed(&self.uid)
+    }
+}
+
+/// An allowed response carrying `uid`. kube only builds responses from its own request type,
+/// so this starts from its `invalid` constructor (which sets the review's apiVersion and
+/// kind) and turns it into the neutral allowed response `From<&AdmissionRequest>` gives.
+fn allowed(uid: &str) -> AdmissionResponse {
+    let mut response = AdmissionResponse::invalid("");
+    uid.clone_into(&mut response.uid);
+    response.allowed = true;
+    response.result = Status::default();
+    response
 }
 
 /// The first step of every review.
@@ -53,22 +101,22 @@ pub enum Prepared {
 /// [`BadRequest`] for malformed JSON, an AdmissionReview other than `admission.k8s.io/v1`, a
 /// missing request or object, or a kind other than `VMDistributed`.
 pub fn prepare(body: &[u8]) -> Result<Prepared, BadRequest> {
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).map_err(|err| {
+    let review: ReviewBody = serde_json::from_slice(body).map_err(|err| {
         BadRequest(format!(
             "malformed AdmissionReview: {}",
             one_line(&err.to_string())
         ))
     })?;
-    if review.types.api_version != META_API_VERSION_V1 || review.types.kind != META_KIND {
+    if review.api_version != META_API_VERSION_V1 || review.kind != META_KIND {
         return Err(BadRequest(format!(
             "unsupported review type {}/{}: only {META_API_VERSION_V1} {META_KIND} is served",
-            one_line(&review.types.api_version),
-            one_line(&review.types.kind)
+            one_line(&review.api_version),
+            one_line(&review.kind)
         )));
     }
-    let request: AdmissionRequest<DynamicObject> = review
-        .try_into()
-        .map_err(|_| BadRequest("AdmissionReview has no request".to_owned()))?;
+    let Some(request) = review.request else {
+        return Err(BadRequest("AdmissionReview has no request".to_owned()));
+    };
     let kind = &request.kind;
     if kind.group != GROUP || kind.kind != KIND || kind.version != VERSION {
         return Err(BadRequest(format!(
@@ -78,60 +126,57 @@ pub fn prepare(body: &[u8]) -> Result<Prepared, BadRequest> {
             one_line(&kind.kind)
         )));
     }
-    let bypass = |request: &AdmissionRequest<DynamicObject>, why| {
+    let bypass = |why| {
         Ok(Prepared::Bypass {
-            response: Box::new(AdmissionResponse::from(request)),
+            response: Box::new(allowed(&request.uid)),
             why,
         })
     };
     if !matches!(request.operation, Operation::Create | Operation::Update) {
-        return bypass(&request, "operation is neither CREATE nor UPDATE");
+        return bypass("operation is neither CREATE nor UPDATE");
     }
     if request
         .sub_resource
         .as_deref()
         .is_some_and(|s| !s.is_empty())
     {
-        return bypass(&request, "subresource request");
+        return bypass("subresource request");
     }
-    let Some(object) = request.object.as_ref() else {
+    let Some(object) = request.object.as_ref().filter(|o| !o.is_null()) else {
         return Err(BadRequest(format!(
             "request.object is missing in a {:?} review",
             request.operation
         )));
     };
-    if object.metadata.deletion_timestamp.is_some() {
-        return bypass(&request, "object is being deleted");
+    if !object.is_object() {
+        return Err(BadRequest("request.object is not a JSON object".to_owned()));
     }
-    if request.operation == Operation::Update {
-        let Some(old) = request.old_object.as_ref() else {
-            return Err(BadRequest(
-                "request.oldObject is missing in an UPDATE review".to_owned(),
-            ));
-        };
-        if object.data.get("spec") == old.data.get("spec") {
-            return bypass(&request, "spec unchanged");
+    if object
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
+    {
+        return bypass("object is being deleted");
+    }
+    let old_object = match request.operation {
+        Operation::Update => {
+            let Some(old) = request.old_object.as_ref().filter(|o| !o.is_null()) else {
+                return Err(BadRequest(
+                    "request.oldObject is missing in an UPDATE review".to_owned(),
+                ));
+            };
+            if object.get("spec") == old.get("spec") {
+                return bypass("spec unchanged");
+            }
+            request.old_object
         }
-    }
-    let object = to_value(object)?;
-    let old_object = match (request.operation.clone(), request.old_object.as_ref()) {
-        (Operation::Update, Some(old)) => Some(to_value(old)?),
         _ => None,
     };
     Ok(Prepared::Review(Box::new(Review {
-        request,
-        object,
+        uid: request.uid,
+        namespace: request.namespace,
+        object: request.object.unwrap_or_default(),
         old_object,
     })))
-}
-
-fn to_value(object: &DynamicObject) -> Result<Value, BadRequest> {
-    serde_json::to_value(object).map_err(|err| {
-        BadRequest(format!(
-            "object cannot be re-encoded: {}",
-            one_line(&err.to_string())
-        ))
-    })
 }
 
 /// Collapse whitespace so a reason stays on one line (HTTP bodies and log lines).
@@ -149,7 +194,7 @@ fn decode(object: &Value) -> Result<VMDistributed, String> {
 /// and is denied with the field path, as validation would.
 #[must_use]
 pub fn mutate(review: &Review) -> AdmissionResponse {
-    let response = AdmissionResponse::from(&review.request);
+    let response = review.response();
     let cr = match decode(&review.object) {
         Ok(cr) => cr,
         Err(message) => return response.deny(message),
@@ -180,7 +225,7 @@ pub fn mutate(review: &Review) -> AdmissionResponse {
 /// are returned either way.
 #[must_use]
 pub fn validate(review: &Review) -> AdmissionResponse {
-    let mut response = AdmissionResponse::from(&review.request);
+    let mut response = review.response();
     let report = shared::validation::validate_value(&review.object, review.old_object.as_ref());
     if !report.errors.is_empty() {
         response = response.deny(one_line(&report.error_summary()));

@@ -170,14 +170,14 @@ impl Preflight {
 
     /// Add the preflight verdict to an allowed validation response.
     pub async fn check(&self, review: &Review, response: AdmissionResponse) -> AdmissionResponse {
-        let uid = review.request.uid.as_str();
+        let uid = review.uid.as_str();
         let Ok(cr) = shared::parse::strict::<VMDistributed>(&review.object) else {
             // Validation decoded it already; nothing to add if it does not decode now.
             return response;
         };
         let mut cr = shared::defaults::apply_defaults(&cr);
         if cr.metadata.namespace.is_none() {
-            cr.metadata.namespace.clone_from(&review.request.namespace);
+            cr.metadata.namespace.clone_from(&review.namespace);
         }
         let namespace = cr.metadata.namespace.clone().unwrap_or_default();
         let children = children(&cr);

@@ -143,7 +143,7 @@ async fn answer(state: &AppState, endpoint: Endpoint, request: Request) -> (Outc
             return (Outcome::Error, plain(StatusCode::BAD_REQUEST, &bad.0));
         }
     };
-    let uid = review.request.uid.as_str();
+    let uid = review.uid.as_str();
     let response = match endpoint {
         Endpoint::Mutate => admission::mutate(&review),
         Endpoint::Validate => {

@@ -360,6 +360,14 @@ async fn malformed_bodies_get_400_with_a_one_line_reason() {
         )
         .await;
         assert!(reason.contains("request.object"), "{reason}");
+        let scalar_object = review("CREATE", Some(json!("not an object")), None);
+        let reason = bad_request(
+            &app.admission,
+            path,
+            serde_json::to_vec(&scalar_object).unwrap(),
+        )
+        .await;
+        assert!(reason.contains("request.object"), "{reason}");
         let no_old = review("UPDATE", Some(defaulted_seed()), None);
         let reason = bad_request(&app.admission, path, serde_json::to_vec(&no_old).unwrap()).await;
         assert!(reason.contains("oldObject"), "{reason}");
