@@ -318,6 +318,52 @@ impl ControlPlane {
         Ok(cmd)
     }
 
+    /// A kubeconfig in `dir` that authenticates as ServiceAccount `namespace/service_account`
+    /// with a bound token (`kubectl create token`, valid one hour), so a process runs with
+    /// exactly the RBAC granted to that account.
+    pub fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        dir: &Path,
+    ) -> Result<PathBuf> {
+        let output = self
+            .kubectl()
+            .args([
+                "create",
+                "token",
+                service_account,
+                "-n",
+                namespace,
+                "--duration=1h",
+            ])
+            .output()?;
+        if !output.status.success() {
+            bail!(
+                "kubectl create token {service_account} -n {namespace}: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        let token = String::from_utf8(output.stdout)?.trim().to_owned();
+        if token.is_empty() {
+            bail!("kubectl create token printed no token");
+        }
+        let kubeconfig = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "envtest", "cluster": {
+                "server": self.server_url(),
+                "certificate-authority": self.pki().ca_cert.display().to_string(),
+            }}],
+            "users": [{"name": service_account, "user": {"token": token}}],
+            "contexts": [{"name": "sa", "context": {"cluster": "envtest", "user": service_account, "namespace": namespace}}],
+            "current-context": "sa",
+        });
+        let path = dir.join(format!("{service_account}.kubeconfig"));
+        std::fs::write(&path, serde_json::to_vec_pretty(&kubeconfig)?)?;
+        Ok(path)
+    }
+
     /// Stops everything now and waits until the processes are gone and the directory is removed.
     pub fn stop(self) -> Result<()> {
         self.supervisor.shutdown()

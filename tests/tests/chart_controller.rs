@@ -72,7 +72,7 @@ async fn controller_starts_leads_and_writes_with_the_charts_rbac() -> Result<()>
         .as_str()
         .context("serviceAccountName")?;
     let dir = tempfile::tempdir()?;
-    let kubeconfig = chart_support::service_account_kubeconfig(cp, &ns, account, dir.path())?;
+    let kubeconfig = cp.service_account_kubeconfig(&ns, account, dir.path())?;
 
     // The Deployment's arguments, with only the listen address moved to a loopback port.
     let http_port = free_port()?;

@@ -219,7 +219,7 @@ async fn chart_certificate_and_rules_admit_defaults_and_reject_invalid_objects()
     let account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
         .as_str()
         .context("serviceAccountName")?;
-    let kubeconfig = chart_support::service_account_kubeconfig(cp, &ns, account, tls_dir.path())?;
+    let kubeconfig = cp.service_account_kubeconfig(&ns, account, tls_dir.path())?;
     args.push(format!("--kubeconfig={}", kubeconfig.display()));
     let log = cp.log_path("chart-webhook");
     let _webhook =

@@ -135,3 +135,104 @@ async fn missing_and_foreign_crds_are_refused_with_a_clear_message() -> Result<(
     cp.stop()?;
     Ok(())
 }
+
+/// A ServiceAccount that may read VMDistributed and its CRD but not write children or status:
+/// the controller exits 1 at start, naming every missing permission and none it has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_rbac_verbs_stop_the_controller_naming_each_one() -> Result<()> {
+    harness::install_crypto_provider();
+    let cp = ControlPlane::shared().await?;
+    cp.install_crds().await?;
+    let client = cp.client().await?;
+    let ns = harness::create_namespace(&client, "rbac-forbidden").await?;
+    let grants = format!(
+        r"apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: limited
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: limited
+rules:
+  - apiGroups: [operator.victoriametrics.com]
+    resources: [vmdistributed]
+    verbs: [get, list, watch, patch]
+  - apiGroups: [operator.victoriametrics.com]
+    resources: [vmclusters, vmsingles, vmagents, vmauths]
+    verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: limited
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: limited}}
+subjects: [{{kind: ServiceAccount, name: limited, namespace: {ns}}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: {ns}-crd-reader
+rules:
+  - apiGroups: [apiextensions.k8s.io]
+    resources: [customresourcedefinitions]
+    verbs: [get]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: {ns}-crd-reader
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {ns}-crd-reader}}
+subjects: [{{kind: ServiceAccount, name: limited, namespace: {ns}}}]
+"
+    );
+    harness::apply_yaml(&client, Some(&ns), &grants).await?;
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = cp.service_account_kubeconfig(&ns, "limited", dir.path())?;
+    let controller = cp.spawn(
+        ProcessSpec::new(
+            harness::controller_binary()?,
+            cp.log_path("controller-rbac"),
+        )
+        .args([
+            "run".to_owned(),
+            format!("--kubeconfig={}", kubeconfig.display()),
+            "--leader-elect=false".to_owned(),
+            format!("--watch-namespace={ns}"),
+            format!("--http-addr=127.0.0.1:{}", free_port()?),
+        ]),
+    )?;
+    let status = wait_exit(&controller, Duration::from_secs(30)).await?;
+    assert!(status.contains('1'), "exit status {status}");
+    let log = controller.log();
+    assert!(
+        log.contains("RBAC forbids verbs this controller needs"),
+        "{log}"
+    );
+    for missing in [
+        "create vmclusters",
+        "patch vmagents",
+        "delete vmauths",
+        "update vmdistributed/status",
+        "update vmdistributed/finalizers",
+        "create events",
+    ] {
+        assert!(log.contains(missing), "{missing} not named:\n{log}");
+    }
+    for granted in [
+        "list vmdistributed (",
+        "watch vmclusters (",
+        "get customresourcedefinitions",
+    ] {
+        assert!(!log.contains(granted), "{granted} was granted:\n{log}");
+    }
+    // Nothing was reconciled: the CR namespace got no children.
+    let clusters: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &controller_support::child_resource(shared::names::ChildKind::VMCluster),
+    );
+    assert!(clusters.list(&Default::default()).await?.items.is_empty());
+    Ok(())
+}

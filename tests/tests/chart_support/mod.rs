@@ -225,42 +225,6 @@ pub fn verify_serving_certificate(
     Ok(())
 }
 
-/// A kubeconfig that authenticates as `namespace/service_account` with a token from the
-/// TokenRequest API, so a process runs with exactly the RBAC the chart grants that account.
-pub fn service_account_kubeconfig(
-    cp: &harness::ControlPlane,
-    namespace: &str,
-    service_account: &str,
-    dir: &std::path::Path,
-) -> Result<PathBuf> {
-    let output = run_ok(cp.kubectl().args([
-        "create",
-        "token",
-        service_account,
-        "-n",
-        namespace,
-        "--duration=1h",
-    ]))?;
-    let token = String::from_utf8(output.stdout)?.trim().to_owned();
-    if token.is_empty() {
-        bail!("kubectl create token printed no token");
-    }
-    let kubeconfig = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "envtest", "cluster": {
-            "server": cp.server_url(),
-            "certificate-authority": cp.pki().ca_cert.display().to_string(),
-        }}],
-        "users": [{"name": service_account, "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "envtest", "user": service_account, "namespace": namespace}}],
-        "current-context": "sa",
-    });
-    let path = dir.join(format!("{service_account}.kubeconfig"));
-    std::fs::write(&path, serde_json::to_vec_pretty(&kubeconfig)?)?;
-    Ok(path)
-}
-
 /// A free TCP port on 127.0.0.1 for a process the test starts.
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
