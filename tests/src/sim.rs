@@ -15,7 +15,8 @@
 //! An object already `operational` for its current generation when the simulator starts is left
 //! as it is (a restarted simulator does not flap objects).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
@@ -24,6 +25,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchP
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 /// Annotation: `"true"` makes the simulator report `failed`.
@@ -125,7 +127,18 @@ struct Track {
 
 type Key = (usize, String, String); // (kind index, namespace, name)
 
+/// Status writes in flight at once. The real operator reconciles many objects concurrently;
+/// writing one status at a time made the simulator, not the controller, the bottleneck when
+/// dozens of CRs roll out together.
+const MAX_WRITES_IN_FLIGHT: usize = 32;
+
+/// A status write that finished: its key, the status it wrote, and whether it succeeded.
+type Written = (Key, Value, Result<()>);
+
 /// Runs until the watches end (they do not, normally) or a status write fails persistently.
+///
+/// Objects are handled concurrently, but each object has at most one status write in flight:
+/// an `operational` overtaking its own `expanding` would leave the object `expanding` forever.
 pub async fn run(client: Client, config: SimConfig) -> Result<()> {
     let resources: Vec<ApiResource> = KINDS
         .iter()
@@ -149,6 +162,10 @@ pub async fn run(client: Client, config: SimConfig) -> Result<()> {
     let mut objects: HashMap<Key, DynamicObject> = HashMap::new();
     let mut tracks: HashMap<Key, Track> = HashMap::new();
     let mut wake_at: Option<Instant> = None;
+    let mut in_flight: HashSet<Key> = HashSet::new();
+    let mut look_again: HashSet<Key> = HashSet::new();
+    let (written_tx, mut written_rx) = tokio::sync::mpsc::unbounded_channel::<Written>();
+    let permits = Arc::new(Semaphore::new(MAX_WRITES_IN_FLIGHT));
 
     loop {
         let sleep = async {
@@ -180,6 +197,24 @@ pub async fn run(client: Client, config: SimConfig) -> Result<()> {
                     }
                 }
             }
+            Some((key, desired, result)) = written_rx.recv() => {
+                in_flight.remove(&key);
+                match result {
+                    Ok(()) => {
+                        if let Some(track) = tracks.get_mut(&key) {
+                            record_written(track, &desired);
+                        }
+                        tracing::info!(kind = KINDS[key.0].0, namespace = %key.1, name = %key.2,
+                            generation = %desired["observedGeneration"],
+                            status = %desired["updateStatus"], "status updated");
+                    }
+                    Err(e) => tracing::warn!(kind = KINDS[key.0].0, namespace = %key.1,
+                        name = %key.2, error = %format!("{e:#}"), "status update failed"),
+                }
+                if look_again.remove(&key) {
+                    changed.push(key);
+                }
+            }
             () = sleep => {
                 let now = Instant::now();
                 changed.extend(tracks.iter().filter(|(_, t)| due(t) <= Some(now)).map(|(k, _)| k.clone()));
@@ -189,18 +224,30 @@ pub async fn run(client: Client, config: SimConfig) -> Result<()> {
             let Some(object) = objects.get(&key) else {
                 continue;
             };
-            if let Err(e) = step(
-                &client,
-                &resources[key.0],
-                object,
-                &mut tracks,
-                &key,
-                &config,
-            )
-            .await
-            {
-                tracing::warn!(kind = KINDS[key.0].0, namespace = %key.1, name = %key.2, error = %format!("{e:#}"), "status update failed");
+            if in_flight.contains(&key) {
+                look_again.insert(key);
+                continue;
             }
+            let Some(desired) = plan(object, &mut tracks, &key, &config) else {
+                continue;
+            };
+            in_flight.insert(key.clone());
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), &key.1, &resources[key.0]);
+            let (permits, written_tx) = (Arc::clone(&permits), written_tx.clone());
+            tokio::spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let result = api
+                    .patch_status(
+                        &key.2,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"status": desired})),
+                    )
+                    .await
+                    .map(drop)
+                    .map_err(anyhow::Error::from);
+                let _ = written_tx.send((key, desired, result));
+            });
         }
         wake_at = tracks.values().filter_map(due).min();
     }
@@ -216,14 +263,14 @@ fn due(track: &Track) -> Option<Instant> {
     }
 }
 
-async fn step(
-    client: &Client,
-    resource: &ApiResource,
+/// The status `object` should have now, or `None` when it already has it. Updates the
+/// object's track for a new generation or mode.
+fn plan(
     object: &DynamicObject,
     tracks: &mut HashMap<Key, Track>,
     key: &Key,
     config: &SimConfig,
-) -> Result<()> {
+) -> Option<Value> {
     let generation = object.metadata.generation.unwrap_or(0);
     let mode = mode(object, config.ready_delay);
     let status = object.data.get("status").cloned().unwrap_or(Value::Null);
@@ -270,29 +317,26 @@ async fn step(
     let up_to_date = status["updateStatus"] == desired["updateStatus"]
         && status["observedGeneration"] == desired["observedGeneration"]
         && status["reason"].as_str().unwrap_or("") == desired["reason"].as_str().unwrap_or("");
-    if !up_to_date {
-        let ns = object
-            .namespace()
-            .ok_or_else(|| anyhow!("object without namespace"))?;
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, resource);
-        api.patch_status(
-            &object.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": desired})),
-        )
-        .await?;
-        tracing::info!(kind = KINDS[key.0].0, namespace = %ns, name = %object.name_any(), generation,
-            status = %desired["updateStatus"], "status updated");
+    if up_to_date {
+        record_written(track, &desired);
+        return None;
+    }
+    Some(desired)
+}
+
+/// `desired` is stored: an `operational` ends the object's wait, and the ready delay counts from
+/// when the object was first stored `expanding` for its generation.
+fn record_written(track: &mut Track, desired: &Value) {
+    if desired["observedGeneration"].as_i64() != Some(track.generation) {
+        return; // written for a generation the object has since left
     }
     if desired["updateStatus"] == "operational" {
         track.operational = true;
     }
     if desired["updateStatus"] == "expanding" && !track.expanding_written {
         track.expanding_written = true;
-        // The delay counts from when the object was seen expanding.
         track.since = Instant::now();
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -311,6 +355,32 @@ mod tests {
         assert!(due(&track(true, false)).is_some());
         assert_eq!(due(&track(true, true)), None);
         assert_eq!(due(&track(false, false)), None);
+    }
+
+    #[test]
+    fn a_write_for_a_generation_the_object_has_left_is_not_recorded() {
+        let mut track = Track {
+            generation: 2,
+            mode: Mode::Normal(Duration::from_secs(1)),
+            since: Instant::now(),
+            expanding_written: false,
+            operational: false,
+        };
+        record_written(
+            &mut track,
+            &json!({"updateStatus": "operational", "observedGeneration": 1}),
+        );
+        assert!(!track.operational);
+        record_written(
+            &mut track,
+            &json!({"updateStatus": "expanding", "observedGeneration": 2}),
+        );
+        assert!(track.expanding_written && !track.operational);
+        record_written(
+            &mut track,
+            &json!({"updateStatus": "operational", "observedGeneration": 2}),
+        );
+        assert!(track.operational);
     }
 
     #[test]
