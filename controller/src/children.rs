@@ -12,7 +12,8 @@ use shared::VMDistributed;
 use shared::children::{ChildObject, LABEL_CLAIM};
 use shared::names::{ChildKind, child_name, vmauth_name, zone_kinds};
 
-use crate::writer::api_resource;
+use crate::managed_fields;
+use crate::writer::{FIELD_MANAGER, api_resource};
 
 /// The reflector caches of the four child kinds.
 #[derive(Clone)]
@@ -25,8 +26,9 @@ pub type ChildStream =
     std::pin::Pin<Box<dyn Stream<Item = Result<DynamicObject, watcher::Error>> + Send>>;
 
 /// Start (lazily: the streams do nothing until polled) a watch of every child kind across all
-/// namespaces. `managedFields` is dropped from the caches: it is large and only needed right
-/// before an apply, which reads the object live.
+/// namespaces. `managedFields` is large and is dropped from the caches except the entries the
+/// ownership upgrade before an apply would act on (normally none): an apply reads the object
+/// live only when one is left.
 #[must_use]
 pub fn watch_all(
     client: &Client,
@@ -45,7 +47,8 @@ pub fn watch_all(
         let stream = watcher(api, watcher::Config::default().any_semantic())
             .default_backoff()
             .modify(|obj| {
-                obj.managed_fields_mut().clear();
+                obj.managed_fields_mut()
+                    .retain(|entry| managed_fields::may_need_upgrade(entry, FIELD_MANAGER));
             })
             .reflect(writer)
             .touched_objects()
@@ -56,6 +59,18 @@ pub fn watch_all(
 }
 
 impl ChildStores {
+    /// The cached child `kind` `namespace/name`, if the cache has it.
+    #[must_use]
+    pub fn cached(
+        &self,
+        kind: ChildKind,
+        namespace: &str,
+        name: &str,
+    ) -> Option<std::sync::Arc<DynamicObject>> {
+        let (_, store) = self.stores.iter().find(|(k, _)| *k == kind)?;
+        store.get(&ObjectRef::new_with(name, api_resource(kind)).within(namespace))
+    }
+
     /// Wait until every cache has its first full list.
     pub async fn ready(&self) {
         for (kind, store) in &self.stores {

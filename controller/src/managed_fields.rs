@@ -9,6 +9,25 @@
 
 use serde_json::{Map, Value};
 
+/// Whether `entry` is one [`upgrade`] could take fields from: another manager's `Update` of the
+/// main resource that owns something under `spec`. The child caches keep only these entries, so
+/// an apply reads the object live (for its full `managedFields` and resourceVersion) only when
+/// such an entry exists, instead of before every apply.
+#[must_use]
+pub fn may_need_upgrade(
+    entry: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry,
+    our_manager: &str,
+) -> bool {
+    entry.manager.as_deref() != Some(our_manager)
+        && entry.operation.as_deref() == Some("Update")
+        && entry.subresource.as_deref().is_none_or(str::is_empty)
+        && entry
+            .fields_v1
+            .as_ref()
+            .and_then(|fields| fields.0.get("f:spec"))
+            .is_some()
+}
+
 /// The `managedFields` list after moving, from every other manager's `Update` entry (main
 /// resource, not a subresource), the ownership of the fields `intent_spec` sets into our `Apply`
 /// entry. `None` when nothing needs to move.

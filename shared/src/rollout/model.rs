@@ -18,7 +18,8 @@
 //!    `status.rollout` equals `decision.status.rollout` (an empty `rollout: {}` counts as
 //!    absent) and it still has the same `uid`;
 //!    otherwise requeue. This is how a deposed leader or a lagging cache is kept from writing
-//!    (SPEC §5 "Consistency"). Execute the actions in order; stop at the first failure and requeue.
+//!    (SPEC §5 "Consistency"). Execute the actions in order (consecutive creates and applies touch
+//!    different children and may be sent at once); stop at the first failure and requeue.
 //! 5. Requeue after [`Decision::requeue_after`] when set, otherwise wait for a watch event. After
 //!    executing any action, decide again soon (a watch event will arrive; a short requeue is fine).
 //!
