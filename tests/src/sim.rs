@@ -211,13 +211,21 @@ pub async fn run(client: Client, config: SimConfig) -> Result<()> {
                     Err(e) => tracing::warn!(kind = KINDS[key.0].0, namespace = %key.1,
                         name = %key.2, error = %format!("{e:#}"), "status update failed"),
                 }
-                if look_again.remove(&key) {
+                // Look again if an event arrived meanwhile, or if the wait it was written for
+                // (`expanding` → `operational` after the delay) is due.
+                let due_now = tracks.get(&key).and_then(due).is_some_and(|at| at <= Instant::now());
+                if look_again.remove(&key) || due_now {
                     changed.push(key);
                 }
             }
             () = sleep => {
                 let now = Instant::now();
-                changed.extend(tracks.iter().filter(|(_, t)| due(t) <= Some(now)).map(|(k, _)| k.clone()));
+                changed.extend(
+                    tracks
+                        .iter()
+                        .filter(|(k, t)| !in_flight.contains(*k) && due(t) <= Some(now))
+                        .map(|(k, _)| k.clone()),
+                );
             }
         }
         for key in changed {
@@ -249,7 +257,13 @@ pub async fn run(client: Client, config: SimConfig) -> Result<()> {
                 let _ = written_tx.send((key, desired, result));
             });
         }
-        wake_at = tracks.values().filter_map(due).min();
+        // An object with a write in flight is looked at when the write finishes; counting its
+        // (past) due time here would spin the loop until then.
+        wake_at = tracks
+            .iter()
+            .filter(|(k, _)| !in_flight.contains(*k))
+            .filter_map(|(_, t)| due(t))
+            .min();
     }
 }
 
