@@ -28,6 +28,9 @@ use crate::writer::{Created, DryRun, Writer};
 const PREFLIGHT_BUDGET: Duration = Duration::from_secs(3);
 /// Decision steps taken in one reconcile while each only writes status or runs preflight.
 const MAX_STEPS: usize = 6;
+/// Fallback re-check of a CR skipped because the cache had not seen our write yet (its watch
+/// event normally triggers the next reconcile first).
+const STALE_RECHECK: Duration = Duration::from_secs(1);
 /// Maximum size of an event note.
 const NOTE_LIMIT: usize = 1024;
 
@@ -37,6 +40,11 @@ const NOTE_LIMIT: usize = 1024;
 struct Memory {
     preflight: Option<PreflightOutcome>,
     vmauth_applied_generation: Option<i64>,
+    /// The resourceVersions our last writes of the CR (status or finalizer) replaced, newest
+    /// last. A reconcile handed a cached CR with one of these versions runs before the cache saw
+    /// our write: deciding on it would only repeat the write and get a 409. The write's own
+    /// watch event follows.
+    superseded: Vec<String>,
 }
 
 /// Shared state of every reconcile.
@@ -160,6 +168,15 @@ async fn step_loop(cr: Arc<VMDistributed>, ctx: &Context) -> Result<Requeue, Err
 async fn step(cr: VMDistributed, ctx: &Context) -> Result<Next, Error> {
     let uid = cr.uid().unwrap_or_default();
     let memory = ctx.memory(&uid);
+    if cr
+        .metadata
+        .resource_version
+        .as_ref()
+        .is_some_and(|version| memory.superseded.contains(version))
+    {
+        tracing::debug!("the cache has not seen our last write yet; waiting for its event");
+        return Ok(Next::Done(Requeue::requeue(STALE_RECHECK)));
+    }
     let observed = Observed {
         children: ctx.stores.observed_children(&cr),
         preflight: memory.preflight.clone(),
@@ -176,11 +193,21 @@ async fn step(cr: VMDistributed, ctx: &Context) -> Result<Next, Error> {
         match ctx.writer.write_status(&cr, &decision.status).await {
             Ok(written) => {
                 tracing::debug!(rollout = ?decision.status.rollout, "status written");
+                remember_superseded(ctx, &uid, &cr);
                 current = written;
             }
             Err(Error::Conflict(message)) => {
-                tracing::debug!(%message, "status conflict; deciding again");
-                return Ok(Next::Done(Requeue::requeue(Duration::from_millis(50))));
+                // Decide again on the live object rather than retrying on a cache that may
+                // still lag (each retry would be another 409).
+                tracing::debug!(%message, "status conflict; deciding again on the live object");
+                let live = ctx
+                    .writer
+                    .get_cr(&cr.namespace().unwrap_or_default(), &cr.name_any())
+                    .await?;
+                return Ok(match live {
+                    Some(live) => Next::Again(Box::new(live)),
+                    None => Next::Done(Requeue::await_change()),
+                });
             }
             Err(err) => return Err(err),
         }
@@ -221,6 +248,7 @@ async fn step(cr: VMDistributed, ctx: &Context) -> Result<Next, Error> {
             match result? {
                 Executed::Child => wrote_children = true,
                 Executed::Cr(updated) => {
+                    remember_superseded(ctx, &uid, &current);
                     current = *updated;
                     again = true;
                 }
@@ -248,6 +276,21 @@ async fn step(cr: VMDistributed, ctx: &Context) -> Result<Next, Error> {
         (false, None) => return Ok(Next::Done(Requeue::await_change())),
     };
     Ok(Next::Done(Requeue::requeue(requeue)))
+}
+
+/// Record that `replaced` (the CR as it was before our successful write) is out of date.
+fn remember_superseded(ctx: &Context, uid: &str, replaced: &VMDistributed) {
+    /// A reconcile writes the CR a few times at most; older versions are long out of the cache.
+    const KEEP: usize = 4;
+    let Some(version) = replaced.metadata.resource_version.clone() else {
+        return;
+    };
+    ctx.remember(uid, |m| {
+        if m.superseded.len() == KEEP {
+            m.superseded.remove(0);
+        }
+        m.superseded.push(version);
+    });
 }
 
 /// The actions in order, in batches that may run at once: consecutive creates and applies (a
