@@ -4,31 +4,30 @@
 use std::collections::BTreeSet;
 
 use futures::{Stream, StreamExt};
-use kube::api::DynamicObject;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use shared::VMDistributed;
-use shared::children::{ChildObject, LABEL_CLAIM};
+use shared::children::ChildObject;
 use shared::names::{ChildKind, child_name, vmauth_name, zone_kinds};
 
-use crate::managed_fields;
-use crate::writer::{FIELD_MANAGER, api_resource};
+use crate::cached_child::CachedChild;
+use crate::writer::api_resource;
 
 /// The reflector caches of the four child kinds.
 #[derive(Clone)]
 pub struct ChildStores {
-    stores: Vec<(ChildKind, Store<DynamicObject>)>,
+    stores: Vec<(ChildKind, Store<CachedChild>)>,
 }
 
 /// A watch stream of one kind, feeding its cache; yields every touched object.
 pub type ChildStream =
-    std::pin::Pin<Box<dyn Stream<Item = Result<DynamicObject, watcher::Error>> + Send>>;
+    std::pin::Pin<Box<dyn Stream<Item = Result<CachedChild, watcher::Error>> + Send>>;
 
 /// Start (lazily: the streams do nothing until polled) a watch of every child kind across all
-/// namespaces. `managedFields` is large and is dropped from the caches except the entries the
-/// ownership upgrade before an apply would act on (normally none): an apply reads the object
-/// live only when one is left.
+/// namespaces. The caches hold [`CachedChild`]ren: trimmed, compact, and with only the
+/// `managedFields` entries the ownership upgrade before an apply would act on (normally none),
+/// so an apply reads the object live only when one is left.
 #[must_use]
 pub fn watch_all(
     client: &Client,
@@ -40,16 +39,12 @@ pub fn watch_all(
         let resource = api_resource(kind);
         let writer = reflector::store::Writer::new(resource.clone());
         stores.push((kind, writer.as_reader()));
-        let api: Api<DynamicObject> = match namespace {
+        let api: Api<CachedChild> = match namespace {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
             None => Api::all_with(client.clone(), &resource),
         };
         let stream = watcher(api, watcher::Config::default().any_semantic())
             .default_backoff()
-            .modify(|obj| {
-                obj.managed_fields_mut()
-                    .retain(|entry| managed_fields::may_need_upgrade(entry, FIELD_MANAGER));
-            })
             .reflect(writer)
             .touched_objects()
             .boxed();
@@ -66,7 +61,7 @@ impl ChildStores {
         kind: ChildKind,
         namespace: &str,
         name: &str,
-    ) -> Option<std::sync::Arc<DynamicObject>> {
+    ) -> Option<std::sync::Arc<CachedChild>> {
         let (_, store) = self.stores.iter().find(|(k, _)| *k == kind)?;
         store.get(&ObjectRef::new_with(name, api_resource(kind)).within(namespace))
     }
@@ -96,14 +91,14 @@ impl ChildStores {
                 if obj.namespace().as_deref() != Some(namespace.as_str()) {
                     continue;
                 }
-                let claimed = obj.labels().get(LABEL_CLAIM) == Some(&own_name);
+                let claimed = obj.claim.as_ref() == Some(&own_name);
                 let named = names.contains(&(*kind, obj.name_any()));
                 if !(claimed || named) {
                     continue;
                 }
-                match serde_json::to_value(obj.as_ref()) {
-                    Ok(value) => out.push(ChildObject::from_value(&value, Some(*kind))),
-                    Err(err) => tracing::warn!(error = %err, "cannot encode a cached child"),
+                match obj.to_child_object(*kind) {
+                    Some(child) => out.push(child),
+                    None => tracing::warn!(child = %obj.name_any(), "cannot decode a cached child"),
                 }
             }
         }
@@ -130,7 +125,7 @@ pub fn resolved_names(cr: &VMDistributed) -> BTreeSet<(ChildKind, String)> {
 #[must_use]
 pub fn owners_of(
     kind: ChildKind,
-    child: &DynamicObject,
+    child: &CachedChild,
     crs: &Store<VMDistributed>,
 ) -> Vec<ObjectRef<VMDistributed>> {
     let Some(namespace) = child.namespace() else {
@@ -138,7 +133,7 @@ pub fn owners_of(
     };
     let name = child.name_any();
     let mut out: Vec<ObjectRef<VMDistributed>> = Vec::new();
-    if let Some(claim) = child.labels().get(LABEL_CLAIM) {
+    if let Some(claim) = &child.claim {
         out.push(ObjectRef::new(claim).within(&namespace));
     }
     for cr in crs.state() {

@@ -1,6 +1,7 @@
 //! `vmdistributed-controller`: performs the zone-by-zone rollout of `VMDistributed` objects
 //! (`run`) and prints the children an object would produce, offline (`render`).
 
+mod cached_child;
 mod children;
 mod cli;
 mod error;
