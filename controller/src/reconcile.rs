@@ -213,7 +213,7 @@ async fn step(cr: VMDistributed, ctx: &Context) -> Result<Next, Error> {
         }
     }
     // 2. Events, only after the status that records the transition is stored.
-    publish_events(ctx, &current, &decision.events).await;
+    publish_events(ctx, &current, &decision.events);
 
     // A transition authorizes writes only once stored: decide again on the written object.
     if decision.status_changed && rollout_changed {
@@ -468,19 +468,24 @@ async fn preflight(
     }
 }
 
-async fn publish_events(ctx: &Context, cr: &VMDistributed, events: &[Event]) {
+/// Record the events' metrics and publish them, in order, in the background: the status write
+/// that records their transition is already stored, and a rollout step should not wait for
+/// event POSTs (they are not part of the state machine).
+fn publish_events(ctx: &Context, cr: &VMDistributed, events: &[Event]) {
     if events.is_empty() {
         return;
     }
     let reference = cr.object_ref(&());
+    let cr_key = key(cr);
+    let mut kube_events = Vec::with_capacity(events.len());
     for event in events {
-        let cr_key = key(cr);
         match event.reason {
             EventReason::RolloutStarted => ctx.metrics.rollout_started(&cr_key),
             EventReason::RolloutFinished => ctx.metrics.rollout_finished(&cr_key),
             _ => {}
         }
-        let kube_event = KubeEvent {
+        tracing::info!(reason = event.reason.as_str(), note = %event.note, "event");
+        kube_events.push(KubeEvent {
             type_: match event.type_ {
                 EventType::Normal => KubeEventType::Normal,
                 EventType::Warning => KubeEventType::Warning,
@@ -489,16 +494,24 @@ async fn publish_events(ctx: &Context, cr: &VMDistributed, events: &[Event]) {
             note: Some(truncate_note(&event.note)),
             action: "Reconcile".to_owned(),
             secondary: None,
-        };
-        tracing::info!(reason = event.reason.as_str(), note = %event.note, "event");
-        // A fresh recorder per event: kube's recorder folds events with the same reason into one
-        // series and keeps the first note, but every event here is a distinct transition
-        // (ZoneUpdated for each zone) and must show its own note.
-        let recorder = Recorder::new(ctx.events.client.clone(), ctx.events.reporter.clone());
-        if let Err(err) = recorder.publish(&kube_event, &reference).await {
-            tracing::warn!(error = %err, reason = event.reason.as_str(), "cannot publish event");
-        }
+        });
     }
+    let sink = ctx.events.clone();
+    let span = tracing::Span::current();
+    tokio::spawn(
+        async move {
+            for kube_event in kube_events {
+                // A fresh recorder per event: kube's recorder folds events with the same reason
+                // into one series and keeps the first note, but every event here is a distinct
+                // transition (ZoneUpdated for each zone) and must show its own note.
+                let recorder = Recorder::new(sink.client.clone(), sink.reporter.clone());
+                if let Err(err) = recorder.publish(&kube_event, &reference).await {
+                    tracing::warn!(error = %err, reason = %kube_event.reason, "cannot publish event");
+                }
+            }
+        }
+        .instrument(span),
+    );
 }
 
 /// `note` cut to at most 1 KiB on a character boundary.
