@@ -35,27 +35,7 @@ fn manifest(name: &str, version: &str) -> String {
 }
 
 fn manifest_with_pause(name: &str, version: &str, pause: &str) -> String {
-    format!(
-        r#"apiVersion: operator.victoriametrics.com/v1alpha1
-kind: VMDistributed
-metadata:
-  name: {name}
-spec:
-  zoneCommon:
-    readyTimeout: 60s
-    updatePause: {pause}
-    vmcluster:
-      spec:
-        clusterVersion: {version}
-        vminsert: {{replicaCount: 1}}
-        vmselect: {{replicaCount: 1}}
-        vmstorage: {{replicaCount: 1}}
-  zones:
-    - name: zone-a
-    - name: zone-b
-    - name: zone-c
-"#
-    )
+    harness::manifests::three_zones(name, version, "60s", pause)
 }
 
 fn operational(cr: &VMDistributed, generation: i64) -> bool {

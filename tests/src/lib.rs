@@ -59,6 +59,7 @@
 //! required; the first build takes minutes).
 
 pub mod control_plane;
+pub mod manifests;
 pub mod paths;
 pub mod pki;
 pub mod resources;

@@ -17,27 +17,7 @@ use shared::api::ZonePhase;
 const LONG: Duration = Duration::from_secs(120);
 
 fn manifest(name: &str, ready_timeout: &str, update_pause: &str) -> String {
-    format!(
-        r#"apiVersion: operator.victoriametrics.com/v1alpha1
-kind: VMDistributed
-metadata:
-  name: {name}
-spec:
-  zoneCommon:
-    readyTimeout: {ready_timeout}
-    updatePause: {update_pause}
-    vmcluster:
-      spec:
-        clusterVersion: v1.0.0-cluster
-        vminsert: {{replicaCount: 1}}
-        vmselect: {{replicaCount: 1}}
-        vmstorage: {{replicaCount: 1}}
-  zones:
-    - name: zone-a
-    - name: zone-b
-    - name: zone-c
-"#
-    )
+    harness::manifests::three_zones(name, "v1.0.0-cluster", ready_timeout, update_pause)
 }
 
 async fn holder(env: &Env) -> Result<Option<String>> {
