@@ -115,6 +115,58 @@ fn version_change_rolls_zones_one_at_a_time_in_spec_order_with_pauses() {
     }
 }
 
+#[test]
+fn a_transition_is_written_once_with_the_status_of_the_phase_it_enters() {
+    let mut world = settled_world(3);
+    set_version(&mut world, "v2");
+    let mut transitions = 0;
+    for _ in 0..2000 {
+        let before = world.status().rollout;
+        let decision = world.reconcile(None);
+        world.check_invariants();
+        if decision.status.rollout != before {
+            transitions += 1;
+            assert!(decision.actions.iter().all(|a| !a.is_child_write()));
+            assert!(
+                !decision
+                    .status
+                    .reason
+                    .as_deref()
+                    .unwrap_or_default()
+                    .is_empty(),
+                "{:?}",
+                decision.status
+            );
+            // Deciding again on the stored transition, with nothing else changed, performs
+            // the writes it authorizes without rewriting the status.
+            let next = world.reconcile(None);
+            world.check_invariants();
+            assert!(
+                !next.status_changed,
+                "transition to {:?} was followed by another status write: {:?} -> {:?}",
+                decision.status.rollout, decision.status, next.status
+            );
+            assert!(next.events.is_empty(), "{:?}", next.events);
+        }
+        if decision.actions.is_empty()
+            && !decision.status_changed
+            && world.status().update_status == Some(UpdateStatus::Operational)
+        {
+            break;
+        }
+        world.operator_tick();
+        world.check_invariants();
+    }
+    assert_eq!(
+        world.status().update_status,
+        Some(UpdateStatus::Operational),
+        "{:?}",
+        world.status()
+    );
+    // Three zones, each Excluding, Applying, Restoring and leaving the zone.
+    assert!(transitions >= 12, "{transitions} transitions");
+}
+
 fn phase(world: &World) -> (Option<String>, Option<ZonePhase>) {
     let rollout = world.status().rollout.unwrap_or_default();
     (rollout.zone, rollout.phase)

@@ -126,11 +126,73 @@ pub fn decide(cr: &VMDistributed, observed: &Observed, now: Timestamp) -> Decisi
     if cr.metadata.deletion_timestamp.is_some() {
         return deletion::decide_deletion(cr, observed);
     }
+    let decision = decide_once(cr, observed, now);
+    describe_transition(cr, observed, now, decision)
+}
+
+fn decide_once(cr: &VMDistributed, observed: &Observed, now: Timestamp) -> Decision {
     let previous = cr.status.clone().unwrap_or_default();
     let defaulted = apply_defaults(cr);
     let mut step = Step::new(&defaulted, observed, now, &previous);
     let outcome = step.run(cr);
     step.assemble(outcome)
+}
+
+/// A transition's status describes the phase it enters, as the next decision will see it.
+///
+/// A transition is written alone and the next decision, made on the stored transition, yields
+/// the writes it authorizes. Were the transition written with a placeholder description, that
+/// next decision would first have to rewrite the status (progress message, conditions) before
+/// acting: a second status write, a second watch event and a second round trip for every phase
+/// of every zone. So the entered phase is decided here, on the CR as the API server will store
+/// it, and its status is written with the transition. When the entered phase completes at once
+/// without a write of its own (the last zone restored and nothing left to do), the next
+/// transition is folded in the same way. The actions stay those of the first transition: none
+/// that a transition authorizes.
+fn describe_transition(
+    cr: &VMDistributed,
+    observed: &Observed,
+    now: Timestamp,
+    transition: Decision,
+) -> Decision {
+    /// Transitions folded into one write at most; the state machine never needs more.
+    const MAX_FOLDED: usize = 3;
+    let previous = cr.status.clone().unwrap_or_default();
+    if transition.status.rollout == previous.rollout || cr.metadata.deletion_timestamp.is_some() {
+        return transition;
+    }
+    let mut status = transition.status.clone();
+    let mut folded_events = rollout_events(&previous, &status);
+    for _ in 0..MAX_FOLDED {
+        let stored_status = as_stored(&status);
+        let mut stored = cr.clone();
+        stored.status = Some(stored_status.clone());
+        let entered = decide_once(&stored, observed, now);
+        if entered.status.rollout == stored_status.rollout {
+            status = entered.status;
+            break;
+        }
+        if !entered.actions.is_empty() {
+            break;
+        }
+        folded_events.extend(rollout_events(&stored_status, &entered.status));
+        status = entered.status;
+    }
+    let mut events = folded_events;
+    events.extend(condition_events(&previous, &status));
+    Decision {
+        status_changed: status != previous,
+        events,
+        status,
+        ..transition
+    }
+}
+
+/// `status` as the API server stores it: timestamps keep whole seconds only.
+fn as_stored(status: &VMDistributedStatus) -> VMDistributedStatus {
+    serde_json::to_value(status)
+        .and_then(serde_json::from_value)
+        .unwrap_or_else(|_| status.clone())
 }
 
 struct Step<'a> {
@@ -885,6 +947,13 @@ struct Removal {
 
 /// Events for the transitions between `previous` and `next`, never one per retry.
 fn events(previous: &VMDistributedStatus, next: &VMDistributedStatus) -> Vec<Event> {
+    let mut events = rollout_events(previous, next);
+    events.extend(condition_events(previous, next));
+    events
+}
+
+/// Events of a change of `status.rollout`: a zone's update started or finished.
+fn rollout_events(previous: &VMDistributedStatus, next: &VMDistributedStatus) -> Vec<Event> {
     let mut events = Vec::new();
     let before = previous.rollout.clone().unwrap_or_default();
     let after = next.rollout.clone().unwrap_or_default();
@@ -908,6 +977,12 @@ fn events(previous: &VMDistributedStatus, next: &VMDistributedStatus) -> Vec<Eve
             note: format!("zone {zone} is updated and back in the load balancer"),
         });
     }
+    events
+}
+
+/// Events of condition changes: finished, invalid, degraded.
+fn condition_events(previous: &VMDistributedStatus, next: &VMDistributedStatus) -> Vec<Event> {
+    let mut events = Vec::new();
     let was = |type_: &str, reason: &str| {
         conditions::find(&previous.conditions, type_)
             .is_some_and(|c| c.status == "True" && c.reason == reason)

@@ -14,9 +14,11 @@
 //! 3. Emit [`Decision::events`] (only after the status write succeeded, or when there was none to
 //!    write), notes truncated to 1 KiB.
 //! 4. If [`Decision::actions`] is not empty and contains a child write ([`Action::is_child_write`]),
-//!    GET the CR live (not from the cache) and execute the actions only if its
+//!    read the CR live (not from the cache) and execute the actions only if its
 //!    `status.rollout` equals `decision.status.rollout` (an empty `rollout: {}` counts as
-//!    absent) and it still has the same `uid`;
+//!    absent) and it still has the same `uid`. The API server's answer to a write or GET made
+//!    by the same reconcile (the status write that stored the transition) is such a read; a
+//!    cached CR needs a GET;
 //!    otherwise requeue. This is how a deposed leader or a lagging cache is kept from writing
 //!    (SPEC §5 "Consistency"). Execute the actions in order (consecutive creates and applies touch
 //!    different children and may be sent at once); stop at the first failure and requeue.
@@ -25,7 +27,8 @@
 //!
 //! A rollout transition (a change of `status.rollout`) is never returned together with child
 //! writes: the transition is written first, and the writes it authorizes come from a later
-//! decision that already sees it in the CR's status.
+//! decision that already sees it in the CR's status. The transition's status already describes
+//! the phase it enters, so that later decision normally has no status of its own to write.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
