@@ -33,6 +33,9 @@ const MAX_STEPS: usize = 6;
 const STALE_RECHECK: Duration = Duration::from_secs(1);
 /// Maximum size of an event note.
 const NOTE_LIMIT: usize = 1024;
+/// How long a child write of ours may stay unseen by the cache before decisions go ahead
+/// without it (a watch that is reconnecting; the live re-read still guards every write).
+const UNSEEN_WRITE_TTL: Duration = Duration::from_secs(10);
 
 /// What this process remembers about one CR between reconciles. Losing it (restart, another
 /// replica) is safe: the decision treats "unknown" conservatively.
@@ -45,6 +48,18 @@ struct Memory {
     /// our write: deciding on it would only repeat the write and get a 409. The write's own
     /// watch event follows.
     superseded: Vec<String>,
+    /// Child writes of ours that the child caches have not shown yet.
+    unseen_writes: Vec<UnseenWrite>,
+}
+
+/// A child we created or changed, and what its cache entry looked like before.
+#[derive(Clone, Debug)]
+struct UnseenWrite {
+    kind: ChildKind,
+    name: String,
+    /// The resourceVersion our write replaced; `None` for a create.
+    replaced: Option<String>,
+    at: Instant,
 }
 
 /// Shared state of every reconcile.
@@ -149,23 +164,36 @@ pub async fn reconcile(cr: Arc<VMDistributed>, ctx: Arc<Context>) -> Result<Requ
 /// What to do after one executed decision.
 enum Next {
     /// Decide again right away with this (fresher) CR.
-    Again(Box<VMDistributed>),
+    Again(Box<VMDistributed>, Source),
     /// Done for now.
     Done(Requeue),
 }
 
+/// Where the CR a step decides on comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The reflector cache, which can lag.
+    Cache,
+    /// The API server's answer to a request of this reconcile: as good as a live read.
+    Live,
+}
+
 async fn step_loop(cr: Arc<VMDistributed>, ctx: &Context) -> Result<Requeue, Error> {
     let mut cr: VMDistributed = (*cr).clone();
+    let mut source = Source::Cache;
     for _ in 0..MAX_STEPS {
-        match step(cr, ctx).await? {
-            Next::Again(fresher) => cr = *fresher,
+        match step(cr, source, ctx).await? {
+            Next::Again(fresher, from) => {
+                cr = *fresher;
+                source = from;
+            }
             Next::Done(requeue) => return Ok(requeue),
         }
     }
     Ok(Requeue::requeue(Duration::from_millis(100)))
 }
 
-async fn step(cr: VMDistributed, ctx: &Context) -> Result<Next, Error> {
+async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, Error> {
     let uid = cr.uid().unwrap_or_default();
     let memory = ctx.memory(&uid);
     if cr
@@ -175,6 +203,14 @@ async fn step(cr: VMDistributed, ctx: &Context) -> Result<Next, Error> {
         .is_some_and(|version| memory.superseded.contains(version))
     {
         tracing::debug!("the cache has not seen our last write yet; waiting for its event");
+        return Ok(Next::Done(Requeue::requeue(STALE_RECHECK)));
+    }
+    if children_cache_lags(ctx, &uid, &cr.namespace().unwrap_or_default()) {
+        // Deciding on a child as it was before our write would repeat that write (an apply
+        // for every event that arrives first, each waking the operator again).
+        tracing::debug!(
+            "the child cache has not seen our last child write yet; waiting for its event"
+        );
         return Ok(Next::Done(Requeue::requeue(STALE_RECHECK)));
     }
     let observed = Observed {
@@ -187,6 +223,7 @@ async fn step(cr: VMDistributed, ctx: &Context) -> Result<Next, Error> {
 
     // 1. Status first, with the resourceVersion the decision was made on.
     let mut current = cr.clone();
+    let mut current_source = source;
     let rollout_changed =
         cr.status.as_ref().and_then(|s| s.rollout.as_ref()) != decision.status.rollout.as_ref();
     if decision.status_changed {
@@ -195,6 +232,7 @@ async fn step(cr: VMDistributed, ctx: &Context) -> Result<Next, Error> {
                 tracing::debug!(rollout = ?decision.status.rollout, "status written");
                 remember_superseded(ctx, &uid, &cr);
                 current = written;
+                current_source = Source::Live;
             }
             Err(Error::Conflict(message)) => {
                 // Decide again on the live object rather than retrying on a cache that may
@@ -205,7 +243,7 @@ async fn step(cr: VMDistributed, ctx: &Context) -> Result<Next, Error> {
                     .get_cr(&cr.namespace().unwrap_or_default(), &cr.name_any())
                     .await?;
                 return Ok(match live {
-                    Some(live) => Next::Again(Box::new(live)),
+                    Some(live) => Next::Again(Box::new(live), Source::Live),
                     None => Next::Done(Requeue::await_change()),
                 });
             }
@@ -217,28 +255,33 @@ async fn step(cr: VMDistributed, ctx: &Context) -> Result<Next, Error> {
 
     // A transition authorizes writes only once stored: decide again on the written object.
     if decision.status_changed && rollout_changed {
-        return Ok(Next::Again(Box::new(current)));
+        return Ok(Next::Again(Box::new(current), current_source));
     }
-    // 3. Child writes only after a live read still shows the authorizing transition.
+    // 3. Child writes only after a live read still shows the authorizing transition. The
+    // answer to a write or GET of this reconcile is such a read (a GET would only repeat it
+    // milliseconds later); a cached CR is not.
     if decision.actions.iter().any(Action::is_child_write) {
-        let live = ctx
-            .writer
-            .get_cr(&cr.namespace().unwrap_or_default(), &cr.name_any())
-            .await?;
-        let Some(live) = live else {
-            return Ok(Next::Done(Requeue::await_change()));
-        };
-        let live_rollout = live.status.as_ref().and_then(|s| s.rollout.as_ref());
-        if live.uid() != cr.uid()
-            || live.metadata.generation != cr.metadata.generation
+        if current_source == Source::Cache {
+            let live = ctx
+                .writer
+                .get_cr(&cr.namespace().unwrap_or_default(), &cr.name_any())
+                .await?;
+            let Some(live) = live else {
+                return Ok(Next::Done(Requeue::await_change()));
+            };
+            current = live;
+            current_source = Source::Live;
+        }
+        let live_rollout = current.status.as_ref().and_then(|s| s.rollout.as_ref());
+        if current.uid() != cr.uid()
+            || current.metadata.generation != cr.metadata.generation
             || live_rollout != decision.status.rollout.as_ref()
         {
             tracing::debug!(
                 "the live object no longer shows the decided transition; deciding again"
             );
-            return Ok(Next::Again(Box::new(live)));
+            return Ok(Next::Again(Box::new(current), Source::Live));
         }
-        current = live;
     }
     let mut wrote_children = false;
     let mut again = false;
@@ -250,6 +293,7 @@ async fn step(cr: VMDistributed, ctx: &Context) -> Result<Next, Error> {
                 Executed::Cr(updated) => {
                     remember_superseded(ctx, &uid, &current);
                     current = *updated;
+                    current_source = Source::Live;
                     again = true;
                 }
                 Executed::Preflight => again = true,
@@ -267,7 +311,7 @@ async fn step(cr: VMDistributed, ctx: &Context) -> Result<Next, Error> {
         return Ok(Next::Done(Requeue::await_change()));
     }
     if again && !wrote_children {
-        return Ok(Next::Again(Box::new(current)));
+        return Ok(Next::Again(Box::new(current), current_source));
     }
     let requeue = match (wrote_children, decision.requeue_after) {
         // The watch event of our own write normally arrives first; this bounds the wait.
@@ -290,6 +334,48 @@ fn remember_superseded(ctx: &Context, uid: &str, replaced: &VMDistributed) {
             m.superseded.remove(0);
         }
         m.superseded.push(version);
+    });
+}
+
+/// Whether a child write of ours is still missing from the child caches. Writes the cache has
+/// shown (or that are older than [`UNSEEN_WRITE_TTL`]) are forgotten here.
+fn children_cache_lags(ctx: &Context, uid: &str, namespace: &str) -> bool {
+    let Ok(mut memory) = ctx.memory.lock() else {
+        return false;
+    };
+    let Some(memory) = memory.get_mut(uid) else {
+        return false;
+    };
+    memory.unseen_writes.retain(|write| {
+        let cached = ctx.stores.cached(write.kind, namespace, &write.name);
+        let cached_version = cached
+            .as_ref()
+            .map(|c| c.metadata.resource_version.as_deref());
+        let unseen = match (&write.replaced, cached_version) {
+            (None, None) => true,
+            (Some(replaced), Some(version)) => version == Some(replaced.as_str()),
+            _ => false,
+        };
+        unseen && write.at.elapsed() < UNSEEN_WRITE_TTL
+    });
+    !memory.unseen_writes.is_empty()
+}
+
+/// Record a child write whose result the cache has yet to show.
+fn remember_child_write(
+    ctx: &Context,
+    cr: &VMDistributed,
+    kind: ChildKind,
+    name: &str,
+    replaced: Option<String>,
+) {
+    ctx.remember(&cr.uid().unwrap_or_default(), |m| {
+        m.unseen_writes.push(UnseenWrite {
+            kind,
+            name: name.to_owned(),
+            replaced,
+            at: Instant::now(),
+        });
     });
 }
 
@@ -343,6 +429,7 @@ async fn execute(ctx: &Context, cr: &VMDistributed, action: &Action) -> Result<E
                         "already exists: adopting it instead of creating"
                     ),
                 }
+                remember_child_write(ctx, cr, intent.kind, &intent.name, None);
                 Ok(Executed::Child)
             }
             Action::Apply { intent } => {
@@ -350,7 +437,7 @@ async fn execute(ctx: &Context, cr: &VMDistributed, action: &Action) -> Result<E
                 // keeps just the entries the upgrade acts on) shows one, or does not have the
                 // child yet. Skipping it otherwise saves one GET per apply.
                 let cached = ctx.stores.cached(intent.kind, &namespace, &intent.name);
-                let live = match cached {
+                let live = match &cached {
                     Some(child) if child.managed_fields().is_empty() => None,
                     _ => {
                         ctx.writer
@@ -363,6 +450,10 @@ async fn execute(ctx: &Context, cr: &VMDistributed, action: &Action) -> Result<E
                     .apply_child(intent.kind, &namespace, &intent.to_object(), live.as_ref())
                     .await?;
                 tracing::info!(kind = %intent.kind, child = %intent.name, hash = %intent.spec_hash, "applied");
+                let replaced = cached.and_then(|c| c.metadata.resource_version.clone());
+                if replaced != applied.metadata.resource_version {
+                    remember_child_write(ctx, cr, intent.kind, &intent.name, replaced);
+                }
                 if intent.kind == ChildKind::VMAuth {
                     let generation = applied.metadata.generation;
                     ctx.remember(&cr.uid().unwrap_or_default(), |m| {
