@@ -111,6 +111,18 @@ fn add(t: Timestamp, d: Duration) -> Timestamp {
     t.checked_add(d).unwrap_or(Timestamp::MAX)
 }
 
+/// The end of a pause of `pause` from `now`, rounded up to a whole second: status timestamps
+/// keep whole seconds only, and a truncated end would shorten the pause by up to a second.
+fn pause_end(now: Timestamp, pause: Duration) -> Timestamp {
+    let end = add(now, pause);
+    end.round(
+        jiff::TimestampRound::new()
+            .smallest(jiff::Unit::Second)
+            .mode(jiff::RoundMode::Ceil),
+    )
+    .unwrap_or(end)
+}
+
 fn until(now: Timestamp, then: Timestamp) -> Option<Duration> {
     Duration::try_from(now.duration_until(then))
         .ok()
@@ -718,7 +730,7 @@ impl<'a> Step<'a> {
             zone: None,
             phase: None,
             phase_since: None,
-            pause_until: Some(Time(add(self.now, update_pause(self.cr)))),
+            pause_until: Some(Time(pause_end(self.now, update_pause(self.cr)))),
         };
         if self.intents.vmauth.is_none() {
             self.transition(done, outcome);
@@ -1031,4 +1043,35 @@ fn condition_events(previous: &VMDistributedStatus, next: &VMDistributedStatus) 
         }
     }
     events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pause_ends_no_earlier_than_its_length_once_stored_in_whole_seconds() {
+        let now: Timestamp = "2026-01-01T00:00:33.900Z".parse().expect("timestamp");
+        let end = pause_end(now, Duration::from_secs(1));
+        assert_eq!(end.to_string(), "2026-01-01T00:00:35Z");
+        let whole: Timestamp = "2026-01-01T00:00:33Z".parse().expect("timestamp");
+        assert_eq!(
+            pause_end(whole, Duration::from_secs(5)).to_string(),
+            "2026-01-01T00:00:38Z"
+        );
+        // As stored (whole seconds), the pause is still at least as long as asked.
+        let stored = as_stored(&VMDistributedStatus {
+            rollout: Some(RolloutStatus {
+                pause_until: Some(Time(end)),
+                ..RolloutStatus::default()
+            }),
+            ..VMDistributedStatus::default()
+        });
+        let stored_end = stored
+            .rollout
+            .and_then(|r| r.pause_until)
+            .expect("pauseUntil")
+            .0;
+        assert!(now.duration_until(stored_end) >= jiff::SignedDuration::from_secs(1));
+    }
 }
