@@ -33,6 +33,12 @@ const MAX_STEPS: usize = 6;
 const STALE_RECHECK: Duration = Duration::from_secs(1);
 /// Maximum size of an event note.
 const NOTE_LIMIT: usize = 1024;
+/// How long a change of only the per-zone details of the status (`zones[]`, `readyZones`) may
+/// wait after our last status write, to be written with the next change. During a rollout the
+/// zone flags change right after each phase's write (the VMAuth drops the zone, the applied
+/// zone turns unready, the VMAuth routes it again); with fast readiness, the next transition
+/// then carries them, one status write instead of two.
+const ZONE_DETAILS_DELAY: Duration = Duration::from_secs(1);
 /// How long a child write of ours may stay unseen by the cache before decisions go ahead
 /// without it (a watch that is reconnecting; the live re-read still guards every write).
 const UNSEEN_WRITE_TTL: Duration = Duration::from_secs(10);
@@ -50,6 +56,8 @@ struct Memory {
     superseded: Vec<String>,
     /// Child writes of ours that the child caches have not shown yet.
     unseen_writes: Vec<UnseenWrite>,
+    /// When this process last wrote the CR's status.
+    last_status_write: Option<Instant>,
 }
 
 /// A child we created or changed, and what its cache entry looked like before.
@@ -226,11 +234,27 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
     let mut current_source = source;
     let rollout_changed =
         cr.status.as_ref().and_then(|s| s.rollout.as_ref()) != decision.status.rollout.as_ref();
-    if decision.status_changed {
+    let deferred = if decision.status_changed
+        && decision.changes_only_zone_details(&cr.status.clone().unwrap_or_default())
+    {
+        memory
+            .last_status_write
+            .and_then(|at| ZONE_DETAILS_DELAY.checked_sub(at.elapsed()))
+            .filter(|wait| !wait.is_zero())
+    } else {
+        None
+    };
+    if let Some(wait) = deferred {
+        tracing::debug!(
+            ?wait,
+            "only zone details changed; writing them with the next change"
+        );
+    } else if decision.status_changed {
         match ctx.writer.write_status(&cr, &decision.status).await {
             Ok(written) => {
                 tracing::debug!(rollout = ?decision.status.rollout, "status written");
                 remember_superseded(ctx, &uid, &cr);
+                ctx.remember(&uid, |m| m.last_status_write = Some(Instant::now()));
                 current = written;
                 current_source = Source::Live;
             }
@@ -313,7 +337,11 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
     if again && !wrote_children {
         return Ok(Next::Again(Box::new(current), current_source));
     }
-    let requeue = match (wrote_children, decision.requeue_after) {
+    let after = [decision.requeue_after, deferred]
+        .into_iter()
+        .flatten()
+        .min();
+    let requeue = match (wrote_children, after) {
         // The watch event of our own write normally arrives first; this bounds the wait.
         (true, after) => Duration::from_secs(2).min(after.unwrap_or(Duration::MAX)),
         (false, Some(after)) => after,

@@ -373,3 +373,75 @@ pub struct Decision {
     /// Events to emit after the status write.
     pub events: Vec<Event>,
 }
+
+impl Decision {
+    /// Whether the new status differs from `previous` only in the per-zone details
+    /// (`zones[]`, `readyZones`): no transition, no condition, no event. Such a change may wait
+    /// a moment to be written together with the next one; it authorizes nothing.
+    #[must_use]
+    pub fn changes_only_zone_details(&self, previous: &VMDistributedStatus) -> bool {
+        let mut next = self.status.clone();
+        next.zones.clone_from(&previous.zones);
+        next.ready_zones.clone_from(&previous.ready_zones);
+        self.events.is_empty() && next == *previous
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{RolloutStatus, UpdateStatus, ZoneStatus};
+
+    fn decision(status: VMDistributedStatus) -> Decision {
+        Decision {
+            status,
+            status_changed: true,
+            actions: Vec::new(),
+            requeue_after: None,
+            events: Vec::new(),
+        }
+    }
+
+    fn status() -> VMDistributedStatus {
+        VMDistributedStatus {
+            update_status: Some(UpdateStatus::Expanding),
+            ready_zones: Some("2/2".into()),
+            zones: vec![ZoneStatus {
+                name: "a".into(),
+                ready: true,
+                in_read: true,
+                ..ZoneStatus::default()
+            }],
+            ..VMDistributedStatus::default()
+        }
+    }
+
+    #[test]
+    fn zone_flags_and_ready_count_are_details_everything_else_is_not() {
+        let previous = status();
+        let mut next = status();
+        next.zones[0].in_read = false;
+        next.zones[0].ready = false;
+        next.ready_zones = Some("1/2".into());
+        assert!(decision(next.clone()).changes_only_zone_details(&previous));
+
+        let mut transition = next.clone();
+        transition.rollout = Some(RolloutStatus {
+            zone: Some("a".into()),
+            ..RolloutStatus::default()
+        });
+        assert!(!decision(transition).changes_only_zone_details(&previous));
+
+        let mut state = next.clone();
+        state.update_status = Some(UpdateStatus::Operational);
+        assert!(!decision(state).changes_only_zone_details(&previous));
+
+        let mut with_event = decision(next);
+        with_event.events.push(Event {
+            type_: EventType::Normal,
+            reason: EventReason::ZoneUpdated,
+            note: String::new(),
+        });
+        assert!(!with_event.changes_only_zone_details(&previous));
+    }
+}
