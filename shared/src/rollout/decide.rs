@@ -113,7 +113,11 @@ fn add(t: Timestamp, d: Duration) -> Timestamp {
 
 /// The end of a pause of `pause` from `now`, rounded up to a whole second: status timestamps
 /// keep whole seconds only, and a truncated end would shorten the pause by up to a second.
+/// No pause stays no pause.
 fn pause_end(now: Timestamp, pause: Duration) -> Timestamp {
+    if pause.is_zero() {
+        return now;
+    }
     let end = add(now, pause);
     end.round(
         jiff::TimestampRound::new()
@@ -1059,6 +1063,7 @@ mod tests {
             pause_end(whole, Duration::from_secs(5)).to_string(),
             "2026-01-01T00:00:38Z"
         );
+        assert_eq!(pause_end(now, Duration::ZERO), now);
         // As stored (whole seconds), the pause is still at least as long as asked.
         let stored = as_stored(&VMDistributedStatus {
             rollout: Some(RolloutStatus {
