@@ -133,7 +133,9 @@ type Key = (usize, String, String); // (kind index, namespace, name)
 const MAX_WRITES_IN_FLIGHT: usize = 32;
 
 /// A status write that finished: its key, the status it wrote, and whether it succeeded.
-type Written = (Key, Value, Result<()>);
+/// A finished status write: the object, the status written and, on success, the
+/// resourceVersion the write replaced.
+type Written = (Key, Value, Result<String>);
 
 /// Runs until the watches end (they do not, normally) or a status write fails persistently.
 ///
@@ -164,6 +166,9 @@ pub async fn run(client: Client, config: SimConfig) -> Result<()> {
     let mut wake_at: Option<Instant> = None;
     let mut in_flight: HashSet<Key> = HashSet::new();
     let mut look_again: HashSet<Key> = HashSet::new();
+    // Objects whose status we wrote while the cache still holds the version our write replaced
+    // (its resourceVersion): planning on that copy would write the same status again.
+    let mut unseen: HashMap<Key, String> = HashMap::new();
     let (written_tx, mut written_rx) = tokio::sync::mpsc::unbounded_channel::<Written>();
     let permits = Arc::new(Semaphore::new(MAX_WRITES_IN_FLIGHT));
 
@@ -188,6 +193,7 @@ pub async fn run(client: Client, config: SimConfig) -> Result<()> {
                         let key = (index, object.namespace().unwrap_or_default(), object.name_any());
                         objects.remove(&key);
                         tracks.remove(&key);
+                        unseen.remove(&key);
                     }
                     Ok(Event::Init | Event::InitDone) => {}
                     // The watcher retries by itself (e.g. the CRD is not installed yet).
@@ -200,7 +206,8 @@ pub async fn run(client: Client, config: SimConfig) -> Result<()> {
             Some((key, desired, result)) = written_rx.recv() => {
                 in_flight.remove(&key);
                 match result {
-                    Ok(()) => {
+                    Ok(replaced) => {
+                        unseen.insert(key.clone(), replaced);
                         if let Some(track) = tracks.get_mut(&key) {
                             record_written(track, &desired);
                         }
@@ -223,7 +230,9 @@ pub async fn run(client: Client, config: SimConfig) -> Result<()> {
                 changed.extend(
                     tracks
                         .iter()
-                        .filter(|(k, t)| !in_flight.contains(*k) && due(t) <= Some(now))
+                        .filter(|(k, t)| {
+                            !in_flight.contains(*k) && !unseen.contains_key(*k) && due(t) <= Some(now)
+                        })
                         .map(|(k, _)| k.clone()),
                 );
             }
@@ -236,6 +245,11 @@ pub async fn run(client: Client, config: SimConfig) -> Result<()> {
                 look_again.insert(key);
                 continue;
             }
+            let version = object.resource_version().unwrap_or_default();
+            if unseen.get(&key) == Some(&version) {
+                continue; // its watch event follows
+            }
+            unseen.remove(&key);
             let Some(desired) = plan(object, &mut tracks, &key, &config) else {
                 continue;
             };
@@ -252,7 +266,7 @@ pub async fn run(client: Client, config: SimConfig) -> Result<()> {
                         &Patch::Merge(json!({"status": desired})),
                     )
                     .await
-                    .map(drop)
+                    .map(|_| version)
                     .map_err(anyhow::Error::from);
                 let _ = written_tx.send((key, desired, result));
             });
@@ -261,7 +275,7 @@ pub async fn run(client: Client, config: SimConfig) -> Result<()> {
         // (past) due time here would spin the loop until then.
         wake_at = tracks
             .iter()
-            .filter(|(k, _)| !in_flight.contains(*k))
+            .filter(|(k, _)| !in_flight.contains(*k) && !unseen.contains_key(*k))
             .filter_map(|(_, t)| due(t))
             .min();
     }
