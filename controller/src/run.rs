@@ -151,11 +151,13 @@ async fn run_controller(
     let mut controller = Controller::for_stream(cr_stream, cr_reader)
         .with_config(ControllerConfig::default().concurrency(concurrency));
     let cr_store = controller.store();
+    let names = Arc::new(children::NameIndex::default());
     for (kind, stream) in streams {
         let crs = cr_store.clone();
+        let names = Arc::clone(&names);
         controller = controller.watches_stream_with(
             stream,
-            move |child| children::owners_of(kind, &child, &crs),
+            move |child| children::owners_of(kind, &child, &crs, &names),
             crate::writer::api_resource(kind),
         );
     }
