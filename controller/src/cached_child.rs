@@ -1,4 +1,5 @@
-//! The form in which the child caches hold a `VMCluster`, `VMSingle`, `VMAgent` or `VMAuth`.
+//! The forms in which the controller holds a `VMCluster`, `VMSingle`, `VMAgent` or `VMAuth`:
+//! [`WatchedChild`] as the watch decodes it, [`CachedChild`] as the child caches keep it.
 //!
 //! A `DynamicObject` keeps the object as a tree of `serde_json::Value` maps, and every small map
 //! (labels, `vminsert`, `status`, each remote-write entry) costs a whole B-tree node of about
@@ -31,9 +32,11 @@ const KEPT_ANNOTATIONS: [&str; 2] = [ANNOTATION_SPEC_HASH, ANNOTATION_CREATED_BY
 /// The status fields the decision reads (readiness).
 const KEPT_STATUS: [&str; 3] = ["updateStatus", "observedGeneration", "reason"];
 
-/// A cached child: identity for the cache, the claim for event mapping, the rest as JSON text.
+/// A child as the watch decodes it: identity for the cache, the claim for event mapping, the rest
+/// as JSON text. It implements [`Resource`] for the watcher; the cache keeps the smaller
+/// [`CachedChild`] made from it.
 #[derive(Clone, Debug, Default)]
-pub struct CachedChild {
+pub struct WatchedChild {
     /// Name, namespace, resourceVersion and the `managedFields` entries that may need the
     /// ownership upgrade.
     pub metadata: ObjectMeta,
@@ -43,7 +46,7 @@ pub struct CachedChild {
     json: Box<str>,
 }
 
-impl CachedChild {
+impl WatchedChild {
     /// Trim `object` and keep it in cached form.
     #[must_use]
     pub fn from_value(mut object: Value) -> Self {
@@ -81,6 +84,56 @@ impl CachedChild {
         }
     }
 
+    /// Split into the cache key (namespace, name) and the cached form, leaving only the
+    /// identity and the claim here (what the event mapping reads).
+    #[must_use]
+    pub fn take_cached(&mut self) -> (String, String, CachedChild) {
+        let cached = CachedChild {
+            resource_version: self.metadata.resource_version.as_deref().map(Box::from),
+            claim: self.claim.as_deref().map(Box::from),
+            needs_ownership_upgrade: self.metadata.managed_fields.is_some(),
+            json: std::mem::take(&mut self.json),
+        };
+        (
+            self.metadata.namespace.clone().unwrap_or_default(),
+            self.metadata.name.clone().unwrap_or_default(),
+            cached,
+        )
+    }
+}
+
+/// A child as the caches keep it: about a third of a [`WatchedChild`] (no `ObjectMeta`, whose
+/// empty fields alone take some 300 bytes), the name and namespace being the cache's keys.
+#[derive(Clone, Debug, Default)]
+pub struct CachedChild {
+    resource_version: Option<Box<str>>,
+    /// The claim label: the `VMDistributed` this child belongs to.
+    claim: Option<Box<str>>,
+    /// Whether `managedFields` has entries the ownership upgrade would act on (normally not).
+    needs_ownership_upgrade: bool,
+    json: Box<str>,
+}
+
+impl CachedChild {
+    /// `metadata.resourceVersion`.
+    #[must_use]
+    pub fn resource_version(&self) -> Option<&str> {
+        self.resource_version.as_deref()
+    }
+
+    /// The claim label: the `VMDistributed` this child belongs to.
+    #[must_use]
+    pub fn claim(&self) -> Option<&str> {
+        self.claim.as_deref()
+    }
+
+    /// Whether another manager's Update owns fields that an apply of ours must take over first
+    /// (see [`managed_fields::may_need_upgrade`]).
+    #[must_use]
+    pub fn needs_ownership_upgrade(&self) -> bool {
+        self.needs_ownership_upgrade
+    }
+
     /// The child as the decision reads it, or `None` if its text does not parse (it was
     /// written from a `Value`, so it always does).
     #[must_use]
@@ -97,7 +150,7 @@ fn retain_keys(value: Option<&mut Value>, keys: &[&str]) {
     }
 }
 
-impl<'de> Deserialize<'de> for CachedChild {
+impl<'de> Deserialize<'de> for WatchedChild {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         // Lenient like every controller-side child type: any JSON object is accepted.
         let object = Map::deserialize(deserializer)?;
@@ -105,7 +158,7 @@ impl<'de> Deserialize<'de> for CachedChild {
     }
 }
 
-impl Resource for CachedChild {
+impl Resource for WatchedChild {
     type DynamicType = ApiResource;
     type Scope = DynamicResourceScope;
 
@@ -183,7 +236,12 @@ mod tests {
     #[test]
     fn the_decision_sees_the_same_child_as_from_the_full_object() {
         let full = ChildObject::from_value(&cluster(), Some(ChildKind::VMCluster));
-        let cached: CachedChild = serde_json::from_value(cluster()).unwrap();
+        let watched: WatchedChild = serde_json::from_value(cluster()).unwrap();
+        let (namespace, name, cached) = watched.clone().take_cached();
+        assert_eq!(
+            (namespace.as_str(), name.as_str()),
+            ("monitoring", "demo-zone-a")
+        );
         let seen = cached.to_child_object(ChildKind::VMCluster).unwrap();
         assert_eq!(seen.name, full.name);
         assert_eq!(seen.uid, full.uid);
@@ -202,28 +260,38 @@ mod tests {
     #[test]
     fn identity_claim_and_upgradable_managed_fields_stay_typed() {
         let mut object = cluster();
-        let cached = CachedChild::from_value(object.clone());
-        assert_eq!(cached.name_any(), "demo-zone-a");
-        assert_eq!(cached.namespace().as_deref(), Some("monitoring"));
-        assert_eq!(cached.resource_version().as_deref(), Some("42"));
-        assert_eq!(cached.claim.as_deref(), Some("demo"));
+        let mut watched = WatchedChild::from_value(object.clone());
+        assert_eq!(watched.name_any(), "demo-zone-a");
+        assert_eq!(watched.namespace().as_deref(), Some("monitoring"));
+        assert_eq!(watched.resource_version().as_deref(), Some("42"));
+        assert_eq!(watched.claim.as_deref(), Some("demo"));
         // Our own Apply and a status Update need no upgrade.
-        assert!(cached.managed_fields().is_empty());
+        assert!(watched.managed_fields().is_empty());
+        let (_, _, cached) = watched.take_cached();
+        assert_eq!(cached.resource_version(), Some("42"));
+        assert!(!cached.needs_ownership_upgrade());
+        // What the event mapping reads stays on the watched child; the JSON moved.
+        assert_eq!(watched.claim.as_deref(), Some("demo"));
+        assert_eq!(watched.name_any(), "demo-zone-a");
+        assert!(watched.json.is_empty());
         object["metadata"]["managedFields"]
             .as_array_mut()
             .unwrap()
             .push(json!({"manager": "helm", "operation": "Update",
                 "fieldsV1": {"f:spec": {"f:retentionPeriod": {}}}}));
-        let cached = CachedChild::from_value(object);
-        assert_eq!(cached.managed_fields().len(), 1);
-        assert!(!cached.json.contains("managedFields"));
+        let watched = WatchedChild::from_value(object);
+        assert_eq!(watched.managed_fields().len(), 1);
+        assert!(!watched.json.contains("managedFields"));
+        let (_, _, cached) = watched.clone().take_cached();
+        assert!(cached.needs_ownership_upgrade());
     }
 
     #[test]
     fn anything_that_is_an_object_is_accepted() {
-        let cached: CachedChild = serde_json::from_value(json!({"spec": 5})).unwrap();
-        assert_eq!(cached.metadata.name, None);
+        let watched: WatchedChild = serde_json::from_value(json!({"spec": 5})).unwrap();
+        assert_eq!(watched.metadata.name, None);
+        let (_, _, cached) = watched.clone().take_cached();
         assert!(cached.to_child_object(ChildKind::VMAgent).is_some());
-        assert!(serde_json::from_value::<CachedChild>(json!([1])).is_err());
+        assert!(serde_json::from_value::<WatchedChild>(json!([1])).is_err());
     }
 }

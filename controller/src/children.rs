@@ -1,29 +1,31 @@
-//! Watches of the four VictoriaMetrics kinds: caches (reflector stores) read to build the
-//! decision's input, and the mapping of a child event to the `VMDistributed` objects it concerns.
+//! Watches of the four VictoriaMetrics kinds: caches read to build the decision's input, and the
+//! mapping of a child event to the `VMDistributed` objects it concerns.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use futures::{Stream, StreamExt};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use futures::{Stream, StreamExt, TryStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use shared::VMDistributed;
 use shared::children::ChildObject;
 use shared::names::{ChildKind, child_name, vmauth_name, zone_kinds};
 
-use crate::cached_child::CachedChild;
+use crate::cached_child::{CachedChild, WatchedChild};
+use crate::child_cache::KindCache;
 use crate::writer::api_resource;
 
-/// The reflector caches of the four child kinds.
+/// The caches of the four child kinds.
 #[derive(Clone)]
 pub struct ChildStores {
-    stores: Vec<(ChildKind, Store<CachedChild>)>,
+    stores: Vec<(ChildKind, Arc<KindCache>)>,
 }
 
-/// A watch stream of one kind, feeding its cache; yields every touched object.
+/// A watch stream of one kind, feeding its cache; yields every touched object (its identity
+/// and claim: the rest is in the cache).
 pub type ChildStream =
-    std::pin::Pin<Box<dyn Stream<Item = Result<CachedChild, watcher::Error>> + Send>>;
+    std::pin::Pin<Box<dyn Stream<Item = Result<WatchedChild, watcher::Error>> + Send>>;
 
 /// Start (lazily: the streams do nothing until polled) a watch of every child kind across all
 /// namespaces. The caches hold [`CachedChild`]ren: trimmed, compact, and with only the
@@ -38,15 +40,15 @@ pub fn watch_all(
     let mut streams = Vec::new();
     for kind in ChildKind::ALL {
         let resource = api_resource(kind);
-        let writer = reflector::store::Writer::new(resource.clone());
-        stores.push((kind, writer.as_reader()));
-        let api: Api<CachedChild> = match namespace {
+        let cache = Arc::new(KindCache::default());
+        stores.push((kind, Arc::clone(&cache)));
+        let api: Api<WatchedChild> = match namespace {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
             None => Api::all_with(client.clone(), &resource),
         };
-        let stream = watcher(api, watcher::Config::default().any_semantic())
+        let stream = watcher(api, watcher_config())
             .default_backoff()
-            .reflect(writer)
+            .map_ok(move |event| cache.apply(event))
             .touched_objects()
             .boxed();
         streams.push((kind, stream as ChildStream));
@@ -54,25 +56,32 @@ pub fn watch_all(
     (ChildStores { stores }, streams)
 }
 
+/// How the controller's watches list and watch: from any cached state of the API server (the
+/// decision re-reads live before it writes), in pages of [`LIST_PAGE_SIZE`].
+#[must_use]
+pub fn watcher_config() -> watcher::Config {
+    watcher::Config::default()
+        .any_semantic()
+        .page_size(LIST_PAGE_SIZE)
+}
+
+/// Objects per page of a (re)list. Each page is held whole as text and decoded objects while it
+/// is processed; kube's default of 500 made the start-up peak of the heap, which the allocator
+/// then keeps, larger than all the caches.
+const LIST_PAGE_SIZE: u32 = 100;
+
 impl ChildStores {
     /// The cached child `kind` `namespace/name`, if the cache has it.
     #[must_use]
-    pub fn cached(
-        &self,
-        kind: ChildKind,
-        namespace: &str,
-        name: &str,
-    ) -> Option<std::sync::Arc<CachedChild>> {
-        let (_, store) = self.stores.iter().find(|(k, _)| *k == kind)?;
-        store.get(&ObjectRef::new_with(name, api_resource(kind)).within(namespace))
+    pub fn cached(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<Arc<CachedChild>> {
+        let (_, cache) = self.stores.iter().find(|(k, _)| *k == kind)?;
+        cache.get(namespace, name)
     }
 
     /// Wait until every cache has its first full list.
     pub async fn ready(&self) {
-        for (kind, store) in &self.stores {
-            if store.wait_until_ready().await.is_err() {
-                tracing::warn!(%kind, "child cache closed before it was filled");
-            }
+        for (_, cache) in &self.stores {
+            cache.filled().await;
         }
     }
 
@@ -87,19 +96,24 @@ impl ChildStores {
         let own_name = cr.name_any();
         let names = resolved_names(cr);
         let mut out = Vec::new();
-        for (kind, store) in &self.stores {
-            for obj in store.state() {
-                if obj.namespace().as_deref() != Some(namespace.as_str()) {
-                    continue;
+        let mut decode = |kind: ChildKind, name: &str, cached: &CachedChild| match cached
+            .to_child_object(kind)
+        {
+            Some(child) => out.push(child),
+            None => tracing::warn!(child = %name, "cannot decode a cached child"),
+        };
+        for (kind, cache) in &self.stores {
+            cache.for_each_in(&namespace, |name, cached| {
+                if cached.claim() == Some(own_name.as_str()) {
+                    decode(*kind, name, cached);
                 }
-                let claimed = obj.claim.as_ref() == Some(&own_name);
-                let named = names.contains(&(*kind, obj.name_any()));
-                if !(claimed || named) {
-                    continue;
-                }
-                match obj.to_child_object(*kind) {
-                    Some(child) => out.push(child),
-                    None => tracing::warn!(child = %obj.name_any(), "cannot decode a cached child"),
+            });
+            // Resolved names claimed by someone else (or no one) are looked up directly.
+            for (_, name) in names.iter().filter(|(k, _)| k == kind) {
+                if let Some(cached) = cache.get(&namespace, name)
+                    && cached.claim() != Some(own_name.as_str())
+                {
+                    decode(*kind, name, &cached);
                 }
             }
         }
@@ -168,7 +182,7 @@ impl NameIndex {
 #[must_use]
 pub fn owners_of(
     kind: ChildKind,
-    child: &CachedChild,
+    child: &WatchedChild,
     crs: &Store<VMDistributed>,
     index: &NameIndex,
 ) -> Vec<ObjectRef<VMDistributed>> {

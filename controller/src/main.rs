@@ -2,6 +2,7 @@
 //! (`run`) and prints the children an object would produce, offline (`render`).
 
 mod cached_child;
+mod child_cache;
 mod children;
 mod cli;
 mod error;

@@ -376,9 +376,7 @@ fn children_cache_lags(ctx: &Context, uid: &str, namespace: &str) -> bool {
     };
     memory.unseen_writes.retain(|write| {
         let cached = ctx.stores.cached(write.kind, namespace, &write.name);
-        let cached_version = cached
-            .as_ref()
-            .map(|c| c.metadata.resource_version.as_deref());
+        let cached_version = cached.as_ref().map(|c| c.resource_version());
         let unseen = match (&write.replaced, cached_version) {
             (None, None) => true,
             (Some(replaced), Some(version)) => version == Some(replaced.as_str()),
@@ -466,7 +464,7 @@ async fn execute(ctx: &Context, cr: &VMDistributed, action: &Action) -> Result<E
                 // child yet. Skipping it otherwise saves one GET per apply.
                 let cached = ctx.stores.cached(intent.kind, &namespace, &intent.name);
                 let live = match &cached {
-                    Some(child) if child.managed_fields().is_empty() => None,
+                    Some(child) if !child.needs_ownership_upgrade() => None,
                     _ => {
                         ctx.writer
                             .get_child(intent.kind, &namespace, &intent.name)
@@ -478,7 +476,7 @@ async fn execute(ctx: &Context, cr: &VMDistributed, action: &Action) -> Result<E
                     .apply_child(intent.kind, &namespace, &intent.to_object(), live.as_ref())
                     .await?;
                 tracing::info!(kind = %intent.kind, child = %intent.name, hash = %intent.spec_hash, "applied");
-                let replaced = cached.and_then(|c| c.metadata.resource_version.clone());
+                let replaced = cached.and_then(|c| c.resource_version().map(str::to_owned));
                 if replaced != applied.metadata.resource_version {
                     remember_child_write(ctx, cr, intent.kind, &intent.name, replaced);
                 }

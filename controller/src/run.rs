@@ -141,7 +141,7 @@ async fn run_controller(
     // managedFields is dropped from the cache: it is the largest part of most objects and the
     // decision never reads it.
     let (cr_reader, cr_writer) = reflector::store();
-    let cr_stream = watcher(crs, watcher::Config::default().any_semantic())
+    let cr_stream = watcher(crs, children::watcher_config())
         .default_backoff()
         .modify(|cr| {
             cr.managed_fields_mut().clear();
