@@ -1,11 +1,11 @@
 //! Watches of the four VictoriaMetrics kinds: caches read to build the decision's input, and the
 //! mapping of a child event to the `VMDistributed` objects it concerns.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt, TryStreamExt};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use shared::VMDistributed;
@@ -14,6 +14,7 @@ use shared::names::{ChildKind, child_name, vmauth_name, zone_kinds};
 
 use crate::cached_child::{CachedChild, WatchedChild};
 use crate::child_cache::KindCache;
+use crate::name_index::NameIndex;
 use crate::writer::api_resource;
 
 /// The caches of the four child kinds.
@@ -134,48 +135,6 @@ pub fn resolved_names(cr: &VMDistributed) -> BTreeSet<(ChildKind, String)> {
     names
 }
 
-/// The resolved names of each CR, computed once per generation instead of once per child
-/// event: with hundreds of CRs in a namespace, every event of every child asked each of them to
-/// render its names again.
-#[derive(Default)]
-pub struct NameIndex {
-    /// By CR uid: the generation the names were rendered for, and the names.
-    by_uid: Mutex<HashMap<String, (Option<i64>, Names)>>,
-}
-
-/// The (kind, name) pairs one CR resolves.
-type Names = Arc<BTreeSet<(ChildKind, String)>>;
-
-impl NameIndex {
-    /// The names `cr` resolves (see [`resolved_names`]).
-    fn of(&self, cr: &VMDistributed) -> Names {
-        let uid = cr.uid().unwrap_or_default();
-        let generation = cr.metadata.generation;
-        let Ok(mut by_uid) = self.by_uid.lock() else {
-            return Arc::new(resolved_names(cr));
-        };
-        if let Some((seen, names)) = by_uid.get(&uid)
-            && *seen == generation
-        {
-            return Arc::clone(names);
-        }
-        let names = Arc::new(resolved_names(cr));
-        by_uid.insert(uid, (generation, Arc::clone(&names)));
-        names
-    }
-
-    /// Forget CRs that are gone, once the index holds clearly more entries than there are CRs.
-    fn prune(&self, crs: &[Arc<VMDistributed>]) {
-        let Ok(mut by_uid) = self.by_uid.lock() else {
-            return;
-        };
-        if by_uid.len() > 2 * crs.len() + 16 {
-            let live: BTreeSet<String> = crs.iter().filter_map(|cr| cr.uid()).collect();
-            by_uid.retain(|uid, _| live.contains(uid));
-        }
-    }
-}
-
 /// The `VMDistributed` objects a child event concerns: the one its claim label names, and every
 /// object in its namespace that resolves its (kind, name) (a `ref` or adoption target appearing
 /// wakes its CR).
@@ -183,73 +142,19 @@ impl NameIndex {
 pub fn owners_of(
     kind: ChildKind,
     child: &WatchedChild,
-    crs: &Store<VMDistributed>,
     index: &NameIndex,
 ) -> Vec<ObjectRef<VMDistributed>> {
     let Some(namespace) = child.namespace() else {
         return Vec::new();
     };
-    let name = child.name_any();
-    let mut out: Vec<ObjectRef<VMDistributed>> = Vec::new();
-    if let Some(claim) = &child.claim {
-        out.push(ObjectRef::new(claim).within(&namespace));
-    }
-    let crs = crs.state();
-    let wanted = (kind, name);
-    for cr in &crs {
-        if cr.namespace().as_deref() != Some(namespace.as_str()) {
-            continue;
-        }
-        if index.of(cr).contains(&wanted) {
-            let reference = ObjectRef::from_obj(cr.as_ref());
-            if !out.contains(&reference) {
-                out.push(reference);
-            }
+    let mut owners: Vec<String> = child.claim.iter().cloned().collect();
+    for cr in index.resolvers(&namespace, kind, &child.name_any()) {
+        if !owners.contains(&cr) {
+            owners.push(cr);
         }
     }
-    index.prune(&crs);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn cr(generation: i64, zones: &[&str]) -> VMDistributed {
-        let zones: Vec<_> = zones.iter().map(|z| json!({"name": z})).collect();
-        serde_json::from_value(json!({
-            "apiVersion": "operator.victoriametrics.com/v1alpha1",
-            "kind": "VMDistributed",
-            "metadata": {"name": "demo", "namespace": "ns", "uid": "u-1", "generation": generation},
-            "spec": {"zones": zones}
-        }))
-        .expect("VMDistributed")
-    }
-
-    #[test]
-    fn the_index_renders_a_crs_names_once_per_generation() {
-        let index = NameIndex::default();
-        let first = index.of(&cr(1, &["a"]));
-        assert_eq!(*first, resolved_names(&cr(1, &["a"])));
-        assert!(Arc::ptr_eq(&first, &index.of(&cr(1, &["a"]))));
-        let second = index.of(&cr(2, &["a", "b"]));
-        assert_eq!(*second, resolved_names(&cr(2, &["a", "b"])));
-        assert!(second.len() > first.len());
-    }
-
-    #[test]
-    fn the_index_forgets_crs_that_are_gone() {
-        let index = NameIndex::default();
-        for i in 0..40 {
-            let mut object = cr(1, &["a"]);
-            object.metadata.uid = Some(format!("u-{i}"));
-            index.of(&object);
-        }
-        let kept = Arc::new(cr(1, &["a"]));
-        index.prune(&[Arc::clone(&kept)]);
-        let by_uid = index.by_uid.lock().expect("lock");
-        assert_eq!(by_uid.len(), 1);
-        assert!(by_uid.contains_key("u-1"));
-    }
+    owners
+        .iter()
+        .map(|cr| ObjectRef::new(cr).within(&namespace))
+        .collect()
 }

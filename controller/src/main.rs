@@ -11,6 +11,7 @@ mod leader;
 mod logging;
 mod managed_fields;
 mod metrics;
+mod name_index;
 mod reconcile;
 mod run;
 mod startup;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
@@ -19,6 +19,7 @@ use crate::cli::RunArgs;
 use crate::http::{self, Readiness};
 use crate::leader::{Election, ElectionConfig};
 use crate::metrics::Metrics;
+use crate::name_index::NameIndex;
 use crate::reconcile::{self, Context, EventSink};
 use crate::startup::{self, StartupProblem};
 use crate::writer::{FIELD_MANAGER, Writer};
@@ -141,23 +142,23 @@ async fn run_controller(
     // managedFields is dropped from the cache: it is the largest part of most objects and the
     // decision never reads it.
     let (cr_reader, cr_writer) = reflector::store();
+    let names = Arc::new(NameIndex::default());
+    let cr_names = Arc::clone(&names);
     let cr_stream = watcher(crs, children::watcher_config())
         .default_backoff()
         .modify(|cr| {
             cr.managed_fields_mut().clear();
         })
+        .inspect_ok(move |event| cr_names.observe(event))
         .reflect(cr_writer)
         .touched_objects();
     let mut controller = Controller::for_stream(cr_stream, cr_reader)
         .with_config(ControllerConfig::default().concurrency(concurrency));
-    let cr_store = controller.store();
-    let names = Arc::new(children::NameIndex::default());
     for (kind, stream) in streams {
-        let crs = cr_store.clone();
         let names = Arc::clone(&names);
         controller = controller.watches_stream_with(
             stream,
-            move |child| children::owners_of(kind, &child, &crs, &names),
+            move |child| children::owners_of(kind, &child, &names),
             crate::writer::api_resource(kind),
         );
     }
