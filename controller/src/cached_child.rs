@@ -4,8 +4,8 @@
 //! A `DynamicObject` keeps the object as a tree of `serde_json::Value` maps, and every small map
 //! (labels, `vminsert`, `status`, each remote-write entry) costs a whole B-tree node of about
 //! 600 bytes: with 1,000 CRs (7,000 children) the caches took about 80 MB. Here the object is
-//! kept as its compact JSON text, trimmed to what the decision reads, and parsed when a
-//! reconcile of its CR needs it. Only what the cache and the event mapping use stays typed: the
+//! trimmed to what the decision reads, kept as compressed JSON text ([`CompactJson`]), and
+//! parsed when a reconcile of its CR needs it. Only what the cache and the event mapping use stays typed: the
 //! name, namespace and resourceVersion, the claim label, and the `managedFields` entries the
 //! ownership upgrade acts on (normally none).
 
@@ -23,6 +23,7 @@ use shared::children::{
 };
 use shared::names::ChildKind;
 
+use crate::compact_json::CompactJson;
 use crate::managed_fields;
 use crate::writer::FIELD_MANAGER;
 
@@ -42,8 +43,8 @@ pub struct WatchedChild {
     pub metadata: ObjectMeta,
     /// The claim label: the `VMDistributed` this child belongs to.
     pub claim: Option<String>,
-    /// The object (metadata, spec, status), trimmed, as compact JSON.
-    json: Box<str>,
+    /// The object (metadata, spec, status), trimmed, compressed.
+    json: CompactJson,
 }
 
 impl WatchedChild {
@@ -80,7 +81,7 @@ impl WatchedChild {
         Self {
             metadata,
             claim,
-            json: object.to_string().into_boxed_str(),
+            json: CompactJson::new(&object),
         }
     }
 
@@ -111,7 +112,7 @@ pub struct CachedChild {
     claim: Option<Box<str>>,
     /// Whether `managedFields` has entries the ownership upgrade would act on (normally not).
     needs_ownership_upgrade: bool,
-    json: Box<str>,
+    json: CompactJson,
 }
 
 impl CachedChild {
@@ -138,7 +139,7 @@ impl CachedChild {
     /// written from a `Value`, so it always does).
     #[must_use]
     pub fn to_child_object(&self, kind: ChildKind) -> Option<ChildObject> {
-        let value: Value = serde_json::from_str(&self.json).ok()?;
+        let value = self.json.to_value()?;
         Some(ChildObject::from_value(&value, Some(kind)))
     }
 }
@@ -254,7 +255,8 @@ mod tests {
         // Others' labels, annotations and status fields are not kept.
         assert!(!seen.labels.contains_key("team"));
         assert_eq!(seen.annotations.len(), 1);
-        assert!(!cached.json.contains("conditions") && !cached.json.contains("huge"));
+        let kept = cached.json.to_value().unwrap().to_string();
+        assert!(!kept.contains("conditions") && !kept.contains("huge"));
     }
 
     #[test]
@@ -273,7 +275,7 @@ mod tests {
         // What the event mapping reads stays on the watched child; the JSON moved.
         assert_eq!(watched.claim.as_deref(), Some("demo"));
         assert_eq!(watched.name_any(), "demo-zone-a");
-        assert!(watched.json.is_empty());
+        assert_eq!(watched.json, CompactJson::default());
         object["metadata"]["managedFields"]
             .as_array_mut()
             .unwrap()
@@ -281,7 +283,14 @@ mod tests {
                 "fieldsV1": {"f:spec": {"f:retentionPeriod": {}}}}));
         let watched = WatchedChild::from_value(object);
         assert_eq!(watched.managed_fields().len(), 1);
-        assert!(!watched.json.contains("managedFields"));
+        assert!(
+            !watched
+                .json
+                .to_value()
+                .unwrap()
+                .to_string()
+                .contains("managedFields")
+        );
         let (_, _, cached) = watched.clone().take_cached();
         assert!(cached.needs_ownership_upgrade());
     }

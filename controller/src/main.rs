@@ -5,6 +5,7 @@ mod cached_child;
 mod child_cache;
 mod children;
 mod cli;
+mod compact_json;
 mod error;
 mod http;
 mod leader;
