@@ -24,6 +24,9 @@ use crate::reconcile::{self, Context, EventSink};
 use crate::startup::{self, StartupProblem};
 use crate::writer::{FIELD_MANAGER, Writer};
 
+/// The annotation in which client-side `kubectl apply` keeps a whole copy of the object.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// How often a retryable start-up problem (a foreign CRD) is checked again.
 const RECHECK: Duration = Duration::from_secs(10);
 
@@ -139,8 +142,9 @@ async fn run_controller(
         Some(ns) => Api::namespaced(client, ns),
         None => Api::all(client),
     };
-    // managedFields is dropped from the cache: it is the largest part of most objects and the
-    // decision never reads it.
+    // managedFields and kubectl's last-applied copy of the object are dropped from the cache:
+    // they are the largest part of most objects and the decision reads neither (status writes
+    // go to the status subresource, which ignores metadata).
     let (cr_reader, cr_writer) = reflector::store();
     let names = Arc::new(NameIndex::default());
     let cr_names = Arc::clone(&names);
@@ -148,6 +152,7 @@ async fn run_controller(
         .default_backoff()
         .modify(|cr| {
             cr.managed_fields_mut().clear();
+            cr.annotations_mut().remove(LAST_APPLIED);
         })
         .inspect_ok(move |event| cr_names.observe(event))
         .reflect(cr_writer)

@@ -816,3 +816,55 @@ fn condition_transition_times_change_only_with_their_status() {
         "changed when Ready turned False"
     );
 }
+
+/// The intents the first Preflight action after a spec change dry-runs, as (kind, name).
+fn first_preflight(world: &mut World) -> Option<Vec<(ChildKind, String)>> {
+    for _ in 0..6 {
+        let decision = world.reconcile(None);
+        for action in &decision.actions {
+            if let shared::rollout::Action::Preflight { intents, .. } = action {
+                let mut names: Vec<_> = intents.iter().map(|i| (i.kind, i.name.clone())).collect();
+                names.sort();
+                return Some(names);
+            }
+        }
+        if phase(world).1.is_some() {
+            return None;
+        }
+    }
+    None
+}
+
+#[test]
+fn preflight_dry_runs_only_the_children_a_new_generation_changes() {
+    // Creation: nothing exists, every child is tried.
+    let mut world = World::new(zones_cr(2, "v1"));
+    let all = first_preflight(&mut world).expect("a preflight before creation");
+    assert_eq!(all.len(), 5, "{all:?}");
+    assert!(world.run_until_settled(400));
+    // A clusterVersion change rewrites the backends only: the agents and the VMAuth already
+    // carry their intents, so there is nothing of theirs to try out.
+    set_version(&mut world, "v2");
+    let changed = first_preflight(&mut world).expect("a preflight of the new generation");
+    assert_eq!(
+        changed,
+        [
+            (ChildKind::VMCluster, "demo-z0".to_owned()),
+            (ChildKind::VMCluster, "demo-z1".to_owned())
+        ]
+    );
+    assert!(world.run_until_settled(400));
+    // A change no child sees (the pause between zones) needs no dry-run at all, and the
+    // generation still counts as preflighted.
+    world.edit(|cr| {
+        cr.spec
+            .zone_common
+            .as_mut()
+            .expect("zoneCommon")
+            .update_pause = Some("3s".into());
+    });
+    assert_eq!(first_preflight(&mut world), None);
+    assert!(world.run_until_settled(400));
+    let status = world.status();
+    assert_eq!(status.preflight_generation, world.cr.metadata.generation);
+}

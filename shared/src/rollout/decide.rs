@@ -480,18 +480,29 @@ impl<'a> Step<'a> {
                     outcome.preflight_generation = Some(self.generation);
                 }
                 _ => {
-                    outcome.actions.push(Action::Preflight {
-                        generation: self.generation,
-                        intents: self
-                            .intents
-                            .all()
-                            .into_iter()
-                            .map(ChildIntent::without_owner_references)
-                            .collect(),
-                    });
-                    outcome.progress =
-                        Some((REASON_ROLLING_OUT.into(), "preflight dry-run".into()));
-                    return outcome;
+                    // Children that already carry their intent will not be written for this
+                    // generation: there is nothing of theirs to try out (a clusterVersion change
+                    // dry-runs the backends, not the agents and the VMAuth).
+                    let intents: Vec<ChildIntent> = self
+                        .intents
+                        .all()
+                        .into_iter()
+                        .filter(|intent| {
+                            !child_current(self.observed.find(intent.kind, &intent.name), intent)
+                        })
+                        .map(ChildIntent::without_owner_references)
+                        .collect();
+                    if intents.is_empty() {
+                        outcome.preflight_generation = Some(self.generation);
+                    } else {
+                        outcome.actions.push(Action::Preflight {
+                            generation: self.generation,
+                            intents,
+                        });
+                        outcome.progress =
+                            Some((REASON_ROLLING_OUT.into(), "preflight dry-run".into()));
+                        return outcome;
+                    }
                 }
             }
         }
