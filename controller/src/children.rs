@@ -29,9 +29,9 @@ pub type ChildStream =
     std::pin::Pin<Box<dyn Stream<Item = Result<WatchedChild, watcher::Error>> + Send>>;
 
 /// Start (lazily: the streams do nothing until polled) a watch of every child kind across all
-/// namespaces. The caches hold [`CachedChild`]ren: trimmed, compact, and with only the
-/// `managedFields` entries the ownership upgrade before an apply would act on (normally none),
-/// so an apply reads the object live only when one is left.
+/// namespaces. The caches hold [`CachedChild`]ren: trimmed, compressed, and marked when their
+/// `managedFields` hold entries the ownership upgrade before an apply would act on (normally
+/// not), so an apply reads the object live only then.
 #[must_use]
 pub fn watch_all(
     client: &Client,
