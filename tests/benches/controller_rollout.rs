@@ -2,8 +2,8 @@
 //! `cargo bench -p vmdistributed-tests --bench controller_rollout` (release build of the
 //! controller and the simulated operator, on the local control plane). Prints a Markdown table for
 //! BENCHMARKS.md. Sizes can be changed with `VMD_BENCH_CRS` (CR counts rolling out together,
-//! default `"50 200"`), `VMD_BENCH_SLOW_DELAY_MS` (50 CRs again with this ready delay, default
-//! 5000; 0 skips it) and `VMD_BENCH_RSS_CRS` (default 1000).
+//! default `"50 200"`), `VMD_BENCH_SLOW_DELAY_MS` (the same counts again with this ready delay,
+//! default 5000; 0 skips them) and `VMD_BENCH_RSS_CRS` (default 1000; 0 skips the RSS run).
 //!
 //! Measures:
 //! 1. time from a CR spec change (the PATCH response) to the first child write seen by a watch;
@@ -245,29 +245,7 @@ async fn world_with_delay(prefix: &str, ready_delay_ms: u64) -> Result<World> {
             "warn".to_owned(),
         ]),
     )?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let controller = cp.spawn(
-        ProcessSpec::new(
-            harness::controller_binary()?,
-            cp.log_path("bench-controller"),
-        )
-        .args([
-            "run".to_owned(),
-            "--kubeconfig".to_owned(),
-            kubeconfig,
-            "--leader-elect=false".to_owned(),
-            "--watch-namespace".to_owned(),
-            ns.clone(),
-            "--http-addr".to_owned(),
-            format!("127.0.0.1:{port}"),
-            "--log-level".to_owned(),
-            "warn".to_owned(),
-            "--concurrency".to_owned(),
-            "64".to_owned(),
-        ]),
-    )?;
+    let controller = spawn_controller(cp, &ns)?;
     Ok(World {
         cp,
         client,
@@ -275,6 +253,82 @@ async fn world_with_delay(prefix: &str, ready_delay_ms: u64) -> Result<World> {
         sim,
         controller,
     })
+}
+
+/// Seconds a restarted controller gets to list everything and reconcile every CR once.
+const RESTART_SETTLE_S: u64 = 30;
+
+/// Controller RSS (KiB) around many CRs.
+struct Rss {
+    idle: u64,
+    full: u64,
+    peak: u64,
+    restarted: u64,
+    restarted_peak: u64,
+}
+
+async fn rss_with_many(crs: usize) -> Result<Rss> {
+    let w = world("bench-rss").await?;
+    let api: Api<VMDistributed> = Api::namespaced(w.client.clone(), &w.ns);
+    // Idle = started, checks done, caches listed, nothing to reconcile yet.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle = rss_kib(w.controller.pid())?;
+    let names: Vec<String> = (0..crs).map(|i| format!("cr-{i}")).collect();
+    for name in &names {
+        harness::apply_yaml(&w.client, Some(&w.ns), &manifest(name, "v1.0.0")).await?;
+    }
+    wait_all(&api, &names, 1).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let full = rss_kib(w.controller.pid())?;
+    let peak = status_kib(w.controller.pid(), "VmHWM:")?;
+    // Stopped before the next one starts: two controllers without leader election would both act.
+    let World {
+        cp,
+        ns,
+        sim,
+        controller,
+        ..
+    } = w;
+    controller.stop(Duration::from_secs(10))?;
+    let controller = spawn_controller(cp, &ns)?;
+    tokio::time::sleep(Duration::from_secs(RESTART_SETTLE_S)).await;
+    let restarted = rss_kib(controller.pid())?;
+    let restarted_peak = status_kib(controller.pid(), "VmHWM:")?;
+    drop((sim, controller));
+    Ok(Rss {
+        idle,
+        full,
+        peak,
+        restarted,
+        restarted_peak,
+    })
+}
+
+/// A release controller acting on namespace `ns` only, without leader election.
+fn spawn_controller(cp: &ControlPlane, ns: &str) -> Result<SupervisedProcess> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    cp.spawn(
+        ProcessSpec::new(
+            harness::controller_binary()?,
+            cp.log_path("bench-controller"),
+        )
+        .args([
+            "run".to_owned(),
+            "--kubeconfig".to_owned(),
+            cp.kubeconfig_path().display().to_string(),
+            "--leader-elect=false".to_owned(),
+            "--watch-namespace".to_owned(),
+            ns.to_owned(),
+            "--http-addr".to_owned(),
+            format!("127.0.0.1:{port}"),
+            "--log-level".to_owned(),
+            "warn".to_owned(),
+            "--concurrency".to_owned(),
+            "64".to_owned(),
+        ]),
+    )
 }
 
 /// Name of a process (`/proc/PID/comm`).
@@ -512,29 +566,23 @@ async fn main() -> Result<()> {
     // 3: many CRs together, with the benchmark's short ready delay (API-bound on a small
     // machine) and with a slower, more realistic one.
     let mut together = Vec::new();
-    for many in sizes {
+    for &many in &sizes {
         together.push(many_together(many, READY_DELAY_MS).await?);
     }
     if slow_delay_ms > 0 {
-        together.push(many_together(50, slow_delay_ms).await?);
+        for &many in &sizes {
+            together.push(many_together(many, slow_delay_ms).await?);
+        }
     }
 
-    // 4: RSS with more CRs.
-    let w = world("bench-rss").await?;
-    let api: Api<VMDistributed> = Api::namespaced(w.client.clone(), &w.ns);
-    // Idle = started, checks done, caches listed, nothing to reconcile yet.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let idle = rss_kib(w.controller.pid())?;
-    let names: Vec<String> = (0..rss_crs).map(|i| format!("cr-{i}")).collect();
-    for name in &names {
-        harness::apply_yaml(&w.client, Some(&w.ns), &manifest(name, "v1.0.0")).await?;
-    }
-    wait_all(&api, &names, 1).await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let rss_full = rss_kib(w.controller.pid())?;
-    let rss_peak = status_kib(w.controller.pid(), "VmHWM:")?;
-    let _ = w.cp;
-    drop(w);
+    // 4: RSS with many CRs: while they are created and roll out to `operational`, then in a
+    // controller restarted with all of them in place (the steady state of a long-running
+    // replica, and what a new leader holds).
+    let rss = if rss_crs > 0 {
+        Some(rss_with_many(rss_crs).await?)
+    } else {
+        None
+    };
 
     println!("| measurement | result |");
     println!("|---|---|");
@@ -563,11 +611,18 @@ async fn main() -> Result<()> {
             t.rss_kib as f64 / 1024.0
         );
     }
-    println!(
-        "| controller RSS: idle / {rss_crs} CRs all operational (7 children each) / peak | {:.1} MiB / {:.1} MiB / {:.1} MiB |",
-        idle as f64 / 1024.0,
-        rss_full as f64 / 1024.0,
-        rss_peak as f64 / 1024.0
-    );
+    if let Some(rss) = rss {
+        println!(
+            "| controller RSS: idle / {rss_crs} CRs created and operational (7 children each) / peak while creating | {:.1} MiB / {:.1} MiB / {:.1} MiB |",
+            rss.idle as f64 / 1024.0,
+            rss.full as f64 / 1024.0,
+            rss.peak as f64 / 1024.0
+        );
+        println!(
+            "| controller RSS: restarted with the {rss_crs} CRs in place, after {RESTART_SETTLE_S} s / peak | {:.1} MiB / {:.1} MiB |",
+            rss.restarted as f64 / 1024.0,
+            rss.restarted_peak as f64 / 1024.0
+        );
+    }
     Ok(())
 }
