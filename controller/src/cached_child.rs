@@ -5,9 +5,9 @@
 //! (labels, `vminsert`, `status`, each remote-write entry) costs a whole B-tree node of about
 //! 600 bytes: with 1,000 CRs (7,000 children) the caches took about 80 MB. Here the object is
 //! trimmed to what the decision reads, kept as compressed JSON text ([`CompactJson`]), and
-//! parsed when a reconcile of its CR needs it. Only what the cache and the event mapping use stays typed: the
-//! name, namespace and resourceVersion, the claim label, and the `managedFields` entries the
-//! ownership upgrade acts on (normally none).
+//! parsed when a reconcile of its CR needs it. Only what the cache and the event mapping use
+//! stays typed: the name, namespace and resourceVersion, the claim label, and whether
+//! `managedFields` holds entries the ownership upgrade acts on (normally not).
 
 use std::borrow::Cow;
 
