@@ -203,35 +203,18 @@ mod tests {
     #[test]
     fn a_new_generation_replaces_the_names_and_a_delete_removes_them() {
         let index = NameIndex::default();
+        let cluster = |name: &str| index.resolvers("ns", ChildKind::VMCluster, name);
         index.observe(&Event::Apply(cr("demo", "u-1", 1, &["a", "b"])));
         index.observe(&Event::Apply(cr("demo", "u-1", 2, &["a"])));
-        assert!(
-            index
-                .resolvers("ns", ChildKind::VMCluster, "demo-b")
-                .is_empty()
-        );
-        assert_eq!(
-            index.resolvers("ns", ChildKind::VMCluster, "demo-a"),
-            ["demo"]
-        );
+        assert!(cluster("demo-b").is_empty());
+        assert_eq!(cluster("demo-a"), ["demo"]);
         // Same generation, other uid: a recreated CR is resolved again.
         let renamed = with_cluster_name(cr("demo", "u-9", 2, &["a"]), 0, "fresh");
         index.observe(&Event::Apply(renamed));
-        assert!(
-            index
-                .resolvers("ns", ChildKind::VMCluster, "demo-a")
-                .is_empty()
-        );
-        assert_eq!(
-            index.resolvers("ns", ChildKind::VMCluster, "fresh"),
-            ["demo"]
-        );
+        assert!(cluster("demo-a").is_empty());
+        assert_eq!(cluster("fresh"), ["demo"]);
         index.observe(&Event::Delete(cr("demo", "u-9", 2, &["a"])));
-        assert!(
-            index
-                .resolvers("ns", ChildKind::VMCluster, "fresh")
-                .is_empty()
-        );
+        assert!(cluster("fresh").is_empty());
         assert!(index.resolvers("ns", ChildKind::VMAuth, "demo").is_empty());
     }
 
