@@ -1,6 +1,7 @@
 //! `vmdistributed-controller`: performs the zone-by-zone rollout of `VMDistributed` objects
 //! (`run`) and prints the children an object would produce, offline (`render`).
 
+mod api_client;
 mod cached_child;
 mod child_cache;
 mod children;
@@ -35,7 +36,10 @@ fn main() -> ExitCode {
                 eprintln!("error: {err:#}");
                 return ExitCode::from(2);
             }
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
+            // One thread: kube-runtime already runs every reconcile inside the controller's own
+            // future, so more workers only carried the HTTP connection tasks, and each thread that
+            // allocates gets a glibc arena of its own (fragmented memory the process keeps).
+            let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
