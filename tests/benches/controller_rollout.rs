@@ -3,7 +3,8 @@
 //! controller and the simulated operator, on the local control plane). Prints a Markdown table for
 //! BENCHMARKS.md. Sizes can be changed with `VMD_BENCH_CRS` (CR counts rolling out together,
 //! default `"50 200"`), `VMD_BENCH_SLOW_DELAY_MS` (the same counts again with this ready delay,
-//! default 5000; 0 skips them) and `VMD_BENCH_RSS_CRS` (default 1000; 0 skips the RSS run).
+//! default 5000; 0 skips them), `VMD_BENCH_RSS_CRS` (default 1000; 0 skips the RSS run) and
+//! `VMD_BENCH_ROUNDS` (single-CR rollouts for measurements 1 and 2, default 8; 0 skips them).
 //!
 //! Measures:
 //! 1. time from a CR spec change (the PATCH response) to the first child write seen by a watch;
@@ -29,6 +30,8 @@ use shared::VMDistributed;
 
 const READY_DELAY_MS: u64 = 500;
 const PAUSE_MS: u64 = 1000;
+/// `--concurrency` for the runs that measure time, so that many CRs progress at once.
+const MANY_AT_ONCE: u16 = 64;
 
 fn manifest(name: &str, version: &str) -> String {
     manifest_with_pause(name, version, &format!("{PAUSE_MS}ms"))
@@ -148,7 +151,12 @@ struct Together {
 }
 
 async fn many_together(many: usize, ready_delay_ms: u64) -> Result<Together> {
-    let w = world_with_delay(&format!("bench-many-{many}"), ready_delay_ms).await?;
+    let w = world_with(
+        &format!("bench-many-{many}"),
+        ready_delay_ms,
+        Some(MANY_AT_ONCE),
+    )
+    .await?;
     let api: Api<VMDistributed> = Api::namespaced(w.client.clone(), &w.ns);
     let names: Vec<String> = (0..many).map(|i| format!("cr-{i}")).collect();
     let solo = ["solo".to_owned()];
@@ -224,10 +232,12 @@ struct World {
 }
 
 async fn world(prefix: &str) -> Result<World> {
-    world_with_delay(prefix, READY_DELAY_MS).await
+    world_with(prefix, READY_DELAY_MS, Some(MANY_AT_ONCE)).await
 }
 
-async fn world_with_delay(prefix: &str, ready_delay_ms: u64) -> Result<World> {
+/// A namespace with its simulator and controller; `concurrency` `None` runs the controller with
+/// its shipped default.
+async fn world_with(prefix: &str, ready_delay_ms: u64, concurrency: Option<u16>) -> Result<World> {
     let cp = ControlPlane::shared().await?;
     cp.install_crds().await?;
     let client = cp.client().await?;
@@ -245,7 +255,7 @@ async fn world_with_delay(prefix: &str, ready_delay_ms: u64) -> Result<World> {
             "warn".to_owned(),
         ]),
     )?;
-    let controller = spawn_controller(cp, &ns)?;
+    let controller = spawn_controller(cp, &ns, concurrency)?;
     Ok(World {
         cp,
         client,
@@ -268,7 +278,8 @@ struct Rss {
 }
 
 async fn rss_with_many(crs: usize) -> Result<Rss> {
-    let w = world("bench-rss").await?;
+    // Memory is measured as shipped: the default `--concurrency`.
+    let w = world_with("bench-rss", READY_DELAY_MS, None).await?;
     let api: Api<VMDistributed> = Api::namespaced(w.client.clone(), &w.ns);
     // Idle = started, checks done, caches listed, nothing to reconcile yet.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -290,7 +301,7 @@ async fn rss_with_many(crs: usize) -> Result<Rss> {
         ..
     } = w;
     controller.stop(Duration::from_secs(10))?;
-    let controller = spawn_controller(cp, &ns)?;
+    let controller = spawn_controller(cp, &ns, None)?;
     tokio::time::sleep(Duration::from_secs(RESTART_SETTLE_S)).await;
     let restarted = rss_kib(controller.pid())?;
     let restarted_peak = status_kib(controller.pid(), "VmHWM:")?;
@@ -305,7 +316,11 @@ async fn rss_with_many(crs: usize) -> Result<Rss> {
 }
 
 /// A release controller acting on namespace `ns` only, without leader election.
-fn spawn_controller(cp: &ControlPlane, ns: &str) -> Result<SupervisedProcess> {
+fn spawn_controller(
+    cp: &ControlPlane,
+    ns: &str,
+    concurrency: Option<u16>,
+) -> Result<SupervisedProcess> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -325,9 +340,13 @@ fn spawn_controller(cp: &ControlPlane, ns: &str) -> Result<SupervisedProcess> {
             format!("127.0.0.1:{port}"),
             "--log-level".to_owned(),
             "warn".to_owned(),
-            "--concurrency".to_owned(),
-            "64".to_owned(),
-        ]),
+        ])
+        .args(
+            concurrency
+                .map(|n| ["--concurrency".to_owned(), n.to_string()])
+                .into_iter()
+                .flatten(),
+        ),
     )
 }
 
@@ -508,6 +527,50 @@ async fn timed_rollout(w: &World, name: &str, generation: i64) -> Result<Round> 
     })
 }
 
+/// Measurements 1 and 2, one entry per round.
+struct Singles {
+    first_write_ms: Vec<f64>,
+    rollout_s: Vec<f64>,
+    overhead_ms: Vec<f64>,
+}
+
+/// One CR, repeated rollouts; then one with no pause for the overhead.
+async fn single_rollouts(rounds: i64) -> Result<Singles> {
+    let w = world("bench-one").await?;
+    let api: Api<VMDistributed> = Api::namespaced(w.client.clone(), &w.ns);
+    harness::apply_yaml(&w.client, Some(&w.ns), &manifest("one", "v1.0.0")).await?;
+    harness::apply_yaml(
+        &w.client,
+        Some(&w.ns),
+        &manifest_with_pause("nopause", "v1.0.0", "0s"),
+    )
+    .await?;
+    wait_all(&api, &["one".to_owned(), "nopause".to_owned()], 1).await?;
+    let mut first_write_ms = Vec::new();
+    let mut rollout_s = Vec::new();
+    let mut overhead_ms = Vec::new();
+    for round in 1..=rounds {
+        let one = timed_rollout(&w, "one", 1 + round).await?;
+        first_write_ms.push(one.first_write.as_secs_f64() * 1000.0);
+        rollout_s.push(one.total.as_secs_f64());
+        let nopause = timed_rollout(&w, "nopause", 1 + round).await?;
+        let own = nopause.total.saturating_sub(nopause.with_operator);
+        overhead_ms.push(own.as_secs_f64() * 1000.0 / 3.0);
+        eprintln!(
+            "round {round}: first write {:.0} ms, rollout {:.2} s; no pause: {:.2} s of which children waiting {:.2} s",
+            one.first_write.as_secs_f64() * 1000.0,
+            one.total.as_secs_f64(),
+            nopause.total.as_secs_f64(),
+            nopause.with_operator.as_secs_f64()
+        );
+    }
+    Ok(Singles {
+        first_write_ms,
+        rollout_s,
+        overhead_ms,
+    })
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     harness::install_crypto_provider();
@@ -525,43 +588,17 @@ async fn main() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
+    let rounds: i64 = std::env::var("VMD_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
 
-    // 1 and 2: one CR, repeated rollouts; then one with no pause for the overhead.
-    let w = world("bench-one").await?;
-    let api: Api<VMDistributed> = Api::namespaced(w.client.clone(), &w.ns);
-    harness::apply_yaml(&w.client, Some(&w.ns), &manifest("one", "v1.0.0")).await?;
-    harness::apply_yaml(
-        &w.client,
-        Some(&w.ns),
-        &manifest_with_pause("nopause", "v1.0.0", "0s"),
-    )
-    .await?;
-    wait_all(&api, &["one".to_owned(), "nopause".to_owned()], 1).await?;
-    let mut first_write_ms = Vec::new();
-    let mut rollout_s = Vec::new();
-    let mut overhead_ms = Vec::new();
-    for round in 1..=8 {
-        let one = timed_rollout(&w, "one", 1 + round).await?;
-        first_write_ms.push(one.first_write.as_secs_f64() * 1000.0);
-        rollout_s.push(one.total.as_secs_f64());
-        let nopause = timed_rollout(&w, "nopause", 1 + round).await?;
-        let own = nopause.total.saturating_sub(nopause.with_operator);
-        overhead_ms.push(own.as_secs_f64() * 1000.0 / 3.0);
-        eprintln!(
-            "round {round}: first write {:.0} ms, rollout {:.2} s; no pause: {:.2} s of which children waiting {:.2} s",
-            one.first_write.as_secs_f64() * 1000.0,
-            one.total.as_secs_f64(),
-            nopause.total.as_secs_f64(),
-            nopause.with_operator.as_secs_f64()
-        );
-    }
-    let one_rollout = median(rollout_s.clone());
-    let overhead = median(overhead_ms.clone());
-    eprintln!(
-        "first write median {:.0} ms; rollout median {one_rollout:.2} s; overhead {overhead:.0} ms/zone",
-        median(first_write_ms.clone())
-    );
-    drop(w);
+    // 1 and 2: one CR at a time.
+    let singles = if rounds > 0 {
+        Some(single_rollouts(rounds).await?)
+    } else {
+        None
+    };
 
     // 3: many CRs together, with the benchmark's short ready delay (API-bound on a small
     // machine) and with a slower, more realistic one.
@@ -586,18 +623,23 @@ async fn main() -> Result<()> {
 
     println!("| measurement | result |");
     println!("|---|---|");
-    println!(
-        "| CR spec change → first child write (8 runs) | median {:.0} ms, max {:.0} ms |",
-        median(first_write_ms.clone()),
-        percentile(first_write_ms, 1.0)
-    );
-    println!(
-        "| 3-zone rollout, 1 CR (ready delay {READY_DELAY_MS} ms, updatePause {PAUSE_MS} ms; 8 runs) | median {one_rollout:.2} s |"
-    );
-    println!(
-        "| per-zone orchestration overhead beyond readiness (updatePause 0; 8 runs) | median {overhead:.0} ms, max {:.0} ms |",
-        percentile(overhead_ms, 1.0)
-    );
+    if let Some(singles) = singles {
+        let rounds = singles.first_write_ms.len();
+        println!(
+            "| CR spec change → first child write ({rounds} runs) | median {:.0} ms, max {:.0} ms |",
+            median(singles.first_write_ms.clone()),
+            percentile(singles.first_write_ms, 1.0)
+        );
+        println!(
+            "| 3-zone rollout, 1 CR (ready delay {READY_DELAY_MS} ms, updatePause {PAUSE_MS} ms; {rounds} runs) | median {:.2} s |",
+            median(singles.rollout_s)
+        );
+        println!(
+            "| per-zone orchestration overhead beyond readiness (updatePause 0; {rounds} runs) | median {:.0} ms, max {:.0} ms |",
+            median(singles.overhead_ms.clone()),
+            percentile(singles.overhead_ms, 1.0)
+        );
+    }
     for t in &together {
         println!(
             "| {} CRs × 3 zones rolling out together (ready delay {} ms) | {:.2} s vs {:.2} s for one alone in the same setup: **{:.2}×**; {:.0} API requests; CPU used: {}; controller RSS after: {:.1} MiB |",
