@@ -34,8 +34,15 @@ const CONNECTION_WINDOW: u32 = 1 << 30;
 /// retries of transient failures (429, 503, 504) as `Client::try_from(config)`.
 ///
 /// # Errors
-/// The TLS material or the authentication settings of `config` are unusable.
-pub fn build(config: Config) -> Result<Client, kube::Error> {
+/// The TLS material or the authentication settings of `config` are unusable, or it names a
+/// proxy (not supported, as in the kube client this replaces, built without `http-proxy`).
+pub fn build(config: Config) -> anyhow::Result<Client> {
+    if let Some(proxy) = &config.proxy_url {
+        anyhow::bail!(
+            "the configuration names the proxy {proxy}: the controller connects to the API server \
+             directly and does not support proxies"
+        );
+    }
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(config.connect_timeout);
@@ -70,4 +77,40 @@ pub fn build(config: Config) -> Result<Client, kube::Error> {
         .map_err(BoxError::from)
         .service(hyper);
     Ok(Client::new(service, config.default_namespace))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        let mut config = Config::new("https://127.0.0.1:6443".parse().expect("a valid URI"));
+        config.default_namespace = "team-a".to_owned();
+        config
+    }
+
+    #[tokio::test]
+    async fn builds_a_client_for_the_configured_server_and_namespace() {
+        let client = build(config()).expect("a client");
+        assert_eq!(client.default_namespace(), "team-a");
+    }
+
+    #[tokio::test]
+    async fn a_proxy_is_refused_with_a_message_that_names_it() {
+        let mut config = config();
+        config.proxy_url = Some("http://proxy.example:3128".parse().expect("a valid URI"));
+        let Err(err) = build(config) else {
+            panic!("a proxy was accepted")
+        };
+        let err = err.to_string();
+        assert!(err.contains("http://proxy.example:3128/"), "{err}");
+        assert!(err.contains("does not support proxies"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_invalid_tls_server_name_is_an_error_not_a_panic() {
+        let mut config = config();
+        config.tls_server_name = Some("not a name!".to_owned());
+        assert!(build(config).is_err());
+    }
 }

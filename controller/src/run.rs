@@ -230,7 +230,7 @@ async fn client(args: &RunArgs) -> anyhow::Result<Client> {
             anyhow::anyhow!("no cluster configuration (in-cluster or ~/.kube/config): {err}")
         })?,
     };
-    api_client::build(config).map_err(|err| anyhow::anyhow!("cannot build the API client: {err}"))
+    api_client::build(config).map_err(|err| anyhow::anyhow!("cannot build the API client: {err:#}"))
 }
 
 async fn wait_for_signal(shutdown: watch::Sender<bool>) {
