@@ -410,3 +410,66 @@ fn spec_hash_is_stable_and_key_order_independent() {
     let second = render_intents(&seed(), &Observed::default());
     assert_eq!(first, second);
 }
+
+#[test]
+fn zones_that_take_no_writes_run_no_vminsert() {
+    let mut spec = serde_json::to_value(&seed().spec).expect("spec serializes");
+    spec["zoneCommon"]["vmcluster"]["spec"]["vminsert"]["replicaCount"] = json!(3);
+    spec["zones"] = json!([
+        {"name": "zone-a", "trafficMode": "read-write"},
+        {"name": "zone-b", "trafficMode": "read-only"},
+        {"name": "zone-c", "trafficMode": "write-only"},
+        {"name": "zone-d", "trafficMode": "maintenance"},
+        {"name": "zone-e"}
+    ]);
+    let intents = render_intents(&cr(spec), &Observed::default());
+    let vminsert_replicas: Vec<Value> = intents
+        .zones
+        .iter()
+        .map(|zone| zone.backend.spec["vminsert"]["replicaCount"].clone())
+        .collect();
+    assert_eq!(
+        vminsert_replicas,
+        [json!(3), json!(0), json!(3), json!(0), json!(3)]
+    );
+    // Only the replica count changes; the rest of vminsert and the other components stay.
+    let read_only = &intents.zones[1].backend.spec;
+    assert_eq!(read_only["vmselect"]["replicaCount"], json!(1));
+    assert_eq!(read_only["vmstorage"]["replicaCount"], json!(1));
+    // The agents keep writing to it (vmagent buffers until the zone takes writes again).
+    let backend = &intents.zones[1].backend;
+    let url = remote_write_url(backend.kind, &backend.name, "ns", &backend.spec);
+    for zone in &intents.zones {
+        let targets = zone.agent.spec["remoteWrite"].as_array().expect("a list");
+        assert!(
+            targets.iter().any(|t| t["url"] == json!(url)),
+            "{targets:?}"
+        );
+    }
+}
+
+#[test]
+fn a_cluster_whose_intent_has_no_vminsert_is_not_scaled() {
+    // An adopted cluster (empty spec) is left as its owner set it.
+    let intents = render_intents(
+        &cr(json!({"zones": [{"name": "zone-a", "trafficMode": "maintenance"}]})),
+        &Observed::default(),
+    );
+    assert_eq!(intents.zones[0].backend.spec.get("vminsert"), None);
+}
+
+#[test]
+fn a_vmsingle_backend_is_not_scaled() {
+    let intents = render_intents(
+        &cr(json!({
+            "backendType": "VMSingle",
+            "zoneCommon": {"vmsingle": {"spec": {"retentionPeriod": "1"}}},
+            "zones": [{"name": "zone-a", "trafficMode": "read-only"}]
+        })),
+        &Observed::default(),
+    );
+    assert_eq!(
+        intents.zones[0].backend.spec,
+        json!({"retentionPeriod": "1"})
+    );
+}
