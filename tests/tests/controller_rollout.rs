@@ -357,6 +357,99 @@ async fn cluster_version_change_rolls_zones_one_at_a_time_in_order() -> Result<(
     Ok(())
 }
 
+/// The live VMAuth's target refs.
+async fn routes(env: &Env, vmauth: &str) -> Result<shared::rollout::membership::LiveRefs> {
+    let auth = env.child_value(ChildKind::VMAuth, vmauth).await?;
+    Ok(shared::rollout::membership::LiveRefs::from_vmauth_spec(
+        &auth["spec"],
+    ))
+}
+
+/// `spec.vminsert.replicaCount` of a live VMCluster.
+async fn vminsert_replicas(env: &Env, cluster: &str) -> Result<Option<Value>> {
+    let cluster = env.child_value(ChildKind::VMCluster, cluster).await?;
+    Ok(cluster.pointer("/spec/vminsert/replicaCount").cloned())
+}
+
+/// SPEC §6: a zone switched to `read-only` is rolled like any other change: it leaves the
+/// VMAuth, its vminsert is scaled to zero, and it comes back for reads only; back to
+/// `read-write`, it gets its replicas and the writes again. No other zone is touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_zone_runs_no_vminsert_and_takes_no_writes() -> Result<()> {
+    let env = Env::new("ctl-traffic", "300ms").await?;
+    let controller = env.controller()?;
+    controller.wait_ready(Duration::from_secs(30)).await?;
+    env.apply(&manifest(
+        "traffic",
+        &["zone-a", "zone-b", "zone-c"],
+        "20s",
+        "1s",
+    ))
+    .await?;
+    env.wait_operational("traffic", LONG).await?;
+    let recorder = StateRecorder::start(&env.client, &env.ns).await?;
+    let zones = |mode: &str| {
+        json!({"zones": [
+            {"name": "zone-a"},
+            {"name": "zone-b", "trafficMode": mode},
+            {"name": "zone-c"}
+        ]})
+    };
+    env.patch_spec("traffic", zones("read-only")).await?;
+    env.wait_cr("traffic", LONG, "read-only applied", |cr| {
+        is_operational(cr) && cr.metadata.generation == Some(2)
+    })
+    .await?;
+    assert_eq!(
+        vminsert_replicas(&env, "traffic-zone-b").await?,
+        Some(json!(0))
+    );
+    for zone in ["zone-a", "zone-c"] {
+        assert_eq!(
+            vminsert_replicas(&env, &format!("traffic-{zone}")).await?,
+            Some(json!(1)),
+            "{zone}"
+        );
+    }
+    let refs = routes(&env, "traffic").await?;
+    assert!(!refs.write.contains("traffic-zone-b"), "{refs:?}");
+    assert!(refs.read.contains("traffic-zone-b"), "{refs:?}");
+    assert!(refs.write.contains("traffic-zone-a") && refs.write.contains("traffic-zone-c"));
+
+    env.patch_spec("traffic", zones("read-write")).await?;
+    env.wait_cr("traffic", LONG, "read-write applied", |cr| {
+        is_operational(cr) && cr.metadata.generation == Some(3)
+    })
+    .await?;
+    assert_eq!(
+        vminsert_replicas(&env, "traffic-zone-b").await?,
+        Some(json!(1))
+    );
+    let refs = routes(&env, "traffic").await?;
+    assert!(
+        refs.write.contains("traffic-zone-b") && refs.read.contains("traffic-zone-b"),
+        "{refs:?}"
+    );
+
+    let replay = recorder.check("traffic")?;
+    assert!(
+        replay
+            .child_spec_writes
+            .iter()
+            .all(|(zone, kind, ..)| zone == "zone-b" && *kind == ChildKind::VMCluster),
+        "only zone-b's cluster changed: {replay:?}"
+    );
+    assert_eq!(
+        replay.child_spec_writes.len(),
+        2,
+        "one write each way: {replay:?}"
+    );
+    let rolled: BTreeSet<&str> = replay.phases.iter().map(|(z, _)| z.as_str()).collect();
+    assert_eq!(rolled, BTreeSet::from(["zone-b"]), "{replay:?}");
+    drop(controller);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zone_that_never_becomes_ready_halts_the_rollout_until_healed() -> Result<()> {
     let env = Env::new("ctl-stuck", "500ms").await?;

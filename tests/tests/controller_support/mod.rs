@@ -629,7 +629,10 @@ pub fn replay(records: &[Record], cr_name: &str) -> Result<Replay> {
             let [backend_kind, agent_kind] = zone_kinds(&cr);
             let backend_name = child_name(&cr, zone, backend_kind);
             let agent_name = child_name(&cr, zone, agent_kind);
-            let routed = refs.write.contains(&agent_name) && refs.read.contains(&backend_name);
+            // Routed as its trafficMode allows: a read-only zone is not out of the load balancer.
+            let mode = zone.traffic_mode.unwrap_or_default();
+            let routed = (!mode.writes() || refs.write.contains(&agent_name))
+                && (!mode.reads() || refs.read.contains(&backend_name));
             let ready = find(backend_kind, &backend_name).is_some_and(|c| c.is_ready())
                 && find(agent_kind, &agent_name).is_some_and(|c| c.is_ready());
             if ever_routed.contains(&zone.name) && (!routed || !ready) {
