@@ -46,6 +46,9 @@ pub fn build(config: Config) -> anyhow::Result<Client> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(config.connect_timeout);
+    // HTTP/2 writes a request's HEADERS and DATA frames separately; with Nagle's algorithm the
+    // second waits for the server's delayed ACK, adding up to 200 ms to every apply.
+    http.set_nodelay(true);
     let mut https = HttpsConnectorBuilder::new()
         .with_tls_config(config.rustls_client_config()?)
         .https_or_http();
