@@ -1,7 +1,6 @@
 //! `vmdistributed-controller`: performs the zone-by-zone rollout of `VMDistributed` objects
 //! (`run`) and prints the children an object would produce, offline (`render`).
 
-mod api_client;
 mod cached_child;
 mod child_cache;
 mod children;

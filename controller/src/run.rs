@@ -14,6 +14,7 @@ use kube::{Client, Config, ResourceExt};
 use shared::VMDistributed;
 use tokio::sync::watch;
 
+use crate::children;
 use crate::cli::RunArgs;
 use crate::http::{self, Readiness};
 use crate::leader::{Election, ElectionConfig};
@@ -22,7 +23,6 @@ use crate::name_index::NameIndex;
 use crate::reconcile::{self, Context, EventSink};
 use crate::startup::{self, StartupProblem};
 use crate::writer::{FIELD_MANAGER, Writer};
-use crate::{api_client, children};
 
 /// The annotation in which client-side `kubectl apply` keeps a whole copy of the object.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -230,7 +230,7 @@ async fn client(args: &RunArgs) -> anyhow::Result<Client> {
             anyhow::anyhow!("no cluster configuration (in-cluster or ~/.kube/config): {err}")
         })?,
     };
-    api_client::build(config).map_err(|err| anyhow::anyhow!("cannot build the API client: {err:#}"))
+    Client::try_from(config).map_err(|err| anyhow::anyhow!("cannot build the API client: {err}"))
 }
 
 async fn wait_for_signal(shutdown: watch::Sender<bool>) {
