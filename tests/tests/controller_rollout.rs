@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use controller_support::{Env, SIM_STUCK, StateRecorder, condition, is_operational};
+use controller_support::{Controller, Env, SIM_STUCK, StateRecorder, condition, is_operational};
 use kube::ResourceExt;
 use serde_json::{Value, json};
 use shared::api::{UpdateStatus, ZonePhase};
@@ -48,6 +48,23 @@ spec:
   zones:
 {zones}"#
     )
+}
+
+/// A controller that has brought `manifest(name, zones, ready_timeout, update_pause)` to
+/// `operational`.
+async fn rolled_out(
+    env: &Env,
+    name: &str,
+    zones: &[&str],
+    ready_timeout: &str,
+    update_pause: &str,
+) -> Result<Controller> {
+    let controller = env.controller()?;
+    controller.wait_ready(Duration::from_secs(30)).await?;
+    env.apply(&manifest(name, zones, ready_timeout, update_pause))
+        .await?;
+    env.wait_operational(name, LONG).await?;
+    Ok(controller)
 }
 
 fn labels(obj: &Value) -> Value {
@@ -214,16 +231,7 @@ async fn seed_example_becomes_operational_with_children_as_specified() -> Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_version_change_rolls_zones_one_at_a_time_in_order() -> Result<()> {
     let env = Env::new("ctl-roll", "500ms").await?;
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
-    env.apply(&manifest(
-        "roll",
-        &["zone-a", "zone-b", "zone-c"],
-        "20s",
-        "2s",
-    ))
-    .await?;
-    env.wait_operational("roll", LONG).await?;
+    let controller = rolled_out(&env, "roll", &["zone-a", "zone-b", "zone-c"], "20s", "2s").await?;
     let recorder = StateRecorder::start(&env.client, &env.ns).await?;
 
     env.patch_spec(
@@ -377,16 +385,14 @@ async fn vminsert_replicas(env: &Env, cluster: &str) -> Result<Option<Value>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_zone_runs_no_vminsert_and_takes_no_writes() -> Result<()> {
     let env = Env::new("ctl-traffic", "300ms").await?;
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
-    env.apply(&manifest(
+    let controller = rolled_out(
+        &env,
         "traffic",
         &["zone-a", "zone-b", "zone-c"],
         "20s",
         "1s",
-    ))
+    )
     .await?;
-    env.wait_operational("traffic", LONG).await?;
     let recorder = StateRecorder::start(&env.client, &env.ns).await?;
     let zones = |mode: &str| {
         json!({"zones": [
@@ -453,16 +459,7 @@ async fn a_read_only_zone_runs_no_vminsert_and_takes_no_writes() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zone_that_never_becomes_ready_halts_the_rollout_until_healed() -> Result<()> {
     let env = Env::new("ctl-stuck", "500ms").await?;
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
-    env.apply(&manifest(
-        "stuck",
-        &["zone-a", "zone-b", "zone-c"],
-        "4s",
-        "1s",
-    ))
-    .await?;
-    env.wait_operational("stuck", LONG).await?;
+    let controller = rolled_out(&env, "stuck", &["zone-a", "zone-b", "zone-c"], "4s", "1s").await?;
     let recorder = StateRecorder::start(&env.client, &env.ns).await?;
     // The first zone in order is made stuck (the simulator reports it `expanding` from the moment
     // the annotation appears), so the rollout starts with it and must not touch the others.
@@ -572,11 +569,7 @@ async fn a_zone_that_never_becomes_ready_halts_the_rollout_until_healed() -> Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_stops_child_writes_and_unpausing_applies_the_pending_change() -> Result<()> {
     let env = Env::new("ctl-pause", "500ms").await?;
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
-    env.apply(&manifest("pause", &["zone-a", "zone-b"], "20s", "1s"))
-        .await?;
-    env.wait_operational("pause", LONG).await?;
+    let controller = rolled_out(&env, "pause", &["zone-a", "zone-b"], "20s", "1s").await?;
     let recorder = StateRecorder::start(&env.client, &env.ns).await?;
     let generations = |env: &Env| {
         let env_ns = env.ns.clone();
@@ -649,11 +642,7 @@ async fn paused_stops_child_writes_and_unpausing_applies_the_pending_change() ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_state_reconcile_performs_zero_writes() -> Result<()> {
     let env = Env::new("ctl-steady", "300ms").await?;
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
-    env.apply(&manifest("steady", &["zone-a", "zone-b"], "20s", "1s"))
-        .await?;
-    env.wait_operational("steady", LONG).await?;
+    let controller = rolled_out(&env, "steady", &["zone-a", "zone-b"], "20s", "1s").await?;
     // Let the last watch events settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let snapshot = |env: &Env| {
