@@ -36,9 +36,11 @@ const NOTE_LIMIT: usize = 1024;
 /// How long a change of only the per-zone details of the status (`zones[]`, `readyZones`) may
 /// wait after our last status write, to be written with the next change. During a rollout the
 /// zone flags change right after each phase's write (the VMAuth drops the zone, the applied
-/// zone turns unready, the VMAuth routes it again); with fast readiness, the next transition
-/// then carries them, one status write instead of two.
-const ZONE_DETAILS_DELAY: Duration = Duration::from_secs(1);
+/// zone turns unready, the VMAuth routes it again); when the phase takes less than this, the
+/// next transition carries them, one status write instead of two. Three seconds covers phases
+/// of children that become ready within a second or two even on a loaded API server, and
+/// `kubectl get` is never more than that behind.
+const ZONE_DETAILS_DELAY: Duration = Duration::from_secs(3);
 /// How long a child write of ours may stay unseen by the cache before decisions go ahead
 /// without it (a watch that is reconnecting; the live re-read still guards every write).
 const UNSEEN_WRITE_TTL: Duration = Duration::from_secs(10);
@@ -234,6 +236,13 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
     let mut current_source = source;
     let rollout_changed =
         cr.status.as_ref().and_then(|s| s.rollout.as_ref()) != decision.status.rollout.as_ref();
+    // A preflight comes first in a new generation's first step; the step after it writes the
+    // status with the preflight's outcome, so this one's status (and its events) can wait for
+    // it: one status write less per generation, and the first child write comes sooner.
+    let preflight_first = decision
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Preflight { .. }));
     let deferred = if decision.status_changed
         && decision.changes_only_zone_details(&cr.status.clone().unwrap_or_default())
     {
@@ -249,6 +258,8 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
             ?wait,
             "only zone details changed; writing them with the next change"
         );
+    } else if preflight_first {
+        tracing::debug!("status waits for the preflight's outcome");
     } else if decision.status_changed {
         match ctx.writer.write_status(&cr, &decision.status).await {
             Ok(written) => {
@@ -275,10 +286,12 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
         }
     }
     // 2. Events, only after the status that records the transition is stored.
-    publish_events(ctx, &current, &decision.events);
+    if !preflight_first {
+        publish_events(ctx, &current, &decision.events);
+    }
 
     // A transition authorizes writes only once stored: decide again on the written object.
-    if decision.status_changed && rollout_changed {
+    if decision.status_changed && rollout_changed && !preflight_first {
         return Ok(Next::Again(Box::new(current), current_source));
     }
     // 3. Child writes only after a live read still shows the authorizing transition. The

@@ -9,7 +9,7 @@
 // kube-derive printcolumn(...) entries repeat `type_ = "string"`, which clippy mistakes for a duplicated attribute.
 #![allow(clippy::duplicated_attributes)]
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
 use kube::CustomResource;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
@@ -390,9 +390,11 @@ pub struct RolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<ZonePhase>,
     /// When the phase was entered (readyTimeout counts from here).
+    // Both times keep microseconds: a pause lasts what was asked, not up to a second more, and
+    // the next phase's start is never stored as earlier than the pause's end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase_since: Option<Time>,
+    pub phase_since: Option<MicroTime>,
     /// No zone starts before this time (updatePause after the previous zone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pause_until: Option<Time>,
+    pub pause_until: Option<MicroTime>,
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 
 use crate::api::{
     RolloutStatus, TrafficMode, UpdateStatus, VMDistributed, VMDistributedStatus, Zone, ZonePhase,
@@ -111,9 +111,9 @@ fn add(t: Timestamp, d: Duration) -> Timestamp {
     t.checked_add(d).unwrap_or(Timestamp::MAX)
 }
 
-/// The end of a pause of `pause` from `now`, rounded up to a whole second: status timestamps
-/// keep whole seconds only, and a truncated end would shorten the pause by up to a second.
-/// No pause stays no pause.
+/// The end of a pause of `pause` from `now`, rounded up to a whole microsecond: the stored
+/// timestamp keeps microseconds, and a truncated end would shorten the pause. No pause stays no
+/// pause.
 fn pause_end(now: Timestamp, pause: Duration) -> Timestamp {
     if pause.is_zero() {
         return now;
@@ -121,7 +121,7 @@ fn pause_end(now: Timestamp, pause: Duration) -> Timestamp {
     let end = add(now, pause);
     end.round(
         jiff::TimestampRound::new()
-            .smallest(jiff::Unit::Second)
+            .smallest(jiff::Unit::Microsecond)
             .mode(jiff::RoundMode::Ceil),
     )
     .unwrap_or(end)
@@ -353,7 +353,7 @@ impl<'a> Step<'a> {
         RolloutStatus {
             zone: Some(zone.to_owned()),
             phase: Some(phase),
-            phase_since: Some(Time(self.now)),
+            phase_since: Some(MicroTime(self.now)),
             pause_until: None,
         }
     }
@@ -460,7 +460,7 @@ impl<'a> Step<'a> {
             && outcome.rollout.zone.is_some()
         {
             let mut rollout = outcome.rollout.clone();
-            rollout.phase_since = Some(Time(self.now));
+            rollout.phase_since = Some(MicroTime(self.now));
             self.transition(rollout, &mut outcome);
             return outcome;
         }
@@ -745,7 +745,7 @@ impl<'a> Step<'a> {
             zone: None,
             phase: None,
             phase_since: None,
-            pause_until: Some(Time(pause_end(self.now, update_pause(self.cr)))),
+            pause_until: Some(MicroTime(pause_end(self.now, update_pause(self.cr)))),
         };
         if self.intents.vmauth.is_none() {
             self.transition(done, outcome);
@@ -1065,29 +1065,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_pause_ends_no_earlier_than_its_length_once_stored_in_whole_seconds() {
+    fn a_pause_lasts_exactly_its_length_once_stored_in_microseconds() {
         let now: Timestamp = "2026-01-01T00:00:33.900Z".parse().expect("timestamp");
         let end = pause_end(now, Duration::from_secs(1));
-        assert_eq!(end.to_string(), "2026-01-01T00:00:35Z");
-        let whole: Timestamp = "2026-01-01T00:00:33Z".parse().expect("timestamp");
-        assert_eq!(
-            pause_end(whole, Duration::from_secs(5)).to_string(),
-            "2026-01-01T00:00:38Z"
-        );
+        // Not rounded up to a whole second: a 1 s pause lasts 1 s, not up to 2.
+        assert_eq!(end.to_string(), "2026-01-01T00:00:34.9Z");
+        // Below a microsecond, rounded up: storing must not shorten the pause.
+        let fine: Timestamp = "2026-01-01T00:00:33.0000001Z".parse().expect("timestamp");
+        let fine_end = pause_end(fine, Duration::from_secs(5));
+        assert_eq!(fine_end.to_string(), "2026-01-01T00:00:38.000001Z");
         assert_eq!(pause_end(now, Duration::ZERO), now);
-        // As stored (whole seconds), the pause is still at least as long as asked.
-        let stored = as_stored(&VMDistributedStatus {
-            rollout: Some(RolloutStatus {
-                pause_until: Some(Time(end)),
-                ..RolloutStatus::default()
-            }),
-            ..VMDistributedStatus::default()
-        });
-        let stored_end = stored
-            .rollout
-            .and_then(|r| r.pause_until)
-            .expect("pauseUntil")
-            .0;
-        assert!(now.duration_until(stored_end) >= jiff::SignedDuration::from_secs(1));
+        for (start, end) in [(now, end), (fine, fine_end)] {
+            let stored = as_stored(&VMDistributedStatus {
+                rollout: Some(RolloutStatus {
+                    pause_until: Some(MicroTime(end)),
+                    ..RolloutStatus::default()
+                }),
+                ..VMDistributedStatus::default()
+            });
+            let stored_end = stored
+                .rollout
+                .and_then(|r| r.pause_until)
+                .expect("pauseUntil")
+                .0;
+            assert_eq!(stored_end, end, "the stored end is the computed one");
+            assert!(start.duration_until(stored_end) >= jiff::SignedDuration::from_secs(1));
+        }
     }
 }
