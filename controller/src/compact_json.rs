@@ -64,10 +64,10 @@ static DICTIONARY: LazyLock<Vec<u8>> = LazyLock::new(|| {
     };
     let targets = json!([
         {"crd": {"kind": "VMAgent", "objects": [{"name": "", "namespace": ""}]},
-         "load_balancing_policy": "least_loaded", "paths": ["/insert/.+", "/api/v1/write"],
-         "retry_status_codes": [500, 502, 503]},
+         "load_balancing_policy": "least_loaded", "name": "write",
+         "paths": ["/insert/.+", "/api/v1/write"], "retry_status_codes": [500, 502, 503]},
         {"crd": {"kind": "VMCluster/vmselect", "objects": [{"name": "", "namespace": ""}]},
-         "load_balancing_policy": "first_available",
+         "load_balancing_policy": "first_available", "name": "read",
          "paths": ["/select/.+", "/admin/tenants", "/flags", "/metrics"],
          "retry_status_codes": [500, 502, 503]}
     ]);

@@ -349,18 +349,24 @@ fn vmauth_target_refs_for_a_membership() {
     assert_eq!(
         auth.spec["defaultTargetRefs"],
         json!([
-            {"crd": {"kind": "VMAgent", "objects": [
+            {"name": "write", "crd": {"kind": "VMAgent", "objects": [
                 {"name": "demo-a", "namespace": "ns"}, {"name": "demo-c", "namespace": "ns"}]},
              "paths": ["/insert/.+", "/api/v1/write"],
              "load_balancing_policy": "least_loaded", "retry_status_codes": [500, 502, 503]},
-            {"crd": {"kind": "VMCluster/vmselect", "objects": [
+            {"name": "read", "crd": {"kind": "VMCluster/vmselect", "objects": [
                 {"name": "demo-b", "namespace": "ns"}]},
              "paths": ["/select/.+", "/admin/tenants", "/flags", "/metrics"],
              "load_balancing_policy": "first_available", "retry_status_codes": [500, 502, 503]}
         ])
     );
     let empty = render_vmauth(&cr, &Observed::default(), &Membership::default()).expect("enabled");
-    for target in empty.spec["defaultTargetRefs"].as_array().expect("list") {
+    let empty_refs = empty.spec["defaultTargetRefs"].as_array().expect("list");
+    // The VictoriaMetrics operator rejects a default target ref without a name, empty or not.
+    assert_eq!(
+        empty_refs.iter().map(|t| &t["name"]).collect::<Vec<_>>(),
+        [&json!("write"), &json!("read")]
+    );
+    for target in empty_refs {
         assert_eq!(target["static"]["url"], EMPTY_TARGET_URL);
         assert!(target.get("crd").is_none());
     }

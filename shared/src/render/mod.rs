@@ -218,6 +218,7 @@ pub fn render_vmauth_named(
             .collect()
     };
     let write = target_ref(
+        "write",
         "VMAgent",
         members(&membership.write, ChildKind::VMAgent),
         &["/insert/.+", "/api/v1/write"],
@@ -225,12 +226,14 @@ pub fn render_vmauth_named(
     );
     let read = match backend {
         ChildKind::VMSingle => target_ref(
+            "read",
             "VMSingle",
             members(&membership.read, backend),
             &["/api/v1/.+"],
             "first_available",
         ),
         _ => target_ref(
+            "read",
             "VMCluster/vmselect",
             members(&membership.read, backend),
             &["/select/.+", "/admin/tenants", "/flags", "/metrics"],
@@ -250,8 +253,12 @@ pub fn render_vmauth_named(
     intent
 }
 
-fn target_ref(kind: &str, objects: Vec<Value>, paths: &[&str], policy: &str) -> Value {
+/// One named entry of `defaultTargetRefs`. The VictoriaMetrics operator requires a unique `name`
+/// on every default target ref (they are "predefined backends" that a VMUser or
+/// `unauthorizedUserAccessSpec.targetRefs` route to by name), and rejects the VMAuth otherwise.
+fn target_ref(name: &str, kind: &str, objects: Vec<Value>, paths: &[&str], policy: &str) -> Value {
     let mut target = json!({
+        "name": name,
         "paths": paths,
         "load_balancing_policy": policy,
         "retry_status_codes": [500, 502, 503],

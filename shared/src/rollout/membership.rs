@@ -12,8 +12,8 @@ use crate::render::backend_url;
 use crate::rollout::model::Observed;
 
 /// `crd.kind` of the VMAuth target ref that routes writes to the agents. Target refs are told
-/// apart by kind: the VictoriaMetrics operator's `TargetRef` has no name field, and its CRD
-/// rejects unknown fields on server-side apply.
+/// apart by kind rather than by their `name` (`write`, `read`): VMAuths written before the
+/// names were added carry none, and the kinds of the two refs always differ.
 pub const WRITE_KIND: &str = "VMAgent";
 /// `crd.kind` values of the VMAuth target ref that routes reads to the backends.
 pub const READ_KINDS: [&str; 2] = ["VMCluster/vmselect", "VMSingle"];
