@@ -8,7 +8,7 @@ use shared::render::{
     self, EMPTY_TARGET_URL, remote_write_url, render_agent_spec, render_intents, render_vmauth,
     spec_hash,
 };
-use shared::rollout::membership::Membership;
+use shared::rollout::membership::{LiveRefs, Membership};
 use shared::rollout::model::Observed;
 
 fn cr(value: Value) -> VMDistributed {
@@ -381,6 +381,28 @@ fn vmauth_target_refs_for_a_membership() {
     let mut disabled = cr;
     disabled.spec.vmauth.as_mut().expect("vmauth").enabled = Some(false);
     assert!(render_vmauth(&disabled, &Observed::default(), &membership).is_none());
+}
+
+#[test]
+fn live_target_refs_are_read_by_kind_with_or_without_names() {
+    let cr = cr(json!({"zones": [{"name": "a"}, {"name": "b"}]}));
+    let membership = Membership {
+        write: ["a"].map(String::from).into(),
+        read: ["a", "b"].map(String::from).into(),
+    };
+    let named = render_vmauth(&cr, &Observed::default(), &membership).expect("enabled");
+    let expected = LiveRefs {
+        write: ["demo-a"].map(String::from).into(),
+        read: ["demo-a", "demo-b"].map(String::from).into(),
+    };
+    assert_eq!(LiveRefs::from_vmauth_spec(&named.spec), expected);
+    // A VMAuth written before the refs had names, in the opposite order, reads the same.
+    let unnamed = json!({"defaultTargetRefs": [
+        {"crd": {"kind": "VMCluster/vmselect", "objects": [
+            {"name": "demo-a", "namespace": "ns"}, {"name": "demo-b", "namespace": "ns"}]}},
+        {"crd": {"kind": "VMAgent", "objects": [{"name": "demo-a", "namespace": "ns"}]}}
+    ]});
+    assert_eq!(LiveRefs::from_vmauth_spec(&unnamed), expected);
 }
 
 #[test]
