@@ -349,11 +349,11 @@ fn vmauth_target_refs_for_a_membership() {
     assert_eq!(
         auth.spec["defaultTargetRefs"],
         json!([
-            {"name": "write", "crd": {"kind": "VMAgent", "objects": [
+            {"name": "write", "crd": {"kind": "VMAgent", "name": "", "namespace": "", "objects": [
                 {"name": "demo-a", "namespace": "ns"}, {"name": "demo-c", "namespace": "ns"}]},
              "paths": ["/insert/.+", "/api/v1/write"],
              "load_balancing_policy": "least_loaded", "retry_status_codes": [500, 502, 503]},
-            {"name": "read", "crd": {"kind": "VMCluster/vmselect", "objects": [
+            {"name": "read", "crd": {"kind": "VMCluster/vmselect", "name": "", "namespace": "", "objects": [
                 {"name": "demo-b", "namespace": "ns"}]},
              "paths": ["/select/.+", "/admin/tenants", "/flags", "/metrics"],
              "load_balancing_policy": "first_available", "retry_status_codes": [500, 502, 503]}

@@ -29,8 +29,10 @@
 //!   supervisor with `KUBECONFIG` set; it is stopped when the handle drops and killed if the test
 //!   process dies. [`ControlPlane::log_path`] gives a log file for it.
 //! - [`ControlPlane::install_crds`] / [`install_crds`]: the project CRD
-//!   (`charts/vmdistributed/files/crds/vmdistributed.yaml`) and the fixture CRDs (`tests/fixtures/crds/`),
-//!   waiting until Established.
+//!   (`charts/vmdistributed/files/crds/vmdistributed.yaml`) and the VictoriaMetrics operator's own
+//!   CRDs for VMCluster, VMAgent, VMAuth and VMSingle (full upstream schemas, from the operator's
+//!   Go module at the version `tests/envtest/build.sh` pins), waiting until Established.
+//!   [`install_vm_operator_crds`]: any or all upstream CRDs.
 //! - [`ControlPlane::ensure_sim_operator`]: one `vm-operator-sim` for the control plane (all
 //!   namespaces, ready delay 1 s); [`ControlPlane::start_sim_operator`]: an extra one with your own
 //!   flags (use `--namespace` so the two do not both write). Behavior and annotations: [`sim`].
@@ -68,12 +70,13 @@ pub mod supervisor;
 
 pub use control_plane::{ControlPlane, Options};
 pub use paths::{
-    controller_binary, envtest_bin_dir, fixtures_dir, project_crd_path, sim_operator_binary,
-    tool_path, webhook_binary, workspace_binary, workspace_root,
+    controller_binary, envtest_bin_dir, project_crd_path, sim_operator_binary, tool_path,
+    webhook_binary, workspace_binary, workspace_root,
 };
 pub use resources::{
-    FIELD_MANAGER, apply_crd_file, apply_value, apply_yaml, apply_yaml_with, create_namespace,
-    install_crds, parse_yaml_documents, wait_crd_established,
+    FIELD_MANAGER, MANAGED_KINDS, apply_crd_file, apply_value, apply_yaml, apply_yaml_with,
+    create_namespace, install_crds, install_vm_operator_crds, parse_yaml_documents,
+    vm_operator_crd_path, vm_operator_crds, wait_crd_established,
 };
 pub use supervisor::{ProcessSpec, SupervisedProcess};
 

@@ -18,10 +18,6 @@ pub fn project_crd_path() -> PathBuf {
     workspace_root().join(shared::crd::CRD_PATH)
 }
 
-/// `tests/fixtures/`.
-pub fn fixtures_dir() -> PathBuf {
-    workspace_root().join("tests/fixtures")
-}
 
 /// Directory with kube-apiserver, etcd, kube-controller-manager and helm.
 ///
@@ -60,7 +56,8 @@ fn locate_envtest_bin() -> Result<PathBuf> {
     Ok(PathBuf::from(dir))
 }
 
-/// Path of a cached envtest tool: `kube-apiserver`, `etcd`, `kube-controller-manager` or `helm`.
+/// Path of a cached envtest tool (`kube-apiserver`, `etcd`, `kube-controller-manager`,
+/// `kube-scheduler`, `helm`, `kwok`, `vm-operator`) or of `vm-operator-crd.yaml`.
 pub fn tool_path(name: &str) -> Result<PathBuf> {
     let path = envtest_bin_dir()?.join(name);
     if !path.is_file() {

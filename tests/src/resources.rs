@@ -13,26 +13,55 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 
 use crate::ControlPlane;
-use crate::paths::{fixtures_dir, project_crd_path};
+use crate::paths::project_crd_path;
 
 /// Field manager used by the harness's server-side applies.
 pub const FIELD_MANAGER: &str = "vmdistributed-harness";
 
-/// The fixture CRD files (VMCluster, VMAgent, VMAuth, VMSingle) under `tests/fixtures/crds/`.
-pub fn fixture_crd_paths() -> Result<Vec<std::path::PathBuf>> {
-    let dir = fixtures_dir().join("crds");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    paths.sort();
-    Ok(paths)
+/// The kinds the controller manages, whose upstream CRDs every integration test installs.
+pub const MANAGED_KINDS: [&str; 4] = ["VMCluster", "VMAgent", "VMAuth", "VMSingle"];
+
+/// The VictoriaMetrics operator's own CRD set (full schemas), taken by `tests/envtest/build.sh`
+/// from the operator's Go module at the pinned version.
+pub fn vm_operator_crd_path() -> Result<std::path::PathBuf> {
+    crate::paths::tool_path("vm-operator-crd.yaml")
+}
+
+/// The upstream CRDs of the VictoriaMetrics operator for the given kinds (all kinds when `kinds`
+/// is empty), never its `VMDistributed` CRD: this project serves its own.
+pub fn vm_operator_crds(kinds: &[&str]) -> Result<Vec<CustomResourceDefinition>> {
+    let path = vm_operator_crd_path()?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut crds = Vec::new();
+    for doc in parse_yaml_documents(&text).with_context(|| format!("parsing {}", path.display()))? {
+        let crd: CustomResourceDefinition = serde_json::from_value(doc)
+            .with_context(|| format!("{} holds a document that is not a CRD", path.display()))?;
+        let kind = crd.spec.names.kind.as_str();
+        if kind != "VMDistributed" && (kinds.is_empty() || kinds.contains(&kind)) {
+            crds.push(crd);
+        }
+    }
+    if !kinds.is_empty() && crds.len() != kinds.len() {
+        bail!("{} lacks some of the CRDs {kinds:?}", path.display());
+    }
+    Ok(crds)
+}
+
+/// Applies the upstream VictoriaMetrics operator CRDs for `kinds` (all when empty, see
+/// [`vm_operator_crds`]) and waits until they are Established.
+pub async fn install_vm_operator_crds(client: &Client, kinds: &[&str]) -> Result<()> {
+    let crds = vm_operator_crds(kinds)?;
+    let names = apply_crds(client, crds).await?;
+    for name in &names {
+        wait_crd_established(client, name, Duration::from_secs(60)).await?;
+    }
+    Ok(())
 }
 
 impl ControlPlane {
-    /// Installs the project CRD and the fixture CRDs and waits until all are Established. Runs
-    /// once per control plane; later calls return at once.
+    /// Installs the project CRD and the upstream CRDs of [`MANAGED_KINDS`] and waits until all
+    /// are Established. Runs once per control plane; later calls return at once.
     pub async fn install_crds(&self) -> Result<()> {
         self.crds
             .get_or_try_init(|| async {
@@ -44,19 +73,32 @@ impl ControlPlane {
     }
 }
 
-/// Applies the project CRD ([`crate::project_crd_path`]) and `tests/fixtures/crds/*.yaml` and
-/// waits until every CRD is Established.
+/// Applies the project CRD ([`crate::project_crd_path`]) and the upstream VictoriaMetrics operator
+/// CRDs of [`MANAGED_KINDS`] and waits until every CRD is Established.
 pub async fn install_crds(client: &Client) -> Result<()> {
-    let mut files = vec![project_crd_path()];
-    files.extend(fixture_crd_paths()?);
-    let mut names = Vec::new();
-    for file in &files {
-        names.extend(apply_crd_file(client, file).await?);
-    }
+    let mut names = apply_crd_file(client, &project_crd_path()).await?;
+    names.extend(apply_crds(client, vm_operator_crds(&MANAGED_KINDS)?).await?);
     for name in &names {
-        wait_crd_established(client, name, Duration::from_secs(30)).await?;
+        wait_crd_established(client, name, Duration::from_secs(60)).await?;
     }
     Ok(())
+}
+
+async fn apply_crds(client: &Client, crds: Vec<CustomResourceDefinition>) -> Result<Vec<String>> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut names = Vec::new();
+    for crd in crds {
+        let name = crd.name_any();
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("applying CRD {name}"))?;
+        names.push(name);
+    }
+    Ok(names)
 }
 
 /// Server-side applies every CRD in a YAML file; returns their names.

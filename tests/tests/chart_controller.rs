@@ -42,13 +42,9 @@ async fn controller_starts_leads_and_writes_with_the_charts_rbac() -> Result<()>
     harness::install_crypto_provider();
     let cp = ControlPlane::shared().await?;
     let client = cp.client().await?;
-    // Only the VictoriaMetrics test CRDs come from the harness; the VMDistributed CRD comes from
-    // the chart, and the controller checks at start that it is this project's.
-    for path in harness::resources::fixture_crd_paths()? {
-        for name in harness::apply_crd_file(&client, &path).await? {
-            harness::wait_crd_established(&client, &name, Duration::from_secs(30)).await?;
-        }
-    }
+    // Only the upstream VictoriaMetrics CRDs come from the harness; the VMDistributed CRD comes
+    // from the chart, and the controller checks at start that it is this project's.
+    harness::install_vm_operator_crds(&client, &harness::MANAGED_KINDS).await?;
     cp.ensure_sim_operator().await?;
     let ns = harness::create_namespace(&client, "chart-controller").await?;
 

@@ -195,10 +195,10 @@ async fn seed_example_becomes_operational_with_children_as_specified() -> Result
     assert_eq!(
         auth.pointer("/spec/defaultTargetRefs"),
         Some(&json!([
-            {"name": "write", "crd": {"kind": "VMAgent", "objects": objects},
+            {"name": "write", "crd": {"kind": "VMAgent", "name": "", "namespace": "", "objects": objects},
              "paths": ["/insert/.+", "/api/v1/write"],
              "load_balancing_policy": "least_loaded", "retry_status_codes": [500, 502, 503]},
-            {"name": "read", "crd": {"kind": "VMCluster/vmselect", "objects": objects},
+            {"name": "read", "crd": {"kind": "VMCluster/vmselect", "name": "", "namespace": "", "objects": objects},
              "paths": ["/select/.+", "/admin/tenants", "/flags", "/metrics"],
              "load_balancing_policy": "first_available", "retry_status_codes": [500, 502, 503]}
         ]))

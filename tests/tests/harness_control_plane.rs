@@ -18,7 +18,7 @@ async fn vmd_api(client: &kube::Client, ns: &str) -> Result<Api<DynamicObject>> 
 }
 
 #[tokio::test]
-async fn project_crd_and_fixture_crds_are_established() -> Result<()> {
+async fn project_crd_and_upstream_vm_crds_are_established() -> Result<()> {
     let cp = ControlPlane::shared().await?;
     cp.install_crds().await?;
     let client = cp.client().await?;

@@ -256,6 +256,10 @@ pub fn render_vmauth_named(
 /// One named entry of `defaultTargetRefs`. The VictoriaMetrics operator requires a unique `name`
 /// on every default target ref (they are "predefined backends" that a VMUser or
 /// `unauthorizedUserAccessSpec.targetRefs` route to by name), and rejects the VMAuth otherwise.
+///
+/// Its CRD schema also requires `crd.name` and `crd.namespace` (its `CRDRef` inlines one
+/// name/namespace pair beside `objects`, and its own Go client always sends both, empty when
+/// `objects` is used): without them the API server refuses the VMAuth with 422.
 fn target_ref(name: &str, kind: &str, objects: Vec<Value>, paths: &[&str], policy: &str) -> Value {
     let mut target = json!({
         "name": name,
@@ -267,7 +271,10 @@ fn target_ref(name: &str, kind: &str, objects: Vec<Value>, paths: &[&str], polic
         if objects.is_empty() {
             map.insert("static".into(), json!({"url": EMPTY_TARGET_URL}));
         } else {
-            map.insert("crd".into(), json!({"kind": kind, "objects": objects}));
+            map.insert(
+                "crd".into(),
+                json!({"kind": kind, "name": "", "namespace": "", "objects": objects}),
+            );
         }
     }
     target

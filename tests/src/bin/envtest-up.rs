@@ -1,6 +1,6 @@
 //! Starts a local control plane (etcd + kube-apiserver, optionally kube-controller-manager, the
-//! project and fixture CRDs, and the simulated VictoriaMetrics operator) and keeps it running until
-//! stdin reaches EOF or the process gets SIGINT/SIGTERM; everything is removed on exit.
+//! project CRD and the upstream VictoriaMetrics CRDs, and the simulated VictoriaMetrics
+//! operator) and keeps it running until stdin reaches EOF or the process gets SIGINT/SIGTERM; everything is removed on exit.
 //!
 //! Prints one JSON line on stdout once ready:
 //! `{"kubeconfig": "...", "server": "https://127.0.0.1:PORT", "dir": "...", "pids": [...], "started_ms": N}`
@@ -20,7 +20,7 @@ struct Args {
     /// Also run kube-controller-manager (namespace and garbagecollector controllers).
     #[arg(long)]
     controller_manager: bool,
-    /// Install the project CRD and the fixture CRDs.
+    /// Install the project CRD and the upstream VictoriaMetrics CRDs.
     #[arg(long)]
     crds: bool,
     /// Run the simulated VictoriaMetrics operator (implies --crds).
