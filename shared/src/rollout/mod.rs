@@ -5,12 +5,14 @@
 //! - [`decide()`]: one step of the state machine (deletion included);
 //! - [`membership`]: which zones the VMAuth routes to, derived from the cluster;
 //! - [`compare`]: the subset comparison behind "current";
-//! - [`conditions`], [`patch`], [`deletion`]: status conditions, metadata patches, finalizer cleanup.
+//! - [`conditions`], [`patch`], [`deletion`]: status conditions, metadata patches, finalizer cleanup;
+//! - [`invariants`]: the checker of the rollout invariants over observed states, for the tests.
 
 pub mod compare;
 pub mod conditions;
 pub mod decide;
 pub mod deletion;
+pub mod invariants;
 pub mod membership;
 pub mod model;
 pub mod patch;

@@ -1,8 +1,9 @@
 //! A simulated cluster for walking rollouts step by step: it executes the decision's actions the
 //! way the controller must (status write first, child writes only when the stored status still
 //! shows the decision's rollout), plays the VictoriaMetrics operator (children become ready some
-//! ticks after each spec change, unless broken), and checks the SPEC §5 invariants on every
-//! state. All state that matters lives here, in the "cluster"; the controller's process memory
+//! ticks after each spec change, unless broken), and feeds every state it passes through to the
+//! shared invariant checker (`shared::rollout::invariants`, the one the end-to-end tests use).
+//! All state that matters lives here, in the "cluster"; the controller's process memory
 //! (preflight outcome, last VMAuth apply generation) can be dropped at any time to simulate a
 //! crash.
 
@@ -14,10 +15,10 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 use shared::VMDistributed;
-use shared::api::{TrafficMode, UpdateStatus, ZonePhase};
+use shared::api::{UpdateStatus, ZonePhase};
 use shared::children::{ChildObject, LABEL_CLAIM};
 use shared::names::{ChildKind, backend_kind, child_name, vmauth_name};
-use shared::rollout::membership::LiveRefs;
+use shared::rollout::invariants::{CR_KIND, Change, InvariantChecker};
 use shared::rollout::model::{
     Action, ChildIntent, Decision, Event, FINALIZER, Observed, PreflightOutcome,
 };
@@ -54,9 +55,13 @@ pub struct World {
     /// Controller process memory, lost on a crash.
     pub memory_preflight: Option<PreflightOutcome>,
     pub memory_vmauth_generation: Option<i64>,
-    /// Zones that were routed at least once (only they can be "out of the load balancer").
-    pub ever_routed: BTreeSet<String>,
+    /// Judges every state the world passes through.
+    pub checker: InvariantChecker,
+    /// The objects as the checker last saw them.
+    checked: BTreeMap<(String, String), Value>,
     uid_counter: u64,
+    /// Changes fed to the checker so far.
+    steps_seen: u64,
     pub steps: usize,
     /// Every child write with the status that authorized it: (kind, name, rollout zone, phase).
     pub writes: Vec<Write>,
@@ -102,8 +107,10 @@ impl World {
             events: Vec::new(),
             memory_preflight: None,
             memory_vmauth_generation: None,
-            ever_routed: BTreeSet::new(),
+            checker: InvariantChecker::new("demo"),
+            checked: BTreeMap::new(),
             uid_counter: 0,
+            steps_seen: 0,
             steps: 0,
             writes: Vec::new(),
         }
@@ -150,6 +157,7 @@ impl World {
         if decision.status_changed {
             self.cr.status = Some(decision.status.clone());
         }
+        self.observe();
         for event in &decision.events {
             self.events.push((self.now, event.clone()));
         }
@@ -168,6 +176,7 @@ impl World {
                 );
             }
             self.execute(action);
+            self.observe();
         }
         decision
     }
@@ -352,44 +361,68 @@ impl World {
             child.object["status"] =
                 json!({"updateStatus": "operational", "observedGeneration": generation});
         }
+        self.observe();
     }
 
-    /// SPEC §5 invariant: at most one zone that was routed before is out of the load balancer
-    /// or applied but not ready.
-    pub fn check_invariants(&mut self) {
-        let cr = self.cr.clone();
-        let observed = self.observed();
-        let live = LiveRefs::of(&cr, &observed);
-        let backend = backend_kind(&cr);
-        let mut out = Vec::new();
-        for zone in &cr.spec.zones {
-            let agent = child_name(&cr, zone, ChildKind::VMAgent);
-            let cluster = child_name(&cr, zone, backend);
-            let mode = zone.traffic_mode.unwrap_or(TrafficMode::ReadWrite);
-            let routed = (!mode.writes() || live.write.contains(&agent))
-                && (!mode.reads() || live.read.contains(&cluster));
-            if routed && (live.write.contains(&agent) || live.read.contains(&cluster)) {
-                self.ever_routed.insert(zone.name.clone());
-            }
-            if !self.ever_routed.contains(&zone.name) {
-                continue;
-            }
-            let unready = [(backend, &cluster), (ChildKind::VMAgent, &agent)]
-                .iter()
-                .any(|(k, n)| {
-                    self.child(*k, n).is_some_and(|c| {
-                        let o = ChildObject::from_value(&c.object, Some(*k));
-                        o.observed_generation.unwrap_or(0) < o.generation.unwrap_or(0)
-                    })
-                });
-            if !routed || unready {
-                out.push(zone.name.clone());
+    /// Feed the checker every object that changed since it last looked: the CR first, then
+    /// the children; a CR whose finalizer is gone after its deletion counts as deleted.
+    pub fn observe(&mut self) {
+        let mut current: BTreeMap<(String, String), Value> = BTreeMap::new();
+        let gone = self.cr.metadata.deletion_timestamp.is_some()
+            && self
+                .cr
+                .metadata
+                .finalizers
+                .as_ref()
+                .is_none_or(|f| f.is_empty());
+        if !gone {
+            current.insert(
+                (CR_KIND.to_owned(), "demo".to_owned()),
+                serde_json::to_value(&self.cr).expect("the CR serializes"),
+            );
+        }
+        for (key, child) in &self.children {
+            current.insert(key.clone(), child.object.clone());
+        }
+        let mut changes = Vec::new();
+        for (key, object) in &current {
+            if self.checked.get(key) != Some(object) {
+                changes.push((key.clone(), object.clone(), false));
             }
         }
+        for (key, object) in &self.checked {
+            if !current.contains_key(key) {
+                changes.push((key.clone(), object.clone(), true));
+            }
+        }
+        // The CR's own change first: a status write precedes the writes it authorizes.
+        changes.sort_by_key(|((kind, _), _, _)| kind != CR_KIND);
+        for ((kind, name), object, deleted) in changes {
+            self.steps_seen += 1;
+            self.checker.observe(&Change {
+                at: Some(self.steps_seen),
+                kind,
+                name,
+                deleted,
+                object,
+            });
+        }
+        self.checked = current;
+    }
+
+    /// The invariants held in every state so far (see `shared::rollout::invariants`).
+    pub fn check_invariants(&mut self) {
+        self.observe();
+        let violations = &self.checker.replay().violations;
         assert!(
-            out.len() <= 1,
-            "more than one zone out of service at {}: {out:?} (status {:?})",
+            violations.is_empty(),
+            "invariant broken at {}: {}\n(status.rollout {:?})",
             self.now,
+            violations
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
             self.cr.status.as_ref().and_then(|s| s.rollout.clone())
         );
     }

@@ -1,7 +1,7 @@
 //! Shared helpers of the controller's end-to-end tests: a namespace with the simulated VM
 //! operator, the controller as a real process, waiting helpers, and a recorder that keeps every
-//! state of the CR and its children seen through watches and checks the SPEC §5 invariants on
-//! each of them.
+//! state of the CR and its children seen through watches and checks the rollout invariants on
+//! each of them with the shared checker (`shared::rollout::invariants`).
 //!
 //! The invariants are checked by replaying the recorded watch events in `resourceVersion` order
 //! (etcd's global revision), so the replay sees the states in the order the API server stored
@@ -9,7 +9,6 @@
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,12 +21,11 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use shared::VMDistributed;
-use shared::children::ChildObject;
-use shared::names::{ChildKind, child_name, vmauth_name, zone_kinds};
-use shared::rollout::membership::LiveRefs;
+use shared::names::ChildKind;
+use shared::rollout::invariants::{Change, InvariantChecker};
 
 /// Field manager of the controller.
-pub const CONTROLLER_MANAGER: &str = "vmdistributed-controller";
+pub const CONTROLLER_MANAGER: &str = shared::rollout::model::FIELD_MANAGER;
 /// Annotation that keeps the simulated operator from ever reporting a child operational.
 pub const SIM_STUCK: &str = "sim.vmdistributed.io/stuck";
 
@@ -381,8 +379,9 @@ pub fn condition<'a>(
 /// One watch event.
 #[derive(Clone, Debug)]
 pub struct Record {
-    /// etcd revision of the write.
-    pub rv: u64,
+    /// etcd revision of the write; `None` when the object's resourceVersion is not a number
+    /// (the checker reports it: such a record cannot be ordered).
+    pub rv: Option<u64>,
     /// Kind (`VMDistributed` or a child kind).
     pub kind: String,
     /// Object name.
@@ -435,8 +434,7 @@ impl StateRecorder {
                         .metadata
                         .resource_version
                         .as_deref()
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0);
+                        .and_then(|v| v.parse().ok());
                     let name = obj.name_any();
                     let object = serde_json::to_value(&obj).unwrap_or(Value::Null);
                     if let Ok(mut records) = records.lock() {
@@ -470,7 +468,7 @@ impl StateRecorder {
         records
     }
 
-    /// Replay the records and check the SPEC §5 invariants on every state for CR `cr_name`.
+    /// Replay the records and check the rollout invariants on every state for CR `cr_name`.
     /// Returns what was learned (for scenario-specific assertions).
     pub fn check(&self, cr_name: &str) -> Result<Replay> {
         replay(&self.records(), cr_name)
@@ -485,181 +483,34 @@ impl Drop for StateRecorder {
     }
 }
 
-/// What a replay learned.
-#[derive(Debug, Default)]
-pub struct Replay {
-    /// Number of states checked.
-    pub states: usize,
-    /// Controller writes of a zone child's spec: (zone, kind, name, rv), in order.
-    pub child_spec_writes: Vec<(String, ChildKind, String, u64)>,
-    /// The sequence of (zone, phase) rollout states the CR went through (deduplicated).
-    pub phases: Vec<(String, String)>,
-    /// Zones that were out of the VMAuth at some time after having been routed, in order of
-    /// first exclusion (deduplicated consecutive).
-    pub exclusions: Vec<String>,
-    /// VMAuth write-ref membership over time (deduplicated consecutive), as sorted agent names.
-    pub write_refs: Vec<Vec<String>>,
-}
+pub use shared::rollout::invariants::Replay;
 
-/// The zone a child belongs to for `cr`, by resolved name.
-fn zone_of(cr: &VMDistributed, kind: ChildKind, name: &str) -> Option<String> {
-    cr.spec
-        .zones
+/// Replay `records` (sorted by revision) through the shared invariant checker
+/// (`shared::rollout::invariants`, the one the unit world uses) for CR `cr_name`; any violation,
+/// including a record it cannot decode, fails.
+pub fn replay(records: &[Record], cr_name: &str) -> Result<Replay> {
+    let changes: Vec<Change> = records
         .iter()
-        .find(|z| zone_kinds(cr).contains(&kind) && child_name(cr, z, kind) == name)
-        .map(|z| z.name.clone())
-}
-
-fn kind_of(kind: &str) -> Option<ChildKind> {
-    shared::children::kind_from_str(kind)
-}
-
-fn last_manager_is_controller(object: &Value) -> bool {
-    let Some(entries) = object
-        .pointer("/metadata/managedFields")
-        .and_then(Value::as_array)
-    else {
-        return true;
-    };
-    let main: Vec<&Value> = entries
-        .iter()
-        .filter(|e| {
-            e.get("subresource")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
+        .map(|record| Change {
+            at: record.rv,
+            kind: record.kind.clone(),
+            name: record.name.clone(),
+            deleted: record.deleted,
+            object: record.object.clone(),
         })
         .collect();
-    let latest = main
-        .iter()
-        .filter_map(|e| e.get("time").and_then(Value::as_str))
-        .max()
-        .unwrap_or_default()
-        .to_owned();
-    main.iter().any(|e| {
-        e.get("manager").and_then(Value::as_str) == Some(CONTROLLER_MANAGER)
-            && e.get("time").and_then(Value::as_str) == Some(latest.as_str())
-    })
-}
-
-/// Replay `records` (sorted by revision) and check the invariants for CR `cr_name`:
-/// 1. at most one zone that has been routed is out of the VMAuth or not ready at any state
-///    (which also means no zone is excluded while another routed member is unready);
-/// 2. a zone's backend or agent spec is changed by the controller only while the CR's
-///    `status.rollout` names that zone in phase `Applying` (creation and removal aside).
-pub fn replay(records: &[Record], cr_name: &str) -> Result<Replay> {
-    let mut state: BTreeMap<(String, String), Value> = BTreeMap::new();
-    let mut generations: HashMap<String, i64> = HashMap::new();
-    let mut ever_routed: BTreeSet<String> = BTreeSet::new();
-    let mut out = Replay::default();
-    for record in records {
-        let key = (record.kind.clone(), record.name.clone());
-        let cr_before: Option<VMDistributed> = state
-            .get(&("VMDistributed".to_owned(), cr_name.to_owned()))
-            .and_then(|v| serde_json::from_value(v.clone()).ok());
-        // Invariant 2: spec writes of zone children.
-        if let (Some(kind), false) = (kind_of(&record.kind), record.deleted)
-            && kind != ChildKind::VMAuth
-        {
-            let child = ChildObject::from_value(&record.object, Some(kind));
-            let generation = child.generation.unwrap_or(0);
-            let previous = generations.insert(child.uid.clone(), generation);
-            if let Some(previous) = previous
-                && generation > previous
-                && last_manager_is_controller(&record.object)
-                && let Some(cr) = &cr_before
-                && let Some(zone) = zone_of(cr, kind, &record.name)
-            {
-                let rollout = cr.status.as_ref().and_then(|s| s.rollout.as_ref());
-                let authorized = rollout.is_some_and(|r| {
-                    r.zone.as_deref() == Some(zone.as_str())
-                        && r.phase == Some(shared::api::ZonePhase::Applying)
-                });
-                if !authorized {
-                    bail!(
-                        "invariant broken at rv {}: {kind} {} of zone {zone} changed (generation {previous} -> {generation}) while status.rollout = {:?}",
-                        record.rv,
-                        record.name,
-                        rollout
-                    );
-                }
-                out.child_spec_writes
-                    .push((zone, kind, record.name.clone(), record.rv));
-            }
-        }
-        if record.deleted {
-            state.remove(&key);
-        } else {
-            state.insert(key, record.object.clone());
-        }
-        out.states += 1;
-        // Invariant 1 on the new state.
-        let Some(cr) = state
-            .get(&("VMDistributed".to_owned(), cr_name.to_owned()))
-            .and_then(|v| serde_json::from_value::<VMDistributed>(v.clone()).ok())
-        else {
-            continue;
-        };
-        if let Some(rollout) = cr.status.as_ref().and_then(|s| s.rollout.as_ref())
-            && let (Some(zone), Some(phase)) = (&rollout.zone, rollout.phase)
-        {
-            let entry = (zone.clone(), format!("{phase:?}"));
-            if out.phases.last() != Some(&entry) {
-                out.phases.push(entry);
-            }
-        }
-        let find = |kind: ChildKind, name: &str| {
-            state
-                .get(&(kind.kind().to_owned(), name.to_owned()))
-                .map(|v| ChildObject::from_value(v, Some(kind)))
-        };
-        // Deleting the CR takes every zone down on purpose; the rollout invariants end there.
-        if cr.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let Some(auth) = find(ChildKind::VMAuth, &vmauth_name(&cr)) else {
-            continue;
-        };
-        let refs = LiveRefs::from_vmauth_spec(&auth.spec);
-        let write: Vec<String> = refs.write.iter().cloned().collect();
-        if out.write_refs.last() != Some(&write) {
-            out.write_refs.push(write);
-        }
-        let mut disrupted = Vec::new();
-        for zone in &cr.spec.zones {
-            let [backend_kind, agent_kind] = zone_kinds(&cr);
-            let backend_name = child_name(&cr, zone, backend_kind);
-            let agent_name = child_name(&cr, zone, agent_kind);
-            // Routed as its trafficMode allows: a read-only zone is not out of the load balancer.
-            let mode = zone.traffic_mode.unwrap_or_default();
-            let routed = (!mode.writes() || refs.write.contains(&agent_name))
-                && (!mode.reads() || refs.read.contains(&backend_name));
-            let ready = find(backend_kind, &backend_name).is_some_and(|c| c.is_ready())
-                && find(agent_kind, &agent_name).is_some_and(|c| c.is_ready());
-            if ever_routed.contains(&zone.name) && (!routed || !ready) {
-                disrupted.push(format!(
-                    "{} ({})",
-                    zone.name,
-                    match (routed, ready) {
-                        (false, false) => "out of the VMAuth and not ready",
-                        (false, true) => "out of the VMAuth",
-                        _ => "not ready",
-                    }
-                ));
-                if !routed && out.exclusions.last() != Some(&zone.name) {
-                    out.exclusions.push(zone.name.clone());
-                }
-            }
-            if routed {
-                ever_routed.insert(zone.name.clone());
-            }
-        }
-        if disrupted.len() > 1 {
-            bail!(
-                "invariant broken at rv {}: more than one zone disrupted: {}",
-                record.rv,
-                disrupted.join(", ")
-            );
-        }
+    let replay = InvariantChecker::run(cr_name, &changes);
+    if !replay.violations.is_empty() {
+        bail!(
+            "invariants broken ({} states checked):\n{}",
+            replay.states,
+            replay
+                .violations
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     }
-    Ok(out)
+    Ok(replay)
 }
