@@ -2,6 +2,8 @@
 //! (`cr=namespace/name`) and zone-specific work in a nested `zone` span, so both appear on every
 //! line in either format.
 
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
@@ -17,6 +19,9 @@ pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(FmtSpan::NONE)
+        // Colour codes only for a person at a terminal: in a file, a pipe or a log collector
+        // they are noise around every field.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.try_init(),

@@ -24,6 +24,46 @@ pub const KIND: &str = "VMDistributed";
 /// The literal replaced by a zone's name in `zoneCommon` names and specs.
 pub const ZONE_PLACEHOLDER: &str = "%ZONE%";
 
+/// Joins the lines of every paragraph of the descriptions in `schema` (its own and its
+/// properties'). Doc comments are wrapped at 100 columns, and `kubectl explain` prints a
+/// description's line breaks as they are, so a sentence would break wherever the source
+/// wrapped. Blank lines still separate paragraphs.
+fn unwrap_descriptions(schema: &mut Schema) {
+    fn walk(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map.iter_mut() {
+                    match child {
+                        Value::String(text) if key == "description" => {
+                            *text = unwrap_paragraphs(text);
+                        }
+                        _ => walk(child),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    if let Some(map) = schema.as_object_mut() {
+        for child in map.values_mut() {
+            walk(child);
+        }
+        if let Some(Value::String(text)) = map.get_mut("description") {
+            *text = unwrap_paragraphs(text);
+        }
+    }
+}
+
+/// `text` with the single line breaks inside each paragraph replaced by spaces.
+fn unwrap_paragraphs(text: &str) -> String {
+    text.split("\n\n")
+        .map(|paragraph| paragraph.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|paragraph| !paragraph.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
 /// A free-form object kept as written (`x-kubernetes-preserve-unknown-fields`).
 fn free_form(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
@@ -35,10 +75,12 @@ fn free_form(_: &mut SchemaGenerator) -> Schema {
 /// Desired state of a set of VictoriaMetrics clusters, one per availability zone, updated one
 /// zone at a time behind a shared VMAuth.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[schemars(transform = unwrap_descriptions)]
 #[kube(
     group = "operator.victoriametrics.com",
     version = "v1alpha1",
     kind = "VMDistributed",
+    doc = "VictoriaMetrics clusters, one per availability zone, that hold the same data behind one shared VMAuth and are updated one zone at a time, so that reads and writes keep working during upgrades.",
     plural = "vmdistributed",
     singular = "vmdistributed",
     shortname = "vmd",
@@ -97,6 +139,7 @@ pub struct VMDistributedSpec {
 
 /// Enterprise license reference, as in the VictoriaMetrics operator.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[schemars(transform = unwrap_descriptions)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct License {
     /// License key given inline.
@@ -115,6 +158,7 @@ pub struct License {
 
 /// A key of a Secret in the object's namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[schemars(transform = unwrap_descriptions)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretKeySelector {
     /// Name of the Secret.
@@ -129,6 +173,7 @@ pub struct SecretKeySelector {
 
 /// Kind of the per-zone storage backend.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[schemars(transform = unwrap_descriptions)]
 pub enum BackendType {
     /// A VMCluster (vminsert, vmselect, vmstorage) per zone.
     #[default]
@@ -139,6 +184,7 @@ pub enum BackendType {
 
 /// What happens to the children of a zone removed from `zones`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[schemars(transform = unwrap_descriptions)]
 pub enum ZoneRemovalPolicy {
     /// Release the children: labels, annotations and owner reference removed, never deleted.
     #[default]
@@ -149,6 +195,7 @@ pub enum ZoneRemovalPolicy {
 
 /// Which traffic a zone receives through the VMAuth.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[schemars(transform = unwrap_descriptions)]
 pub enum TrafficMode {
     /// Reads and writes.
     #[default]
@@ -181,6 +228,7 @@ impl TrafficMode {
 
 /// The shared VMAuth.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[schemars(transform = unwrap_descriptions)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VMAuthSettings {
     /// Manage a VMAuth at all. Default true; false leaves every VMAuth untouched.
@@ -201,6 +249,7 @@ pub struct VMAuthSettings {
 
 /// A reference to an existing object that is never created, deleted or owned.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[schemars(transform = unwrap_descriptions)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChildRef {
     /// Name of the existing object.
@@ -212,6 +261,7 @@ pub struct ChildRef {
 
 /// Settings shared by every zone.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[schemars(transform = unwrap_descriptions)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ZoneCommon {
     /// Per-zone budget for each wait of a rollout (a Go duration, at least 1s). Default 5m.
@@ -240,6 +290,7 @@ pub struct ZoneCommon {
 
 /// A child template shared by all zones.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[schemars(transform = unwrap_descriptions)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CommonChild {
     /// Name template; %ZONE% is replaced by the zone name. Without %ZONE% it only fits a
@@ -254,6 +305,7 @@ pub struct CommonChild {
 
 /// One availability zone.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[schemars(transform = unwrap_descriptions)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Zone {
     /// Zone name, a DNS-1123 label, unique within the object.
@@ -280,6 +332,7 @@ pub struct Zone {
 /// A zone's child: a name (created or adopted) or a ref (existing, never created), plus a spec
 /// merged over the zoneCommon template.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[schemars(transform = unwrap_descriptions)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ZoneChild {
     /// Name of the child, verbatim (no %ZONE%). Created if missing, adopted if it exists.
@@ -297,6 +350,7 @@ pub struct ZoneChild {
 
 /// Observed state, written by the controller only.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[schemars(transform = unwrap_descriptions)]
 #[serde(rename_all = "camelCase")]
 pub struct VMDistributedStatus {
     /// expanding, operational, failed or paused (the upstream values).
@@ -327,6 +381,7 @@ pub struct VMDistributedStatus {
 
 /// The upstream `updateStatus` values.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[schemars(transform = unwrap_descriptions)]
 #[serde(rename_all = "lowercase")]
 pub enum UpdateStatus {
     /// Children are being created or updated.
@@ -341,6 +396,7 @@ pub enum UpdateStatus {
 
 /// State of one zone.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[schemars(transform = unwrap_descriptions)]
 #[serde(rename_all = "camelCase")]
 pub struct ZoneStatus {
     /// Zone name.
@@ -370,6 +426,7 @@ pub struct ZoneStatus {
 
 /// Phase of the zone under update.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[schemars(transform = unwrap_descriptions)]
 pub enum ZonePhase {
     /// Taking the zone out of the VMAuth.
     Excluding,
@@ -381,6 +438,7 @@ pub enum ZonePhase {
 
 /// Progress of the rollout, persisted so any replica can resume it.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[schemars(transform = unwrap_descriptions)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutStatus {
     /// The zone under update, if any.

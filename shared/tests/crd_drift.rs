@@ -105,3 +105,46 @@ fn every_schema_property_is_documented() {
         "schema properties without a description: {missing:?}"
     );
 }
+
+/// `kubectl explain vmd` opens with the root description and prints every description's line
+/// breaks as they are: the root says what a VMDistributed is, and no sentence is broken where
+/// a doc comment was wrapped.
+#[test]
+fn descriptions_read_well_in_kubectl_explain() {
+    fn walk(path: &str, value: &serde_json::Value, broken: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, child) in map {
+                    match child.as_str() {
+                        Some(text)
+                            if key == "description" && text.replace("\n\n", " ").contains('\n') =>
+                        {
+                            broken.push(format!("{path}: {text:?}"));
+                        }
+                        _ => walk(&format!("{path}/{key}"), child, broken),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(&format!("{path}/{i}"), item, broken);
+                }
+            }
+            _ => {}
+        }
+    }
+    let crd: serde_json::Value = serde_saphyr::from_str(&crd_yaml()).expect("CRD YAML parses");
+    let root = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let description = root["description"].as_str().unwrap_or_default();
+    assert!(
+        description.starts_with("VictoriaMetrics clusters, one per availability zone"),
+        "{description}"
+    );
+    assert!(!description.contains("Auto-generated"), "{description}");
+    let mut broken = Vec::new();
+    walk("", root, &mut broken);
+    assert!(
+        broken.is_empty(),
+        "descriptions broken mid-sentence: {broken:#?}"
+    );
+}

@@ -91,7 +91,11 @@ fn serve_refuses_to_start_without_usable_certificates() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("tls.crt"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("tls.crt"), "{stderr}");
+    // Text logs (the default) written to a pipe carry no terminal colour codes.
+    assert!(stderr.contains("ERROR"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "colour codes in {stderr:?}");
 }
 
 fn get(port: u16, path: &str) -> std::io::Result<String> {
