@@ -71,9 +71,10 @@ pub struct ServeArgs {
     /// Log filter, tracing syntax (e.g. `info`, `vmdistributed_webhook=debug`).
     #[arg(long, env = "VMD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
-    /// Tokio worker threads.
-    #[arg(long, env = "VMD_WORKER_THREADS", default_value_t = 2)]
-    pub worker_threads: usize,
+    /// Tokio worker threads [default: the CPUs this process may use, from its cgroup CPU
+    /// quota and CPU affinity].
+    #[arg(long, env = "VMD_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
 }
 
 /// Flags of `check`.

@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod cli;
+pub mod cpus;
 pub mod logging;
 pub mod metrics;
 pub mod preflight;

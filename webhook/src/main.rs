@@ -42,8 +42,13 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             args.request_timeout
         );
     }
+    let worker_threads = args
+        .worker_threads
+        .unwrap_or_else(vmdistributed_webhook::cpus::available)
+        .max(1);
+    tracing::info!(worker_threads, "starting");
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.worker_threads.max(1))
+        .worker_threads(worker_threads)
         .max_blocking_threads(4)
         .enable_all()
         .build()
