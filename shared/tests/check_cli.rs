@@ -218,3 +218,43 @@ fn empty_input_and_no_vmdistributed() {
         out.stderr
     );
 }
+
+#[test]
+fn every_decoding_error_of_a_document_is_reported() {
+    let input = "\
+apiVersion: operator.victoriametrics.com/v1alpha1
+kind: VMDistributed
+metadata: {name: typos}
+spec:
+  backendType: VMClustr
+  zoneComon: {}
+  zoneCommon:
+    readyTimeout: 5
+    vmcluster: {nmae: c-%ZONE%}
+  zones:
+    - name: a
+      trafficMode: readwrite
+    - {trafficMode: read-only}
+    - name: c
+      vmagent: {ref: {namespace: x}}
+";
+    let out = check_documents(input);
+    assert_eq!(out.exit_code, 1);
+    for expected in [
+        "error: spec.backendType: unknown variant `VMClustr`, expected one of `VMCluster`, `VMSingle`",
+        "error: spec.zoneComon: unknown field `zoneComon`",
+        "error: spec.zoneCommon.readyTimeout: invalid type: integer `5`, expected a string",
+        "error: spec.zoneCommon.vmcluster.nmae: unknown field `nmae`, expected one of `name`, `spec`",
+        "error: spec.zones[0].trafficMode: unknown variant `readwrite`",
+        "error: spec.zones[1]: missing field `name`",
+        "error: spec.zones[2].vmagent.ref: missing field `name`",
+    ] {
+        assert!(
+            out.stderr.contains(expected),
+            "{expected:?} missing:\n{}",
+            out.stderr
+        );
+    }
+    assert_eq!(out.stderr.matches("error: ").count(), 7, "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+}

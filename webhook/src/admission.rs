@@ -184,9 +184,15 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Decode the object strictly; the error names the field path.
+/// Decode the object strictly; the error names the field path of every problem.
 fn decode(object: &Value) -> Result<VMDistributed, String> {
-    shared::parse::strict::<VMDistributed>(object).map_err(|err| err.to_string())
+    shared::parse::strict_cr(object).map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
 }
 
 /// The mutating decision: allowed with the minimal JSON Patch from the object to its defaulted

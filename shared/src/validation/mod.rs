@@ -39,7 +39,7 @@ mod update;
 use serde_json::Value;
 
 use crate::api::{GROUP, KIND, VERSION, VMDistributed};
-use crate::parse::strict;
+use crate::parse::{strict, strict_cr};
 
 pub use dns::{DNS_LABEL_MAX, child_name_problem, dns_label_problem, name_limit};
 
@@ -127,8 +127,8 @@ pub fn validate(cr: &VMDistributed, old: Option<&VMDistributed>) -> Report {
 /// [`validate`].
 ///
 /// Decoding problems (unknown fields, wrong types, unknown enum values, wrong `kind` or
-/// `apiVersion`) become errors with their field path; validation rules then do not run, since
-/// they need the typed object. When `old` does not decode, the object is validated as on CREATE
+/// `apiVersion`) become errors with their field path, every one of them ([`strict_cr`]);
+/// validation rules then do not run, since they need the typed object. When `old` does not decode, the object is validated as on CREATE
 /// and a warning says the UPDATE checks were skipped. The UPDATE short-cut (same `spec`, or a
 /// `deletionTimestamp`) is taken before anything is decoded.
 #[must_use]
@@ -160,10 +160,12 @@ pub fn validate_value(object: &Value, old: Option<&Value>) -> Report {
         );
         return report;
     }
-    let cr = match strict::<VMDistributed>(object) {
+    let cr = match strict_cr(object) {
         Ok(cr) => cr,
-        Err(err) => {
-            report.error(err.path, err.message);
+        Err(errors) => {
+            for err in errors {
+                report.error(err.path, err.message);
+            }
             return report;
         }
     };
