@@ -11,6 +11,7 @@ use kube::api::{
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use shared::names::ChildKind;
+use shared::preflight::Finding;
 use shared::{VMDistributed, VMDistributedStatus};
 
 use crate::error::{Error, is_status};
@@ -167,7 +168,7 @@ impl Writer {
                 api.patch(&name, &patch_params(), &Patch::Json::<()>(patch))
                     .await
                     .map_err(|err| {
-                        Error::api(
+                        json_patch_error(
                             format!("upgrade managedFields of {} {name}", kind.kind()),
                             err,
                         )
@@ -184,7 +185,8 @@ impl Writer {
             .map_err(|err| Error::api(format!("apply {} {namespace}/{name}", kind.kind()), err))
     }
 
-    /// Server-side dry-run apply with strict field validation (preflight).
+    /// Server-side dry-run apply with strict field validation (preflight), judged as the
+    /// webhook's preflight judges it ([`dry_run_outcome`]).
     pub async fn dry_run_apply(&self, kind: ChildKind, namespace: &str, object: &Value) -> DryRun {
         let Ok(name) = object_name(object) else {
             return DryRun::Rejected("the rendered object has no name".to_owned());
@@ -195,22 +197,11 @@ impl Writer {
             field_validation: Some(ValidationDirective::Strict),
             ..patch_params()
         };
-        match self
+        let answer = self
             .child_api(kind, namespace)
             .patch(&name, &params, &Patch::Apply(object))
-            .await
-        {
-            Ok(_) => DryRun::Passed,
-            Err(kube::Error::Api(status)) => {
-                let webhook_denial = status.message.contains("admission webhook");
-                if matches!(status.code, 400 | 422) || webhook_denial {
-                    DryRun::Rejected(status.message)
-                } else {
-                    DryRun::Unavailable(format!("HTTP {}: {}", status.code, status.message))
-                }
-            }
-            Err(err) => DryRun::Unavailable(err.to_string()),
-        }
+            .await;
+        dry_run_outcome(answer.as_ref().map(|_| ()))
     }
 
     /// POST a new child. `AlreadyExists` is not an error: the caller adopts the object.
@@ -290,12 +281,7 @@ impl Writer {
             .await
         {
             Ok(_) => Ok(()),
-            // A failed `test` operation is a 422: someone changed the object meanwhile.
-            Err(err) if is_status(&err, 422) => Err(Error::Conflict(format!(
-                "patch {} {namespace}/{name}: {err}",
-                kind.kind()
-            ))),
-            Err(err) => Err(Error::api(
+            Err(err) => Err(json_patch_error(
                 format!("patch {} {namespace}/{name}", kind.kind()),
                 err,
             )),
@@ -356,12 +342,42 @@ impl Writer {
             .await
         {
             Ok(updated) => Ok(updated),
-            Err(err) if is_status(&err, 422) => Err(Error::Conflict(format!(
-                "finalizer of {namespace}/{name}: {err}"
-            ))),
-            Err(err) => Err(Error::api(format!("finalizer of {namespace}/{name}"), err)),
+            Err(err) => Err(json_patch_error(
+                format!("finalizer of {namespace}/{name}"),
+                err,
+            )),
         }
     }
+}
+
+/// What the API server's answer to a dry-run means, as `shared::preflight` judges it for the
+/// webhook too.
+#[must_use]
+pub fn dry_run_outcome(answer: Result<(), &kube::Error>) -> DryRun {
+    match answer.map_err(shared::preflight::classify_error) {
+        Ok(()) | Err(Finding::Accepted) => DryRun::Passed,
+        Err(Finding::Rejected { message, .. }) => DryRun::Rejected(message),
+        Err(Finding::Inconclusive(reason)) => DryRun::Unavailable(reason),
+    }
+}
+
+/// The message of a 422 whose JSON Patch could not be applied to the stored object: a `test`
+/// operation failed or a path it names is gone (the API server says no more than this).
+const PATCH_NOT_APPLICABLE: &str = "the server rejected our request due to an error in our request";
+
+/// A JSON Patch failure: one that could not be applied to the stored object (every patch sent
+/// here is guarded by `test` operations, so the object changed meanwhile) is a conflict, to
+/// decide again on a fresh read; a 422 naming invalid fields of the patched object is not,
+/// since retrying the same patch can never succeed.
+fn json_patch_error(action: String, err: kube::Error) -> Error {
+    let not_applicable = matches!(&err, kube::Error::Api(status)
+        if status.code == 422
+            && status.message == PATCH_NOT_APPLICABLE
+            && status.details.as_ref().is_none_or(|d| d.causes.is_empty()));
+    if not_applicable {
+        return Error::Conflict(format!("{action}: the object changed meanwhile ({err})"));
+    }
+    Error::api(action, err)
 }
 
 fn patch_params() -> PatchParams {
@@ -381,4 +397,78 @@ fn object_name(object: &Value) -> Result<String, Error> {
         .and_then(Value::as_str)
         .map(str::to_owned)
         .ok_or_else(|| Error::Encode("object without metadata.name".to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16, message: &str, causes: &[(&str, &str)]) -> kube::Error {
+        let mut status = kube::core::Status::failure(message, "Invalid");
+        status.code = code;
+        if !causes.is_empty() {
+            status.details = Some(kube::core::response::StatusDetails {
+                causes: causes
+                    .iter()
+                    .map(|(field, message)| kube::core::response::StatusCause {
+                        field: (*field).to_owned(),
+                        message: (*message).to_owned(),
+                        reason: "FieldValueInvalid".to_owned(),
+                    })
+                    .collect(),
+                name: String::new(),
+                group: String::new(),
+                kind: String::new(),
+                uid: String::new(),
+                retry_after_seconds: 0,
+            });
+        }
+        kube::Error::Api(Box::new(status))
+    }
+
+    /// The table of API server answers the webhook's preflight is tested against too.
+    const OUTCOMES: &str = include_str!("../../shared/tests/fixtures/preflight_outcomes.json");
+
+    #[test]
+    fn the_shared_table_of_answers_gets_the_documented_verdict() {
+        let table: Vec<Value> = serde_json::from_str(OUTCOMES).unwrap();
+        assert!(table.len() >= 10);
+        for row in table {
+            let code = u16::try_from(row["code"].as_u64().unwrap()).unwrap();
+            let err = api_error(code, row["message"].as_str().unwrap(), &[]);
+            let verdict = match dry_run_outcome(Err(&err)) {
+                DryRun::Passed => "accepted",
+                DryRun::Rejected(_) => "rejected",
+                DryRun::Unavailable(_) => "inconclusive",
+            };
+            assert_eq!(verdict, row["verdict"], "{}", row["what"]);
+        }
+        assert_eq!(dry_run_outcome(Ok(())), DryRun::Passed);
+    }
+
+    #[test]
+    fn only_a_patch_that_no_longer_applies_is_a_conflict() {
+        let failed_test = api_error(422, PATCH_NOT_APPLICABLE, &[]);
+        assert!(matches!(
+            json_patch_error("patch".into(), failed_test),
+            Error::Conflict(_)
+        ));
+        let invalid = api_error(
+            422,
+            "VMCluster.operator.victoriametrics.com \"a\" is invalid: metadata.labels: Invalid value",
+            &[("metadata.labels", "Invalid value")],
+        );
+        assert!(matches!(
+            json_patch_error("patch".into(), invalid),
+            Error::Api { .. }
+        ));
+        assert!(matches!(
+            json_patch_error("patch".into(), api_error(409, "conflict", &[])),
+            Error::Conflict(_)
+        ));
+        assert!(matches!(
+            json_patch_error("patch".into(), api_error(500, "boom", &[])),
+            Error::Api { .. }
+        ));
+    }
 }

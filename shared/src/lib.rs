@@ -13,6 +13,7 @@ pub mod merge;
 pub mod names;
 pub mod parse;
 mod path;
+pub mod preflight;
 pub mod render;
 pub mod render_cli;
 pub mod rollout;

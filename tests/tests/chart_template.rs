@@ -466,23 +466,27 @@ fn rbac_is_least_privilege_without_wildcards() -> Result<()> {
         "controller RBAC is exactly the listed rules"
     );
 
-    // The webhook may only dry-run the four child kinds (create for new objects, patch for apply).
+    // The webhook may only dry-run the four child kinds (create for new objects, patch for
+    // apply), and read VMAuths (the claim warning).
     let webhook = grants
         .get("vmd-vmdistributed-webhook")
         .context("webhook ServiceAccount is bound (preflight on)")?;
-    let dry_run: BTreeSet<String> = ["create", "patch"]
-        .iter()
-        .map(|v| (*v).to_owned())
-        .collect();
+    let verbs =
+        |list: &[&str]| -> BTreeSet<String> { list.iter().map(|v| (*v).to_owned()).collect() };
     let kinds: BTreeSet<&str> = webhook.keys().map(|(_, r, _)| r.as_str()).collect();
     assert_eq!(
         kinds,
         BTreeSet::from(["vmagents", "vmauths", "vmclusters", "vmsingles"])
     );
-    for ((group, _, names), verbs) in webhook {
+    for ((group, resource, names), granted) in webhook {
         assert_eq!(group, "operator.victoriametrics.com");
         assert!(names.is_empty());
-        assert_eq!(verbs, &dry_run);
+        let expected = if resource == "vmauths" {
+            verbs(&["create", "patch", "get"])
+        } else {
+            verbs(&["create", "patch"])
+        };
+        assert_eq!(granted, &expected, "{resource}");
     }
     // Nobody else is bound to anything.
     assert_eq!(

@@ -593,9 +593,14 @@ async fn preflight_catches_a_typo_inside_zone_common_vmcluster_spec() -> Result<
         ),
     );
     let stderr = apply_denied(cp, &scope.ns, &typo)?;
-    for needle in ["preflight: zone zone-a, VMCluster pf-zone-a", "replicaCont"] {
+    // Named by the field the user wrote, once for both zones that inherit it.
+    for needle in [
+        "preflight: spec.zoneCommon.vmcluster.spec.vmstorage.replicaCont: field not declared in schema",
+        "refused for VMCluster pf-zone-a in zone zone-a, VMCluster pf-zone-b in zone zone-b",
+    ] {
         assert!(stderr.contains(needle), "{needle:?} missing in:\n{stderr}");
     }
+    assert_eq!(stderr.matches("replicaCont").count(), 1, "{stderr}");
     // The same object without the typo passes preflight (and nothing was created by the dry-run).
     let stderr = apply_ok(cp, &scope.ns, &manifest("pf", &valid_spec(no_vmauth)))?;
     assert!(!stderr.contains("preflight"), "{stderr}");
@@ -608,5 +613,131 @@ async fn preflight_catches_a_typo_inside_zone_common_vmcluster_spec() -> Result<
         "",
         "dry-runs create nothing"
     );
+    Ok(())
+}
+
+/// The VMAuth is dry-run as the controller writes it once zones are ready (every zone routed,
+/// and each zone taken out), not only as it is first created (routing nothing). The real
+/// VictoriaMetrics CRDs accept every such shape, so a cluster policy stands in for what refuses
+/// one: a ValidatingAdmissionPolicy (in the API server, like another admission webhook) that
+/// forbids VMAuths routing to clusters named `legacy-*`.
+#[tokio::test]
+async fn preflight_denies_a_spec_whose_vmauth_with_members_is_refused() -> Result<()> {
+    let (scope, cp) = scope("webhook-pf-auth", true).await?;
+    let client = cp.client().await?;
+    let policy = format!("no-legacy-routes-{}", scope.ns);
+    harness::apply_yaml(
+        &client,
+        None,
+        &format!(
+            r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: {policy}}}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [operator.victoriametrics.com]
+      apiVersions: [v1beta1]
+      operations: [CREATE, UPDATE]
+      resources: [vmauths]
+  validations:
+  - expression: "!has(object.spec.defaultTargetRefs) || object.spec.defaultTargetRefs.all(t, !has(t.crd) || !has(t.crd.objects) || t.crd.objects.all(o, !o.name.startsWith('legacy-')))"
+    message: VMAuths may not route to legacy clusters
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: {policy}}}
+spec:
+  policyName: {policy}
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels: {{kubernetes.io/metadata.name: {ns}}}
+"#,
+            ns = scope.ns
+        ),
+    )
+    .await?;
+    let legacy = manifest(
+        "pfa",
+        &valid_spec("").replace(
+            "{name: zone-b}",
+            "{name: zone-b, vmcluster: {name: legacy-b}}",
+        ),
+    );
+    // The policy takes effect asynchronously: wait until the API server applies it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stderr = loop {
+        let out = kubectl_apply(cp, &scope.ns, &legacy, &["--dry-run=server"])?;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            break stderr;
+        }
+        if Instant::now() > deadline {
+            bail!("the VMAuth routing legacy-b was never refused:\n{stderr}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    for needle in [
+        "preflight: VMAuth pfa, VMAuth pfa without zone zone-a rejected by the API server",
+        "ValidatingAdmissionPolicy",
+        "VMAuths may not route to legacy clusters",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} missing in:\n{stderr}");
+    }
+    // The shapes that do not route legacy-b pass: the first VMAuth (no zone) and the one
+    // without zone-b.
+    assert!(!stderr.contains("routing no zone"), "{stderr}");
+    assert!(!stderr.contains("without zone zone-b"), "{stderr}");
+    // Without a VMAuth the same zones are accepted: the refusal was the VMAuth's.
+    apply_ok(
+        cp,
+        &scope.ns,
+        &manifest(
+            "pfa",
+            &valid_spec("  vmauth: {enabled: false}\n").replace(
+                "{name: zone-b}",
+                "{name: zone-b, vmcluster: {name: legacy-b}}",
+            ),
+        ),
+    )?;
+    let _ = cp
+        .kubectl()
+        .args([
+            "delete",
+            "validatingadmissionpolicybinding,validatingadmissionpolicy",
+            &policy,
+        ])
+        .output();
+    Ok(())
+}
+
+/// A VMAuth another VMDistributed claims (its `operator.victoriametrics.com/vmdistributed` label)
+/// would never be written by this one: admission says so with a warning.
+#[tokio::test]
+async fn a_vmauth_claimed_by_another_object_gets_a_warning() -> Result<()> {
+    let (scope, cp) = scope("webhook-claim", true).await?;
+    let client = cp.client().await?;
+    harness::apply_yaml(
+        &client,
+        Some(&scope.ns),
+        "apiVersion: operator.victoriametrics.com/v1beta1\nkind: VMAuth\nmetadata:\n  name: shared-auth\n  labels: {operator.victoriametrics.com/vmdistributed: first}\nspec: {}\n",
+    )
+    .await?;
+    let second = manifest("second", &valid_spec("  vmauth: {name: shared-auth}\n"));
+    let stderr = apply_ok(cp, &scope.ns, &second)?;
+    let expected = format!(
+        "Warning: spec.vmauth.name: VMAuth {}/shared-auth is already claimed by VMDistributed first",
+        scope.ns
+    );
+    assert!(
+        stderr.contains(&expected),
+        "{expected:?} missing in:\n{stderr}"
+    );
+    // The owner itself gets no such warning.
+    let first = manifest("first", &valid_spec("  vmauth: {name: shared-auth}\n"));
+    let stderr = apply_ok(cp, &scope.ns, &first)?;
+    assert!(!stderr.contains("already claimed"), "{stderr}");
     Ok(())
 }

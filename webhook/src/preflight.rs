@@ -1,11 +1,11 @@
-//! Preflight (SPEC §3, `--preflight`): every child the controller would write is sent to the API
-//! server as a server-side dry-run apply, all in parallel within a budget, so what the installed
-//! CRD schemas and other admission webhooks (the VictoriaMetrics operator's) reject is refused at
+//! Preflight (`--preflight`, docs/operations.md): every child the controller would write, in
+//! every shape it writes it ([`shared::preflight::shapes`]), is sent to the API server as a
+//! server-side dry-run apply, all in parallel within a budget, so what the installed CRD schemas
+//! and other admission webhooks (the VictoriaMetrics operator's) reject is refused at
 //! `kubectl apply` time instead of mid-rollout.
 //!
-//! Deny on 400, 422 or a denial by another webhook, naming the zone, the child and the API
-//! server's message. Allow with a warning when the answer says nothing about the object: a
-//! timeout, 5xx, 403 from RBAC, 404 (CRDs missing) or a transport error.
+//! The answers are judged and worded by `shared::preflight`, which the controller uses too. One
+//! extra GET of the VMAuth warns when another `VMDistributed` already claims it.
 
 use std::path::Path;
 use std::time::Duration;
@@ -15,79 +15,14 @@ use futures::future::join_all;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, ValidationDirective};
 use kube::core::admission::AdmissionResponse;
 use kube::core::{ApiResource, GroupVersionKind};
-use serde_json::Value;
 use shared::VMDistributed;
+use shared::children::ChildObject;
+use shared::names::ChildKind;
+use shared::preflight::{FIELD_MANAGER, Finding, Shape, Verdict};
 use shared::rollout::model::Observed;
 use tracing::debug;
 
 use crate::admission::Review;
-
-/// Field manager of the controller's writes; the dry-run uses the same so conflicts match.
-pub const FIELD_MANAGER: &str = "vmdistributed-controller";
-
-/// One child to dry-run.
-#[derive(Debug, Clone)]
-pub struct DryRunChild {
-    /// The zone it belongs to (`None` for the shared VMAuth).
-    pub zone: Option<String>,
-    /// `kind` of the object, e.g. `VMCluster`.
-    pub kind: String,
-    /// Resource plural, e.g. `vmclusters`.
-    pub plural: String,
-    /// `metadata.name`.
-    pub name: String,
-    /// The complete manifest (apiVersion, kind, metadata, spec), without owner references.
-    pub manifest: Value,
-}
-
-impl DryRunChild {
-    fn describe(&self) -> String {
-        match &self.zone {
-            Some(zone) => format!("zone {zone}, {} {}", self.kind, self.name),
-            None => format!("{} {}", self.kind, self.name),
-        }
-    }
-}
-
-/// What the API server said about one child.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Finding {
-    /// The object would be accepted.
-    Accepted,
-    /// The object is invalid: deny with this message.
-    Rejected(String),
-    /// The answer says nothing about the object: allow with this warning.
-    Inconclusive(String),
-}
-
-/// Classify an API error (SPEC §3): 400, 422 and another webhook's denial are the object's
-/// fault; everything else (403 from RBAC, 404, 409, 5xx, transport) is not.
-///
-/// One 500 is the object's fault too: a server-side apply whose object has a field the CRD's
-/// structural schema does not declare fails with 500 "failed to create typed patch object ...
-/// field not declared in schema" (the apply is converted to a typed object before strict field
-/// validation can answer 400). The controller's real apply would fail the same way.
-#[must_use]
-pub fn classify(err: &kube::Error) -> Finding {
-    match err {
-        kube::Error::Api(status) => {
-            let message = status.message.clone();
-            let webhook_denial =
-                message.contains("admission webhook") && message.contains("denied the request");
-            let schema_mismatch = message.contains("failed to create typed patch object");
-            match status.code {
-                400 | 422 => Finding::Rejected(message),
-                _ if webhook_denial || schema_mismatch => Finding::Rejected(message),
-                403 => Finding::Inconclusive(format!("forbidden (RBAC): {message}")),
-                404 => {
-                    Finding::Inconclusive(format!("not found (is the CRD installed?): {message}"))
-                }
-                code => Finding::Inconclusive(format!("API server answered {code}: {message}")),
-            }
-        }
-        other => Finding::Inconclusive(format!("API server unreachable: {other}")),
-    }
-}
 
 /// Dry-runs children against the API server.
 #[derive(Clone)]
@@ -101,6 +36,21 @@ impl std::fmt::Debug for Preflight {
         f.debug_struct("Preflight")
             .field("budget", &self.budget)
             .finish_non_exhaustive()
+    }
+}
+
+/// The API resource of a child kind.
+fn resource(kind: ChildKind) -> ApiResource {
+    let gvk = GroupVersionKind::gvk(shared::api::GROUP, "v1beta1", kind.kind());
+    ApiResource::from_gvk_with_plural(&gvk, kind.plural())
+}
+
+/// What a dry-run's answer means (the judgement the controller makes too).
+#[must_use]
+pub fn finding(answer: Result<(), &kube::Error>) -> Finding {
+    match answer {
+        Ok(()) => Finding::Accepted,
+        Err(err) => shared::preflight::classify_error(err),
     }
 }
 
@@ -138,34 +88,57 @@ impl Preflight {
         Ok(Self::new(client, budget))
     }
 
-    /// Dry-run every child in parallel, each bounded by the budget.
-    pub async fn dry_run(&self, namespace: &str, children: &[DryRunChild]) -> Vec<Finding> {
+    /// Dry-run every shape in parallel, each bounded by the budget.
+    pub async fn dry_run(&self, namespace: &str, shapes: &[Shape]) -> Vec<Finding> {
         let params = PatchParams {
             dry_run: true,
             force: true,
             field_manager: Some(FIELD_MANAGER.to_owned()),
             field_validation: Some(ValidationDirective::Strict),
         };
-        let runs = children.iter().map(|child| {
+        let runs = shapes.iter().map(|shape| {
             let params = &params;
             async move {
-                let gvk = GroupVersionKind::gvk(shared::api::GROUP, "v1beta1", &child.kind);
-                let resource = ApiResource::from_gvk_with_plural(&gvk, &child.plural);
-                let api: Api<DynamicObject> =
-                    Api::namespaced_with(self.client.clone(), namespace, &resource);
+                let api: Api<DynamicObject> = Api::namespaced_with(
+                    self.client.clone(),
+                    namespace,
+                    &resource(shape.intent.kind),
+                );
+                let object = shape.intent.to_object();
                 match tokio::time::timeout(
                     self.budget,
-                    api.patch(&child.name, params, &Patch::Apply(&child.manifest)),
+                    api.patch(&shape.intent.name, params, &Patch::Apply(&object)),
                 )
                 .await
                 {
-                    Ok(Ok(_)) => Finding::Accepted,
-                    Ok(Err(err)) => classify(&err),
-                    Err(_) => Finding::Inconclusive(format!("no answer within {:?}", self.budget)),
+                    Ok(answer) => finding(answer.as_ref().map(|_| ())),
+                    Err(_) => shared::preflight::no_answer(self.budget),
                 }
             }
         });
         join_all(runs).await
+    }
+
+    /// The warning for a VMAuth that another `VMDistributed` claims: one GET, best effort (no
+    /// warning when it cannot be read).
+    async fn vmauth_claim(&self, cr: &VMDistributed, namespace: &str) -> Option<String> {
+        if !shared::defaults::vmauth_enabled(cr) {
+            return None;
+        }
+        let name = shared::names::vmauth_name(cr);
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &resource(ChildKind::VMAuth));
+        let live = match tokio::time::timeout(self.budget, api.get_opt(&name)).await {
+            Ok(Ok(live)) => live?,
+            Ok(Err(err)) => {
+                debug!(error = %err, vmauth = %name, "cannot read the VMAuth to check its claim");
+                return None;
+            }
+            Err(_) => return None,
+        };
+        let live =
+            ChildObject::from_value(&serde_json::to_value(live).ok()?, Some(ChildKind::VMAuth));
+        shared::preflight::vmauth_claim_warning(cr, &live)
     }
 
     /// Add the preflight verdict to an allowed validation response.
@@ -180,12 +153,17 @@ impl Preflight {
             cr.metadata.namespace.clone_from(&review.namespace);
         }
         let namespace = cr.metadata.namespace.clone().unwrap_or_default();
-        let children = children(&cr);
-        let findings = self.dry_run(&namespace, &children).await;
-        let verdict = verdict(&children, &findings);
+        // As on creation: nothing observed, so every shape is rendered from the spec alone.
+        let shapes = shared::preflight::shapes(&cr, &Observed::default());
+        let (findings, claim) = futures::join!(
+            self.dry_run(&namespace, &shapes),
+            self.vmauth_claim(&cr, &namespace)
+        );
+        let mut verdict = shared::preflight::verdict(&cr, &shapes, &findings);
+        verdict.warnings.extend(claim);
         debug!(
             uid,
-            children = children.len(),
+            shapes = shapes.len(),
             rejected = verdict.rejections.len(),
             "preflight"
         );
@@ -193,134 +171,62 @@ impl Preflight {
     }
 }
 
-/// Rejections and warnings of one preflight.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    /// Deny with these (zone, child, API message).
-    pub rejections: Vec<String>,
-    /// Allow with these.
-    pub warnings: Vec<String>,
-}
-
-/// Pair children with findings into messages.
-#[must_use]
-pub fn verdict(children: &[DryRunChild], findings: &[Finding]) -> Verdict {
-    let mut verdict = Verdict::default();
-    for (child, finding) in children.iter().zip(findings) {
-        match finding {
-            Finding::Accepted => {}
-            Finding::Rejected(message) => verdict.rejections.push(format!(
-                "preflight: {} rejected by the API server: {message}",
-                child.describe()
-            )),
-            Finding::Inconclusive(reason) => verdict.warnings.push(format!(
-                "preflight: {} not checked: {reason}",
-                child.describe()
-            )),
-        }
-    }
-    verdict
-}
-
 fn apply_verdict(mut response: AdmissionResponse, verdict: Verdict) -> AdmissionResponse {
     if !verdict.warnings.is_empty() {
         response
             .warnings
             .get_or_insert_with(Vec::new)
-            .extend(verdict.warnings);
+            .extend(verdict.warnings.iter().cloned());
     }
-    if verdict.rejections.is_empty() {
-        response
-    } else {
-        response.deny(verdict.rejections.join("; "))
+    match verdict.rejection() {
+        Some(rejection) => response.deny(rejection),
+        None => response,
     }
-}
-
-/// The children the controller would write for the defaulted `cr` (SPEC §4, rendered with no
-/// live state, as on creation), as dry-run manifests without owner references.
-#[must_use]
-pub fn children(cr: &VMDistributed) -> Vec<DryRunChild> {
-    let intents = shared::render::render_intents(cr, &Observed::default());
-    intents
-        .all()
-        .into_iter()
-        .map(|intent| DryRunChild {
-            zone: intent.zone.clone(),
-            kind: intent.kind.kind().to_owned(),
-            plural: intent.kind.plural().to_owned(),
-            name: intent.name.clone(),
-            manifest: intent.without_owner_references().to_object(),
-        })
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn api(code: u16, message: &str) -> kube::Error {
-        let mut status = kube::core::Status::failure(message, "");
-        status.code = code;
-        kube::Error::Api(Box::new(status))
+    /// The table of API server answers the controller's writer is tested against too.
+    const OUTCOMES: &str = include_str!("../../shared/tests/fixtures/preflight_outcomes.json");
+
+    #[test]
+    fn the_shared_table_of_answers_gets_the_documented_verdict() {
+        let table: Vec<serde_json::Value> = serde_json::from_str(OUTCOMES).unwrap();
+        assert!(table.len() >= 10);
+        for row in table {
+            let mut status = kube::core::Status::failure(row["message"].as_str().unwrap(), "");
+            status.code = u16::try_from(row["code"].as_u64().unwrap()).unwrap();
+            let err = kube::Error::Api(Box::new(status));
+            let verdict = match finding(Err(&err)) {
+                Finding::Accepted => "accepted",
+                Finding::Rejected { .. } => "rejected",
+                Finding::Inconclusive(_) => "inconclusive",
+            };
+            assert_eq!(verdict, row["verdict"], "{}", row["what"]);
+        }
+        assert_eq!(finding(Ok(())), Finding::Accepted);
     }
 
     #[test]
-    fn object_errors_deny_and_everything_else_warns() {
-        for (code, message) in [
-            (400, "strict decoding error: unknown field \"spec.x\""),
-            (
-                422,
-                "VMCluster.operator.victoriametrics.com \"a\" is invalid: spec.replicaCount: Invalid value",
-            ),
-            (
-                403,
-                "admission webhook \"vmcluster.vm\" denied the request: bad",
-            ),
-            (
-                500,
-                "failed to create typed patch object (ns/a; Kind=VMCluster): .spec.x: field not declared in schema",
-            ),
-        ] {
-            assert!(
-                matches!(classify(&api(code, message)), Finding::Rejected(m) if m == message),
-                "{code}"
-            );
-        }
-        for code in [403, 404, 409, 500, 503] {
-            assert!(
-                matches!(classify(&api(code, "nope")), Finding::Inconclusive(_)),
-                "{code}"
-            );
-        }
-    }
-
-    #[test]
-    fn verdict_names_zone_and_child() {
-        let child = |zone: Option<&str>, kind: &str, name: &str| DryRunChild {
-            zone: zone.map(str::to_owned),
-            kind: kind.to_owned(),
-            plural: String::new(),
-            name: name.to_owned(),
-            manifest: Value::Null,
+    fn a_rejection_denies_and_warnings_are_kept() {
+        let allowed = AdmissionResponse::invalid("");
+        let mut allowed = allowed;
+        allowed.allowed = true;
+        let verdict = Verdict {
+            rejections: vec!["preflight: a".into(), "preflight: b".into()],
+            warnings: vec!["preflight: c not checked".into()],
         };
-        let children = [
-            child(Some("a"), "VMCluster", "c-a"),
-            child(Some("a"), "VMAgent", "g-a"),
-            child(None, "VMAuth", "auth"),
-        ];
-        let findings = [
-            Finding::Rejected("bad field".to_owned()),
-            Finding::Accepted,
-            Finding::Inconclusive("no answer within 3s".to_owned()),
-        ];
-        let verdict = verdict(&children, &findings);
+        let response = apply_verdict(allowed.clone(), verdict);
+        assert!(!response.allowed);
+        assert_eq!(response.result.message, "preflight: a; preflight: b");
         assert_eq!(
-            verdict.rejections,
-            ["preflight: zone a, VMCluster c-a rejected by the API server: bad field"]
+            response.warnings.as_deref(),
+            Some(&["preflight: c not checked".to_owned()][..])
         );
-        assert_eq!(
-            verdict.warnings,
-            ["preflight: VMAuth auth not checked: no answer within 3s"]
-        );
+        let response = apply_verdict(allowed, Verdict::default());
+        assert!(response.allowed);
+        assert!(response.warnings.is_none());
     }
 }
