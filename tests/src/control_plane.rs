@@ -19,9 +19,9 @@ use crate::supervisor::{ProcessSpec, SupervisedProcess, Supervisor};
 /// What to start besides etcd and kube-apiserver.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// Run kube-controller-manager with its `namespace` and `garbagecollector` controllers (needed
-    /// for namespace deletion and ownerReference cascades). Can also be started later with
-    /// [`ControlPlane::ensure_controller_manager`].
+    /// Run kube-controller-manager (see [`ControlPlane::ensure_controller_manager`] for its
+    /// controllers; needed for namespace deletion and ownerReference cascades). Can also be started
+    /// later with [`ControlPlane::ensure_controller_manager`].
     pub controller_manager: bool,
 }
 
@@ -38,10 +38,27 @@ pub struct ControlPlane {
     controller_manager: Mutex<Option<u32>>,
     pub(crate) crds: OnceCell<()>,
     pub(crate) sim: OnceCell<SupervisedProcess>,
+    pub(crate) operator_world: OnceCell<crate::operator_world::OperatorWorld>,
     started_in: Duration,
 }
 
 static SHARED: OnceCell<ControlPlane> = OnceCell::const_new();
+
+/// The kube-controller-manager controllers the harness runs: namespace deletion and
+/// ownerReference cascades for every test, and for the operator world's workloads Deployments,
+/// ReplicaSets, StatefulSets (with their PVCs), EndpointSlices and the PVC/PV protection
+/// finalizers (without those, a namespace holding a PVC never finishes deleting). Until the
+/// operator world runs there is no scheduler and no node, so pods they create stay Pending.
+pub const CONTROLLER_MANAGER_CONTROLLERS: [&str; 8] = [
+    "namespace",
+    "garbagecollector",
+    "deployment",
+    "replicaset",
+    "statefulset",
+    "endpointslice",
+    "pvc-protection",
+    "pv-protection",
+];
 
 impl ControlPlane {
     /// The control plane shared by all tests of this test binary, started on first use. Every test
@@ -173,11 +190,14 @@ impl ControlPlane {
             controller_manager: Mutex::new(None),
             crds: OnceCell::new(),
             sim: OnceCell::new(),
+            operator_world: OnceCell::new(),
             started_in: began.elapsed(),
         })
     }
 
-    /// Starts kube-controller-manager (namespace + garbagecollector controllers) unless running.
+    /// Starts kube-controller-manager unless running, with [`CONTROLLER_MANAGER_CONTROLLERS`]: one
+    /// set for every caller, so whoever starts it first (a namespace-deletion test or
+    /// [`ControlPlane::ensure_operator_world`]) starts what everyone needs.
     pub async fn ensure_controller_manager(&self) -> Result<()> {
         let log = self.dir.join("kube-controller-manager.log");
         let pid = {
@@ -193,7 +213,7 @@ impl ControlPlane {
                     format!("--kubeconfig={}", self.kubeconfig.display()),
                     "--leader-elect=false".into(),
                     "--secure-port=0".into(),
-                    "--controllers=namespace,garbagecollector".into(),
+                    format!("--controllers={}", CONTROLLER_MANAGER_CONTROLLERS.join(",")),
                     "--use-service-account-credentials=false".into(),
                     "--profiling=false".into(),
                 ]);
@@ -271,7 +291,7 @@ impl ControlPlane {
     }
 
     /// PIDs of every process this control plane runs: the supervisor, etcd, kube-apiserver and, if
-    /// started, kube-controller-manager and the simulated operator.
+    /// started, kube-controller-manager, the simulated operator and the operator world.
     pub fn pids(&self) -> Vec<u32> {
         let mut pids = vec![self.supervisor.pid(), self.etcd_pid, self.apiserver_pid];
         if let Ok(kcm) = self.controller_manager.lock()
@@ -281,6 +301,9 @@ impl ControlPlane {
         }
         if let Some(sim) = self.sim.get() {
             pids.push(sim.pid());
+        }
+        if let Some(world) = self.operator_world.get() {
+            pids.extend(world.processes().iter().map(|(_, pid)| *pid));
         }
         pids
     }
@@ -364,6 +387,11 @@ impl ControlPlane {
         Ok(path)
     }
 
+    /// PID of kube-controller-manager, if started.
+    pub fn controller_manager_pid(&self) -> Option<u32> {
+        self.controller_manager.lock().ok().and_then(|kcm| *kcm)
+    }
+
     /// Stops everything now and waits until the processes are gone and the directory is removed.
     pub fn stop(self) -> Result<()> {
         self.supervisor.shutdown()
@@ -397,7 +425,7 @@ fn kubeconfig_yaml(server: &str, pki: &Pki) -> String {
     )
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }

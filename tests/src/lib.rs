@@ -19,8 +19,8 @@
 //!   makes its own namespace with [`create_namespace`]. [`ControlPlane::start`] gives an owned one
 //!   that stops on drop (use it when a test needs its own, e.g. with
 //!   [`Options::controller_manager`]).
-//! - [`ControlPlane::ensure_controller_manager`]: kube-controller-manager with the `namespace`
-//!   and `garbagecollector` controllers (namespace deletion, ownerReference cascades).
+//! - [`ControlPlane::ensure_controller_manager`]: kube-controller-manager (namespace deletion,
+//!   ownerReference cascades, and the workload controllers of the operator world).
 //! - [`ControlPlane::kubeconfig_path`], [`ControlPlane::server_url`], [`ControlPlane::pki`]
 //!   (CA and admin client certificate), [`ControlPlane::client`], [`ControlPlane::kubectl`]
 //!   (kubectl from PATH), [`ControlPlane::helm`] (cached helm; its home dirs are in the
@@ -36,12 +36,21 @@
 //! - [`ControlPlane::ensure_sim_operator`]: one `vm-operator-sim` for the control plane (all
 //!   namespaces, ready delay 1 s); [`ControlPlane::start_sim_operator`]: an extra one with your own
 //!   flags (use `--namespace` so the two do not both write). Behavior and annotations: [`sim`].
+//! - [`ControlPlane::ensure_operator_world`]: the real VictoriaMetrics operator (`vm-operator`,
+//!   VMDistributed reconcile off) with kube-scheduler, kube-controller-manager and kwok: three
+//!   fake Nodes [`KWOK_NODES`] labelled [`ZONE_LABEL`] `zone-a|b|c`, a default StorageClass whose
+//!   PVCs bind, pods Ready at once on loopback IPs from a 127.X.0.0/16 range of their own
+//!   ([`OperatorWorld::pod_cidr`]), and `vm-pod-standin` answering on those IPs what the operator
+//!   asks its pods (the VMAuth config-reloader's `/metrics`). All upstream operator CRDs but
+//!   VMDistributed are installed, plus the project's. VMCluster, VMAgent, VMAuth and VMSingle then
+//!   reach `operational` as in a real cluster. Details: [`operator_world`].
 //! - [`apply_yaml`], [`apply_yaml_with`] (e.g. strict field validation), [`apply_value`]:
 //!   server-side apply of arbitrary objects via discovery.
 //! - [`webhook_binary`], [`controller_binary`]: `cargo build`s `vmdistributed-webhook` /
 //!   `vmdistributed-controller` once per test binary (serialized by a file lock) and return
 //!   `target/<profile>/<name>`. [`sim_operator_binary`]: `vm-operator-sim`. [`tool_path`]: cached
-//!   `helm`, `kube-apiserver`, `etcd`, `kube-controller-manager`.
+//!   `helm`, `kube-apiserver`, `etcd`, `kube-controller-manager`, `kube-scheduler`, `kwok`,
+//!   `vm-operator`.
 //!
 //! # Cleanup
 //!
@@ -62,13 +71,15 @@
 
 pub mod control_plane;
 pub mod manifests;
+pub mod operator_world;
 pub mod paths;
 pub mod pki;
 pub mod resources;
 pub mod sim;
 pub mod supervisor;
 
-pub use control_plane::{ControlPlane, Options};
+pub use control_plane::{CONTROLLER_MANAGER_CONTROLLERS, ControlPlane, Options};
+pub use operator_world::{KWOK_NODES, OperatorWorld, STORAGE_CLASS, ZONE_LABEL};
 pub use paths::{
     controller_binary, envtest_bin_dir, project_crd_path, sim_operator_binary, tool_path,
     webhook_binary, workspace_binary, workspace_root,
