@@ -1,6 +1,7 @@
 //! `vmdistributed-controller`: performs the zone-by-zone rollout of `VMDistributed` objects
 //! (`run`) and prints the children an object would produce, offline (`render`).
 
+mod backoff;
 mod cached_child;
 mod child_cache;
 mod children;

@@ -50,6 +50,9 @@ pub struct Metrics {
     since_success: Gauge<f64, AtomicU64>,
     leader: Gauge,
     child_writes: Family<Labels, Counter>,
+    retries: Family<Labels, Counter>,
+    backoff: Histogram,
+    backing_off: Gauge,
     last_success_unix_ms: AtomicI64,
     zone_counts: Mutex<HashMap<String, HashMap<ZoneState, i64>>>,
     rollout_started: Mutex<HashMap<String, Instant>>,
@@ -114,6 +117,25 @@ impl Metrics {
             "Writes to children and to VMDistributed objects by verb",
             child_writes.clone(),
         );
+        let retries = Family::<Labels, Counter>::default();
+        registry.register(
+            "reconcile_retries",
+            "Failed reconciles retried after a backoff delay, by reason",
+            retries.clone(),
+        );
+        // 50 ms .. ~27 min: from a conflict's first retry to past the 5 minute cap.
+        let backoff = Histogram::new(exponential_buckets(0.05, 2.0, 16));
+        registry.register(
+            "reconcile_backoff_seconds",
+            "Delay before the next attempt of a failed reconcile",
+            backoff.clone(),
+        );
+        let backing_off = Gauge::default();
+        registry.register(
+            "reconcile_backoff_objects",
+            "VMDistributed objects whose last reconcile failed and that wait before retrying",
+            backing_off.clone(),
+        );
         for state in ZoneState::ALL {
             zones.get_or_create(&state_labels(state)).set(0);
         }
@@ -127,6 +149,9 @@ impl Metrics {
             since_success,
             leader,
             child_writes,
+            retries,
+            backoff,
+            backing_off,
             last_success_unix_ms: AtomicI64::new(0),
             zone_counts: Mutex::new(HashMap::new()),
             rollout_started: Mutex::new(HashMap::new()),
@@ -154,6 +179,20 @@ impl Metrics {
         self.child_writes
             .get_or_create(&vec![("verb".to_owned(), verb.to_owned())])
             .inc();
+    }
+
+    /// A failed reconcile (`reason` as in `reconcile_errors`) will be retried after `delay`.
+    pub fn backoff(&self, reason: &str, delay: Duration) {
+        self.retries
+            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
+            .inc();
+        self.backoff.observe(delay.as_secs_f64());
+    }
+
+    /// How many objects are waiting to retry a failed reconcile.
+    pub fn set_backing_off(&self, objects: usize) {
+        self.backing_off
+            .set(i64::try_from(objects).unwrap_or(i64::MAX));
     }
 
     /// Whether this replica acts as the leader.

@@ -14,6 +14,7 @@ use kube::{Client, Config, ResourceExt};
 use shared::VMDistributed;
 use tokio::sync::watch;
 
+use crate::backoff::{self, Backoff};
 use crate::children;
 use crate::cli::RunArgs;
 use crate::http::{self, Readiness};
@@ -137,6 +138,7 @@ async fn run_controller(
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (stores, streams) = children::watch_all(&client, namespace);
+    let backoff = Arc::new(Backoff::new(backoff::Policy::default(), metrics.clone()));
     let context = Arc::new(Context::new(writer, stores, recorder, metrics));
     let crs: Api<VMDistributed> = match namespace {
         Some(ns) => Api::namespaced(client, ns),
@@ -169,7 +171,17 @@ async fn run_controller(
     }
     controller
         .graceful_shutdown_on(stop)
-        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .run(
+            move |cr, ctx| {
+                let backoff = Arc::clone(&backoff);
+                async move {
+                    let step = reconcile::reconcile(Arc::clone(&cr), ctx);
+                    backoff.reconcile(&cr, step).await
+                }
+            },
+            reconcile::error_policy,
+            context,
+        )
         .for_each(|result| async move {
             if let Err(err) = result {
                 tracing::debug!(error = %err, "controller stream");

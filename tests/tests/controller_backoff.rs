@@ -1,0 +1,214 @@
+//! A reconcile that fails permanently is retried ever more slowly: the controller's requests for
+//! that object decay (exponential backoff with jitter) instead of repeating every 2 s forever, and
+//! a new spec ends the wait at once.
+//!
+//! The permanent failure is real: a ValidatingAdmissionPolicy in the API server refuses every
+//! status write of the test's `VMDistributed` objects (as the upstream CRD's status schema
+//! refused the controller's status), so every reconcile fails right after its preflight.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use harness::{ControlPlane, ProcessSpec};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use serde_json::json;
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn metrics(port: u16) -> Result<String> {
+    tokio::task::spawn_blocking(move || -> Result<String> {
+        use std::io::{Read as _, Write as _};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    })
+    .await?
+}
+
+/// The sum of the samples whose line starts with `prefix`.
+fn sample(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// Status writes the controller sent (each one an API request; the policy refuses them all).
+async fn status_writes(port: u16) -> Result<f64> {
+    Ok(sample(
+        &metrics(port).await?,
+        "vmdistributed_child_writes_total{verb=\"status\"}",
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanently_failing_object_is_retried_ever_more_slowly() -> Result<()> {
+    harness::install_crypto_provider();
+    let cp = ControlPlane::shared().await?;
+    cp.install_crds().await?;
+    let client = cp.client().await?;
+    let ns = harness::create_namespace(&client, "backoff").await?;
+    let policy = format!("refuse-status-{ns}");
+    harness::apply_yaml(
+        &client,
+        None,
+        &format!(
+            r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: {policy}}}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [operator.victoriametrics.com]
+      apiVersions: [v1alpha1]
+      operations: [UPDATE]
+      resources: [vmdistributed/status]
+  validations:
+  - expression: "false"
+    message: status writes are refused in this namespace
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: {policy}}}
+spec:
+  policyName: {policy}
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels: {{kubernetes.io/metadata.name: {ns}}}
+"#
+        ),
+    )
+    .await?;
+    let port = free_port()?;
+    let controller = cp.spawn(
+        ProcessSpec::new(
+            harness::controller_binary()?,
+            cp.log_path("controller-backoff"),
+        )
+        .args([
+            "run".to_owned(),
+            format!("--kubeconfig={}", cp.kubeconfig_path().display()),
+            "--leader-elect=false".to_owned(),
+            format!("--watch-namespace={ns}"),
+            format!("--http-addr=127.0.0.1:{port}"),
+        ]),
+    )?;
+    let cr = json!({
+        "apiVersion": "operator.victoriametrics.com/v1alpha1",
+        "kind": "VMDistributed",
+        "metadata": {"name": "failing", "namespace": ns},
+        "spec": {
+            "vmauth": {"enabled": false},
+            "zoneCommon": {"vmcluster": {"spec": {
+                "vmstorage": {"replicaCount": 1},
+                "vmselect": {"replicaCount": 1},
+                "vminsert": {"replicaCount": 1}
+            }}},
+            "zones": [{"name": "zone-a"}, {"name": "zone-b"}]
+        }
+    });
+    // The policy takes effect asynchronously: the first status write must already be refused.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    harness::apply_value(&client, Some(&ns), cr, &PatchParams::apply("test").force()).await?;
+
+    // The first refused status write starts the clock.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        if let Ok(writes) = status_writes(port).await
+            && writes >= 1.0
+        {
+            break writes;
+        }
+        if Instant::now() > deadline {
+            bail!("no status write was attempted; log:\n{}", controller.log());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let started = Instant::now();
+    let at = |secs: u64| started + Duration::from_secs(secs);
+    tokio::time::sleep_until(at(15).into()).await;
+    let after_15s = status_writes(port).await?;
+    tokio::time::sleep_until(at(45).into()).await;
+    let after_45s = status_writes(port).await?;
+    let (first_window, second_window) = (after_15s - first, after_45s - after_15s);
+    // Without backoff (a retry every 2 s) that is about 7 and then 15 attempts. With it the
+    // delays double (2, 4, 8, 16, 32 s, each between half and all of that): about 3 attempts in
+    // the first 15 s and 1 or 2 in the 30 s after, though the second window is twice as long.
+    assert!(
+        first_window >= 2.0 && second_window < first_window,
+        "status writes: {first_window} in the first 15 s, {second_window} in the next 30 s; log:\n{}",
+        controller.log()
+    );
+    let text = metrics(port).await?;
+    assert!(
+        sample(
+            &text,
+            "vmdistributed_reconcile_retries_total{reason=\"rejected\"}"
+        ) >= 3.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, "vmdistributed_reconcile_backoff_objects") >= 1.0,
+        "{text}"
+    );
+
+    // Fixed: the policy is gone and the spec changes; the new generation is not held back by
+    // the (now long) backoff, and its status is written within seconds.
+    cp.kubectl()
+        .args([
+            "delete",
+            "validatingadmissionpolicybinding,validatingadmissionpolicy",
+            &policy,
+        ])
+        .output()
+        .context("kubectl delete")?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let crs: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk(
+                "operator.victoriametrics.com",
+                "v1alpha1",
+                "VMDistributed",
+            ),
+            "vmdistributed",
+        ),
+    );
+    crs.patch(
+        "failing",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"zoneCommon": {"updatePause": "2s"}}})),
+    )
+    .await?;
+    let fixed_at = Instant::now();
+    let deadline = fixed_at + Duration::from_secs(15);
+    loop {
+        let live = crs.get("failing").await?;
+        let observed = live
+            .data
+            .pointer("/status/observedGeneration")
+            .and_then(serde_json::Value::as_i64);
+        if observed.is_some() && observed == live.metadata.generation {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(anyhow!(
+                "the new generation's status was not written within 15 s; log:\n{}",
+                controller.log()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(controller);
+    Ok(())
+}
