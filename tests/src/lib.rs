@@ -6,7 +6,7 @@
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
 //! let cp = harness::ControlPlane::shared().await?;      // one per test binary, started lazily
-//! cp.install_crds().await?;                               // project CRD + VMCluster/VMAgent/VMAuth/VMSingle
+//! cp.install_crds().await?;                               // project CRD + upstream VMCluster/VMAgent/VMAuth/VMSingle
 //! let client = cp.client().await?;                        // a new kube::Client per test
 //! let ns = harness::create_namespace(&client, "my-test").await?;
 //! harness::apply_yaml(&client, Some(&ns), &std::fs::read_to_string("examples/seed.yaml")?).await?;

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -53,15 +54,46 @@ const KWOK_NODE_ANNOTATION: (&str, &str) = ("kwok.x-k8s.io/node", "fake");
 
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// Which VMDistributed CRD an operator world serves (both are named
+/// `vmdistributed.operator.victoriametrics.com`, so only one can be installed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VMDistributedCrd {
+    /// The project's ([`crate::project_crd_path`]).
+    #[default]
+    Project,
+    /// The operator's own, from [`crate::vm_operator_crd_path`]: what its VMDistributed
+    /// controller reads.
+    Upstream,
+}
+
+/// The VMDistributed setup of an operator world. The default is the one every test uses: the
+/// project CRD, the operator's VMDistributed controller off. The other combination exists to run
+/// the operator's own VMDistributed controller on the same stack, for the side-by-side benchmark
+/// (`tests/benches/operator_side_by_side.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OperatorWorldOptions {
+    /// Let the operator reconcile VMDistributed (no `-controller.disableReconcileFor`).
+    pub reconcile_vmdistributed: bool,
+    pub vmdistributed_crd: VMDistributedCrd,
+}
+
 /// The processes and addresses of a running operator world (see the module docs).
 pub struct OperatorWorld {
+    options: OperatorWorldOptions,
     processes: Vec<(&'static str, SupervisedProcess)>,
     loopback: u8,
     operator_health: u16,
     started_in: Duration,
     // Reserves 127.X.0.0/16 for this world among all processes on the machine while it lives.
     _loopback_lock: File,
+    // Nodes added by [`ControlPlane::add_zone_nodes`], by zone, in the order their pod ranges
+    // were handed out (after those of [`KWOK_NODES`]).
+    extra_nodes: tokio::sync::Mutex<Vec<String>>,
 }
+
+/// How many nodes fit into one world's 127.X.0.0/16 with a /20 each (the first /20 is left to
+/// kwok's `--node-ip` and `--cidr` fallback).
+const MAX_NODES: usize = 15;
 
 impl OperatorWorld {
     /// The pod IP range, `127.X.0.0/16`. Node `KWOK_NODES[i]` hands out `127.X.(16*(i+1)).0/20`.
@@ -118,10 +150,57 @@ impl ControlPlane {
     pub async fn ensure_operator_world(&self) -> Result<()> {
         let world = self
             .operator_world
-            .get_or_try_init(|| self.start_operator_world())
+            .get_or_try_init(|| self.start_operator_world(OperatorWorldOptions::default()))
             .await?;
         world.check_alive()?;
         self.ensure_controller_manager().await
+    }
+
+    /// [`Self::ensure_operator_world`] with another VMDistributed setup. Fails if the world runs
+    /// already with other options: one control plane serves one VMDistributed CRD.
+    pub async fn ensure_operator_world_with(&self, options: OperatorWorldOptions) -> Result<()> {
+        let world = self
+            .operator_world
+            .get_or_try_init(|| self.start_operator_world(options))
+            .await?;
+        if world.options != options {
+            bail!(
+                "the operator world runs with {:?}, not {options:?}",
+                world.options
+            );
+        }
+        self.ensure_operator_world().await
+    }
+
+    /// Adds a Ready kwok node `kwok-<zone>` labelled [`ZONE_LABEL`]` = <zone>` for each zone that
+    /// has none yet (for manifests whose pods select nodes by other zone names than
+    /// [`KWOK_NODES`]'). Starts the operator world first if needed.
+    pub async fn add_zone_nodes(&self, zones: &[&str]) -> Result<()> {
+        self.ensure_operator_world().await?;
+        let world = self
+            .operator_world
+            .get()
+            .ok_or_else(|| anyhow!("the operator world did not start"))?;
+        let client = self.client().await?;
+        let mut added = world.extra_nodes.lock().await;
+        let mut nodes = Vec::new();
+        for zone in zones {
+            if KWOK_NODES.iter().any(|(_, z)| z == zone) || added.iter().any(|z| z == zone) {
+                continue;
+            }
+            let index = KWOK_NODES.len() + added.len();
+            if index >= MAX_NODES {
+                bail!("an operator world holds at most {MAX_NODES} nodes");
+            }
+            added.push((*zone).to_owned());
+            nodes.push((format!("kwok-{zone}"), (*zone).to_owned(), index));
+        }
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        apply_nodes(&client, world.loopback, &nodes).await?;
+        let names: Vec<String> = nodes.into_iter().map(|(name, ..)| name).collect();
+        wait_nodes_ready(&client, world, &names, Instant::now() + START_TIMEOUT).await
     }
 
     /// The operator world, if [`Self::ensure_operator_world`] started it.
@@ -129,7 +208,7 @@ impl ControlPlane {
         self.operator_world.get()
     }
 
-    async fn start_operator_world(&self) -> Result<OperatorWorld> {
+    async fn start_operator_world(&self, options: OperatorWorldOptions) -> Result<OperatorWorld> {
         let began = Instant::now();
         self.ensure_controller_manager().await?;
         let (loopback, loopback_lock) = reserve_loopback_range()?;
@@ -179,20 +258,35 @@ impl ControlPlane {
         ]);
         processes.push(("vm-pod-standin", self.spawn(standin)?));
 
-        apply_nodes(&client, loopback).await?;
+        let nodes: Vec<(String, String, usize)> = KWOK_NODES
+            .iter()
+            .enumerate()
+            .map(|(index, (name, zone))| ((*name).to_owned(), (*zone).to_owned(), index))
+            .collect();
+        apply_nodes(&client, loopback, &nodes).await?;
         apply_storage_class(&client).await?;
         // The operator sets up a controller per CRD kind it knows; a missing CRD would keep its
         // caches from ever syncing.
         install_vm_operator_crds(&client, &[]).await?;
-        for name in apply_crd_file(&client, &crate::paths::project_crd_path()).await? {
+        let vmdistributed_crds = match options.vmdistributed_crd {
+            VMDistributedCrd::Project => {
+                apply_crd_file(&client, &crate::paths::project_crd_path()).await?
+            }
+            VMDistributedCrd::Upstream => vec![apply_upstream_vmdistributed_crd(&client).await?],
+        };
+        for name in vmdistributed_crds {
             wait_crd_established(&client, &name, Duration::from_secs(60)).await?;
         }
 
         let operator_health = free_port()?;
         let operator = ProcessSpec::new(tool_path("vm-operator")?, self.log_path("vm-operator"))
+            // This project's controller reconciles VMDistributed, unless the world is there to
+            // run the operator's own.
+            .args(
+                (!options.reconcile_vmdistributed)
+                    .then(|| "-controller.disableReconcileFor=VMDistributed".to_string()),
+            )
             .args([
-                // This project's controller reconciles VMDistributed.
-                "-controller.disableReconcileFor=VMDistributed".to_string(),
                 // Its webhook server has no listen-host flag and would bind every interface.
                 "-webhook.enable=false".into(),
                 "-leader-elect=false".into(),
@@ -209,14 +303,17 @@ impl ControlPlane {
         processes.push(("vm-operator", self.spawn(operator)?));
 
         let mut world = OperatorWorld {
+            options,
             processes,
             loopback,
             operator_health,
             started_in: Duration::ZERO,
             _loopback_lock: loopback_lock,
+            extra_nodes: tokio::sync::Mutex::new(Vec::new()),
         };
         let deadline = Instant::now() + START_TIMEOUT;
-        wait_nodes_ready(&client, &world, deadline).await?;
+        let names: Vec<String> = nodes.into_iter().map(|(name, ..)| name).collect();
+        wait_nodes_ready(&client, &world, &names, deadline).await?;
         loop {
             world.check_alive()?;
             if http_get_ok(world.operator_health, "/ready") {
@@ -233,6 +330,31 @@ impl ControlPlane {
         world.started_in = began.elapsed();
         Ok(world)
     }
+}
+
+/// Applies the operator's own VMDistributed CRD from [`crate::vm_operator_crd_path`] (which
+/// [`crate::vm_operator_crds`] leaves out on purpose); returns its name.
+async fn apply_upstream_vmdistributed_crd(client: &Client) -> Result<String> {
+    let path = crate::resources::vm_operator_crd_path()?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let docs = crate::resources::parse_yaml_documents(&text)
+        .with_context(|| format!("parsing {}", path.display()))?;
+    let crd: CustomResourceDefinition = docs
+        .into_iter()
+        .find(|doc| doc["spec"]["names"]["kind"] == "VMDistributed")
+        .ok_or_else(|| anyhow!("{} has no VMDistributed CRD", path.display()))
+        .and_then(|doc| Ok(serde_json::from_value(doc)?))?;
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("applying the upstream CRD {name}"))?;
+    Ok(name)
 }
 
 /// Picks X for 127.X.0.0/16 (1..=254) that no other operator world on this machine holds, and
@@ -264,10 +386,15 @@ fn pod_range(loopback: u8, index: usize) -> String {
     format!("127.{loopback}.{}.0/20", 16 * (index + 1))
 }
 
-async fn apply_nodes(client: &Client, loopback: u8) -> Result<()> {
+/// Applies kwok nodes given as (name, zone, index of their pod range).
+async fn apply_nodes(
+    client: &Client,
+    loopback: u8,
+    nodes: &[(String, String, usize)],
+) -> Result<()> {
     let api: Api<Node> = Api::all(client.clone());
-    for (index, (name, zone)) in KWOK_NODES.iter().enumerate() {
-        let range = pod_range(loopback, index);
+    for (name, zone, index) in nodes {
+        let range = pod_range(loopback, *index);
         let node = json!({
             "apiVersion": "v1",
             "kind": "Node",
@@ -320,12 +447,17 @@ async fn apply_storage_class(client: &Client) -> Result<()> {
     Ok(())
 }
 
-async fn wait_nodes_ready(client: &Client, world: &OperatorWorld, deadline: Instant) -> Result<()> {
+async fn wait_nodes_ready(
+    client: &Client,
+    world: &OperatorWorld,
+    names: &[String],
+    deadline: Instant,
+) -> Result<()> {
     let api: Api<Node> = Api::all(client.clone());
     loop {
         world.check_alive()?;
         let mut ready = 0;
-        for (name, _) in KWOK_NODES {
+        for name in names {
             let node = api.get(name).await?;
             let is_ready = node
                 .status
@@ -333,13 +465,13 @@ async fn wait_nodes_ready(client: &Client, world: &OperatorWorld, deadline: Inst
                 .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
             ready += usize::from(is_ready);
         }
-        if ready == KWOK_NODES.len() {
-            return untaint_nodes(&api).await;
+        if ready == names.len() {
+            return untaint_nodes(&api, names).await;
         }
         if Instant::now() > deadline {
             return Err(anyhow!(
                 "{ready} of {} kwok nodes Ready after {START_TIMEOUT:?}; kwok log tail:\n{}",
-                KWOK_NODES.len(),
+                names.len(),
                 world.log_path("kwok").map(tail).unwrap_or_default()
             ));
         }
@@ -351,8 +483,8 @@ async fn wait_nodes_ready(client: &Client, world: &OperatorWorld, deadline: Inst
 /// admission puts on every new Node. In a cluster the node-lifecycle controller lifts it once the
 /// node is Ready; that controller is not run here because it would also evict pods from nodes
 /// without kubelet heartbeats.
-async fn untaint_nodes(api: &Api<Node>) -> Result<()> {
-    for (name, _) in KWOK_NODES {
+async fn untaint_nodes(api: &Api<Node>, names: &[String]) -> Result<()> {
+    for name in names {
         api.patch(
             name,
             &PatchParams::default(),

@@ -18,7 +18,6 @@ pub fn project_crd_path() -> PathBuf {
     workspace_root().join(shared::crd::CRD_PATH)
 }
 
-
 /// Directory with kube-apiserver, etcd, kube-controller-manager and helm.
 ///
 /// `VMD_ENVTEST_BIN` points at a ready directory and skips the build; otherwise

@@ -38,7 +38,8 @@ pub struct Env {
     pub client: Client,
     /// This test's namespace.
     pub ns: String,
-    sim: SupervisedProcess,
+    /// The simulated operator of this namespace; `None` on the real-operator tier.
+    sim: Option<SupervisedProcess>,
 }
 
 impl Env {
@@ -65,7 +66,24 @@ impl Env {
             cp,
             client,
             ns,
-            sim,
+            sim: Some(sim),
+        })
+    }
+
+    /// A namespace on the real-operator tier: the real VictoriaMetrics operator (all namespaces)
+    /// with kube-scheduler, kube-controller-manager and kwok nodes turns the children into
+    /// workloads and pods (see `harness::operator_world`). No simulator runs in it.
+    pub async fn with_operator(prefix: &str) -> Result<Self> {
+        harness::install_crypto_provider();
+        let cp = ControlPlane::shared().await?;
+        cp.ensure_operator_world().await?;
+        let client = cp.client().await?;
+        let ns = harness::create_namespace(&client, prefix).await?;
+        Ok(Self {
+            cp,
+            client,
+            ns,
+            sim: None,
         })
     }
 
@@ -235,9 +253,9 @@ impl Env {
             .collect())
     }
 
-    /// The sim operator's PID (to keep the handle alive).
-    pub fn sim_pid(&self) -> u32 {
-        self.sim.pid()
+    /// The sim operator's PID, if this namespace has one.
+    pub fn sim_pid(&self) -> Option<u32> {
+        self.sim.as_ref().map(SupervisedProcess::pid)
     }
 }
 

@@ -1,13 +1,15 @@
 //! `vmd-demo` (run it through `./scripts/demo`): a zone-by-zone rollout on a real local control
 //! plane, live.
 //!
-//! Starts etcd and kube-apiserver, installs the CRDs, runs the webhook as an HTTPS process
-//! registered with the API server, the simulated VictoriaMetrics operator and the controller,
-//! applies the seed example with a third zone, waits for `operational`, shows one apply the webhook
-//! rejects, then changes `clusterVersion` and prints one line per state change until every zone is
-//! updated, followed by a summary whose invariants are checked on every observed write. Then it
-//! keeps running (Ctrl-C stops it) unless `--no-wait` is given. Every process it started is
-//! stopped by PID and its temporary directory removed on exit.
+//! Starts etcd and kube-apiserver, installs the CRDs (this project's and the VictoriaMetrics
+//! operator's own), runs the webhook as an HTTPS process registered with the API server, the real
+//! VictoriaMetrics operator on kwok nodes (with kube-scheduler and kube-controller-manager, so its
+//! StatefulSets, Deployments and pods really exist; `--sim` uses the simulated operator instead)
+//! and the controller, applies the seed example with a third zone, waits for `operational`, shows
+//! one apply the webhook rejects, then changes `clusterVersion` and prints one line per state
+//! change until every zone is updated, followed by a summary whose invariants are checked on every
+//! observed write. Then it keeps running (Ctrl-C stops it) unless `--no-wait` is given. Every
+//! process it started is stopped by PID and its temporary directory removed on exit.
 
 mod manifests;
 mod stack;
@@ -28,8 +30,8 @@ use crate::stack::Stack;
 use crate::timeline::{Layout, Model, Report};
 use crate::watch::Follower;
 
-/// A live local demo of a zone-by-zone rollout (etcd, kube-apiserver, webhook, controller and a
-/// simulated VictoriaMetrics operator, all on 127.0.0.1).
+/// A live local demo of a zone-by-zone rollout (etcd, kube-apiserver, webhook, controller and the
+/// VictoriaMetrics operator on fake kwok nodes, all on 127.0.0.1).
 #[derive(Parser, Debug)]
 #[command(name = "vmd-demo")]
 struct Args {
@@ -42,7 +44,12 @@ struct Args {
     /// `zoneCommon.readyTimeout` of the demo object (Go duration).
     #[arg(long, default_value = "1m")]
     ready_timeout: String,
-    /// How long the simulated operator takes to report a changed object `operational`.
+    /// Use the simulated VictoriaMetrics operator (no pods, starts faster) instead of the real
+    /// operator on kwok nodes.
+    #[arg(long)]
+    sim: bool,
+    /// With `--sim`: how long the simulated operator takes to report a changed object
+    /// `operational`.
     #[arg(long, default_value = "2s")]
     sim_ready_delay: String,
     /// `clusterVersion` the zones start with.
@@ -180,7 +187,8 @@ async fn run(stack: &mut Stack, progress: &mut Progress, args: &Args) -> Result<
 
     step(
         3,
-        "installing CRDs: VMDistributed (this project) and VMCluster, VMAgent, VMAuth, VMSingle (test CRDs)",
+        "installing CRDs: VMDistributed (this project) and the VictoriaMetrics operator's own \
+         (VMCluster, VMAgent, VMAuth, VMSingle, ...)",
     );
     cp.install_crds().await?;
     harness::apply_value(
@@ -208,15 +216,48 @@ async fn run(stack: &mut Stack, progress: &mut Progress, args: &Args) -> Result<
         stack::WEBHOOK_CONFIG_NAME
     );
 
-    step(
-        5,
-        "starting the simulated VictoriaMetrics operator and the controller",
-    );
-    let sim_pid = stack::start_sim(stack, NAMESPACE, &args.sim_ready_delay)?;
-    println!(
-        "      vm-operator-sim pid {sim_pid} (objects become operational {} after each change)",
-        args.sim_ready_delay
-    );
+    if args.sim {
+        step(
+            5,
+            "starting the simulated VictoriaMetrics operator and the controller",
+        );
+        let sim_pid = stack::start_sim(stack, NAMESPACE, &args.sim_ready_delay)?;
+        println!(
+            "      vm-operator-sim pid {sim_pid} (objects become operational {} after each change)",
+            args.sim_ready_delay
+        );
+    } else {
+        step(
+            5,
+            "starting the VictoriaMetrics operator on kwok nodes, and the controller",
+        );
+        let cp = stack.cp()?;
+        cp.ensure_operator_world().await?;
+        let world = cp
+            .operator_world()
+            .ok_or_else(|| anyhow!("the operator world did not start"))?;
+        let processes = world
+            .processes()
+            .iter()
+            .map(|(name, pid)| format!("{name} {pid}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!(
+            "      ready in {:.1}s: {processes}; kube-controller-manager {}",
+            world.started_in().as_secs_f64(),
+            cp.controller_manager_pid()
+                .map_or_else(|| "-".to_owned(), |pid| pid.to_string())
+        );
+        println!(
+            "      nodes {} (fake kubelets: pods are Ready at once, with IPs in {})",
+            harness::KWOK_NODES
+                .iter()
+                .map(|(name, _)| *name)
+                .collect::<Vec<_>>()
+                .join(", "),
+            world.pod_cidr()
+        );
+    }
     let (controller_pid, controller_port) = stack::start_controller(stack, &controller_bin).await?;
     println!(
         "      vmdistributed-controller pid {controller_pid}, ready (metrics on http://127.0.0.1:{controller_port}/metrics)"
@@ -293,7 +334,7 @@ async fn run(stack: &mut Stack, progress: &mut Progress, args: &Args) -> Result<
         .await?;
     let total = started.elapsed();
     let report = timeline::analyze(follower.model(), start_rv, &args.to_version);
-    print_summary(&report, &layout, total);
+    print_summary(&report, &layout, follower.model(), total);
     progress.summary = Some(report.all_held());
 
     println!("\nTry it yourself (the control plane stays up while the demo runs):");
@@ -421,7 +462,7 @@ fn added_fields(applied: &Value, stored: &Value, path: &str) -> Vec<String> {
     }
 }
 
-fn print_summary(report: &Report, layout: &Layout, total: Duration) {
+fn print_summary(report: &Report, layout: &Layout, model: &Model, total: Duration) {
     println!("\nSummary");
     println!("  zones updated in order: {}", report.order.join(", "));
     println!(
@@ -451,6 +492,12 @@ fn print_summary(report: &Report, layout: &Layout, total: Duration) {
         );
     }
     println!("  total rollout duration: {:.1}s", total.as_secs_f64());
+    for zone in &layout.zones {
+        let text = timeline::pods_text(layout, &model.pod_counts(&zone.zone));
+        if !text.is_empty() {
+            println!("  {}: VMCluster pods now{text}", zone.zone);
+        }
+    }
     println!(
         "  invariants: {}",
         if report.all_held() {

@@ -1,6 +1,7 @@
-//! What the demo watches, as plain data: the latest VMDistributed, VMAuth, VMClusters and
-//! VMAgents of the demo namespace, one printed line per visible state change, and the record of
-//! every observed write that the invariant checks of the summary run over. No I/O here.
+//! What the demo watches, as plain data: the latest VMDistributed, VMAuth, VMClusters, VMAgents
+//! and the VMClusters' pods of the demo namespace, one printed line per visible state change, and
+//! the record of every observed write that the invariant checks of the summary run over. No I/O
+//! here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -16,6 +17,8 @@ pub enum Source {
     Auth,
     Cluster,
     Agent,
+    /// A pod the VictoriaMetrics operator made for a VMCluster (its StatefulSets and Deployment).
+    Pod,
 }
 
 impl Source {
@@ -26,6 +29,7 @@ impl Source {
             Source::Auth => "VMAuth",
             Source::Cluster => "VMCluster",
             Source::Agent => "VMAgent",
+            Source::Pod => "Pod",
         }
     }
 }
@@ -122,11 +126,28 @@ impl Observation {
     }
 }
 
-/// The per-zone cluster cell of a line: version and `updateStatus`.
+/// The per-zone cluster cell of a line: version and `updateStatus`, and the cluster's pods by
+/// the version they run (empty without a real operator making pods).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClusterCell {
     pub version: Option<String>,
     pub state: Option<String>,
+    pub pods: PodCounts,
+}
+
+/// A VMCluster's pods: Ready ones per image tag, and those not Ready yet (starting or Pending).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodCounts {
+    pub ready: BTreeMap<String, usize>,
+    pub not_ready: usize,
+}
+
+/// What the demo keeps of one pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PodState {
+    zone: String,
+    version: Option<String>,
+    ready: bool,
 }
 
 /// What one printed line shows.
@@ -151,6 +172,7 @@ pub struct Model {
     pub vmauth: Option<Value>,
     pub clusters: BTreeMap<String, Value>,
     pub agents: BTreeMap<String, Value>,
+    pods: BTreeMap<String, PodState>,
     pub observations: Vec<Observation>,
     /// Objects whose resourceVersion was not a number (the ordering checks then refuse to pass).
     pub unordered: usize,
@@ -166,6 +188,7 @@ impl Model {
             vmauth: None,
             clusters: BTreeMap::new(),
             agents: BTreeMap::new(),
+            pods: BTreeMap::new(),
             observations: Vec::new(),
             unordered: 0,
             generations: BTreeMap::new(),
@@ -179,6 +202,32 @@ impl Model {
         let name = str_at(&object, "/metadata/name").unwrap_or_default();
         let rv = str_at(&object, "/metadata/resourceVersion").and_then(|v| v.parse::<u64>().ok());
         match source {
+            Source::Pod => {
+                // The operator labels a VMCluster's pods with the cluster's name and the
+                // component; the zone's agent has the same instance name.
+                let component = str_at(&object, "/metadata/labels/app.kubernetes.io~1name");
+                let is_cluster_pod = matches!(
+                    component.as_deref(),
+                    Some("vmstorage" | "vmselect" | "vminsert")
+                );
+                let zone = str_at(&object, "/metadata/labels/app.kubernetes.io~1instance")
+                    .filter(|_| is_cluster_pod)
+                    .and_then(|instance| {
+                        self.layout
+                            .zones
+                            .iter()
+                            .find(|z| z.cluster == instance)
+                            .map(|z| z.zone.clone())
+                    });
+                match zone {
+                    Some(zone) if !deleted => {
+                        self.pods.insert(name, pod_state(zone, &object));
+                    }
+                    _ => {
+                        self.pods.remove(&name);
+                    }
+                }
+            }
             Source::Distributed => {
                 if name != self.layout.cr {
                     return;
@@ -310,12 +359,25 @@ impl Model {
                         state: cluster
                             .filter(|_| fresh)
                             .and_then(|c| str_at(c, "/status/updateStatus")),
+                        pods: self.pod_counts(&z.zone),
                     }
                 })
                 .collect(),
             status: field("/status/updateStatus"),
             ready_zones: field("/status/readyZones"),
         }
+    }
+
+    /// The pods of `zone`'s VMCluster, by the version they run.
+    pub fn pod_counts(&self, zone: &str) -> PodCounts {
+        let mut counts = PodCounts::default();
+        for pod in self.pods.values().filter(|p| p.zone == zone) {
+            match (&pod.version, pod.ready) {
+                (Some(version), true) => *counts.ready.entry(version.clone()).or_default() += 1,
+                _ => counts.not_ready += 1,
+            }
+        }
+        counts
     }
 
     /// The snapshot if it differs from the last one returned (then it counts as printed).
@@ -394,6 +456,26 @@ fn target_names(vmauth: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
     (read, write)
 }
 
+/// A pod's zone, the tag of its first container's image, and its Ready condition.
+fn pod_state(zone: String, pod: &Value) -> PodState {
+    let version = str_at(pod, "/spec/containers/0/image")
+        .and_then(|image| image.rsplit_once(':').map(|(_, tag)| tag.to_owned()));
+    let ready = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|conditions| {
+            conditions.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some("Ready")
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+            })
+        });
+    PodState {
+        zone,
+        version,
+        ready,
+    }
+}
+
 fn str_at(value: &Value, pointer: &str) -> Option<String> {
     value
         .pointer(pointer)
@@ -407,6 +489,9 @@ pub fn legend(layout: &Layout) -> Vec<String> {
     let mut lines = vec![
         "per zone: VMAuth membership (R = read target, W = write target, -- = out of the load \
          balancer), clusterVersion, VMCluster state"
+            .to_string(),
+        "and, with the real operator, the VMCluster's pods: Ready ones by the version they run, \
+         + those starting"
             .to_string(),
     ];
     if !layout.version_labels.is_empty() {
@@ -430,8 +515,9 @@ fn cell_width(layout: &Layout) -> usize {
         .map(|(_, label)| label.len())
         .max()
         .unwrap_or(8);
-    // "RW " + version + " " + "updating"
-    (3 + version + 1 + 8).max(layout.zones.iter().map(|z| z.zone.len()).max().unwrap_or(0))
+    // "RW " + version + " " + "updating" + " [3 old 2 new +1]"
+    (3 + version + 1 + 8 + 2 * (version + 3) + 6)
+        .max(layout.zones.iter().map(|z| z.zone.len()).max().unwrap_or(0))
 }
 
 /// Column header matching [`format_line`].
@@ -491,7 +577,11 @@ pub fn format_line(layout: &Layout, elapsed: Duration, s: &Snapshot) -> String {
                         .iter()
                         .find(|(v, _)| v == version)
                         .map_or(version, |(_, label)| label.as_str());
-                    format!("{flags} {label} {}", state_word(cluster.state.as_deref()))
+                    let pods = pods_text(layout, &cluster.pods);
+                    format!(
+                        "{flags} {label} {}{pods}",
+                        state_word(cluster.state.as_deref())
+                    )
                 }
             };
             format!("{cell:<width$}  ")
@@ -508,6 +598,30 @@ pub fn format_line(layout: &Layout, elapsed: Duration, s: &Snapshot) -> String {
         s.rollout_zone.as_deref().unwrap_or("-"),
         s.phase.as_deref().unwrap_or("-"),
     )
+}
+
+/// ` [3 old]`, ` [2 old 1 new +1]`: Ready pods by version label, `+N` not Ready yet; empty
+/// when there are no pods (the simulator makes none).
+pub fn pods_text(layout: &Layout, pods: &PodCounts) -> String {
+    if pods.ready.is_empty() && pods.not_ready == 0 {
+        return String::new();
+    }
+    let label = |version: &str| {
+        layout
+            .version_labels
+            .iter()
+            .find(|(v, _)| v == version)
+            .map_or_else(|| version.to_owned(), |(_, l)| l.clone())
+    };
+    let mut parts: Vec<String> = pods
+        .ready
+        .iter()
+        .map(|(version, n)| format!("{n} {}", label(version)))
+        .collect();
+    if pods.not_ready > 0 {
+        parts.push(format!("+{}", pods.not_ready));
+    }
+    format!(" [{}]", parts.join(" "))
 }
 
 /// The outcome of the rollout as the summary prints it.
@@ -799,6 +913,79 @@ mod tests {
     }
 
     const T: Duration = Duration::ZERO;
+
+    fn pod(name: &str, component: &str, instance: &str, tag: &str, ready: bool) -> Value {
+        json!({
+            "metadata": {"name": name, "labels": {
+                "app.kubernetes.io/name": component, "app.kubernetes.io/instance": instance}},
+            "spec": {"containers": [{"name": component, "image": format!("victoriametrics/{component}:{tag}")}]},
+            "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
+        })
+    }
+
+    #[test]
+    fn cluster_pods_are_counted_by_version_and_readiness_without_the_agent() {
+        let mut layout = layout();
+        layout.version_labels = vec![
+            ("v1.110.0-cluster".into(), "old".into()),
+            ("v1.111.0-cluster".into(), "new".into()),
+        ];
+        let mut model = Model::new(layout);
+        let old = "v1.110.0-cluster";
+        let new = "v1.111.0-cluster";
+        model.apply(
+            Source::Pod,
+            pod("s-0", "vmstorage", "demo-zone-a", old, true),
+            false,
+            T,
+        );
+        model.apply(
+            Source::Pod,
+            pod("sel-0", "vmselect", "demo-zone-a", new, true),
+            false,
+            T,
+        );
+        model.apply(
+            Source::Pod,
+            pod("ins-0", "vminsert", "demo-zone-a", new, false),
+            false,
+            T,
+        );
+        // The agent shares the instance name; another CR's pod is not ours.
+        model.apply(
+            Source::Pod,
+            pod("ag-0", "vmagent", "demo-zone-a", "v1.148.0", true),
+            false,
+            T,
+        );
+        model.apply(
+            Source::Pod,
+            pod("x-0", "vmstorage", "other", old, true),
+            false,
+            T,
+        );
+        let counts = model.pod_counts("zone-a");
+        assert_eq!(
+            counts.ready,
+            BTreeMap::from([(old.to_owned(), 1), (new.to_owned(), 1)])
+        );
+        assert_eq!(counts.not_ready, 1);
+        assert_eq!(pods_text(&model.layout, &counts), " [1 old 1 new +1]");
+        assert!(
+            model
+                .changed()
+                .is_some_and(|s| s.clusters[0].pods == counts)
+        );
+
+        model.apply(
+            Source::Pod,
+            pod("s-0", "vmstorage", "demo-zone-a", old, true),
+            true,
+            T,
+        );
+        assert_eq!(model.pod_counts("zone-a").ready.get(old), None);
+        assert_eq!(pods_text(&model.layout, &model.pod_counts("zone-b")), "");
+    }
 
     /// The steady state before the change, then a correct two-zone rollout. Events of different
     /// kinds are fed out of resourceVersion order on purpose.

@@ -1,5 +1,6 @@
-//! Watches the demo namespace (VMDistributed, VMAuth, VMCluster, VMAgent), feeds every event to
-//! the [`Model`] and prints a line whenever the visible state changes.
+//! Watches the demo namespace (VMDistributed, VMAuth, VMCluster, VMAgent, and the pods the
+//! operator makes), feeds every event to the [`Model`] and prints a line whenever the visible
+//! state changes.
 
 use std::time::{Duration, Instant};
 
@@ -45,13 +46,17 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Starts the four watches in `namespace`.
+    /// Starts the watches in `namespace`.
     pub fn start(client: &Client, namespace: &str, model: Model) -> Self {
         let sources = [
             (Source::Distributed, vmd_resource()),
             (Source::Auth, child_resource("VMAuth", "vmauths")),
             (Source::Cluster, child_resource("VMCluster", "vmclusters")),
             (Source::Agent, child_resource("VMAgent", "vmagents")),
+            (
+                Source::Pod,
+                ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&()),
+            ),
         ];
         let streams = sources.into_iter().map(|(source, resource)| {
             let api: Api<DynamicObject> =

@@ -1,0 +1,552 @@
+//! The real-operator tier: the controller as a real process with the **real VictoriaMetrics
+//! operator** (built from its Go module, its own CRDs) turning the children into StatefulSets,
+//! Deployments and pods on kwok nodes (see `harness::operator_world`).
+//!
+//! Every example in `examples/` becomes operational and then rolls a change zone by zone, with
+//! the rollout invariants checked on every state seen through watches; a `VMSingle` backend; a
+//! zone whose pods cannot be scheduled halts the rollout and heals when fixed; deletion with
+//! `retain` false and true; adoption of a VMCluster a user created first (the distributed chart's
+//! case, `examples/distributed-chart.yaml`).
+
+mod controller_support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail, ensure};
+use controller_support::{Controller, Env, StateRecorder, condition, is_operational};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use shared::api::{UpdateStatus, ZonePhase};
+use shared::names::ChildKind;
+
+/// Upper bound of each wait: the operator's own readiness polling adds seconds to every step.
+const LONG: Duration = Duration::from_secs(240);
+const FROM_VERSION: &str = "v1.110.0-cluster";
+const TO_VERSION: &str = "v1.111.0-cluster";
+
+fn example(name: &str) -> Result<Value> {
+    let path = harness::workspace_root().join("examples").join(name);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    serde_saphyr::from_str(&text).with_context(|| format!("{} is not YAML", path.display()))
+}
+
+/// The example with test durations: a short pause between zones, a readyTimeout that leaves the
+/// operator room.
+fn with_test_durations(mut cr: Value, ready_timeout: &str) -> Value {
+    let common = &mut cr["spec"]["zoneCommon"];
+    if common.is_null() {
+        *common = json!({});
+    }
+    common["updatePause"] = json!("1s");
+    common["readyTimeout"] = json!(ready_timeout);
+    cr
+}
+
+async fn apply_cr(env: &Env, cr: &Value) -> Result<()> {
+    harness::apply_value(
+        &env.client,
+        Some(&env.ns),
+        cr.clone(),
+        &PatchParams::apply("kubectl").force(),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn started(env: &Env) -> Result<Controller> {
+    let controller = env.controller()?;
+    controller.wait_ready(Duration::from_secs(60)).await?;
+    Ok(controller)
+}
+
+/// Components (`app.kubernetes.io/name`) of a VMCluster's pods.
+const CLUSTER_COMPONENTS: &str = "vmstorage,vmselect,vminsert";
+
+/// Images of the pods of the backend `instance` (its agent has the same instance label, so
+/// the components are named too: [`CLUSTER_COMPONENTS`] or `vmsingle`).
+async fn pod_images(env: &Env, instance: &str, components: &str) -> Result<Vec<String>> {
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.ns);
+    let selector =
+        format!("app.kubernetes.io/instance={instance},app.kubernetes.io/name in ({components})");
+    let list = pods.list(&ListParams::default().labels(&selector)).await?;
+    Ok(list
+        .items
+        .iter()
+        .flat_map(|p| p.spec.iter().flat_map(|s| s.containers.iter()))
+        .filter_map(|c| c.image.clone())
+        .collect())
+}
+
+/// Every pod of the namespace is Ready, on a kwok node, with a loopback IP.
+async fn pods_ready_on_kwok(env: &Env) -> Result<usize> {
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.ns);
+    let list = pods.list(&ListParams::default()).await?;
+    for pod in &list.items {
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+        ensure!(
+            node.is_some_and(|n| n.starts_with("kwok-")),
+            "pod {name} is on node {node:?}"
+        );
+        let status = pod.status.as_ref();
+        let ip = status.and_then(|s| s.pod_ip.as_deref()).unwrap_or_default();
+        ensure!(ip.starts_with("127."), "pod {name} has IP {ip:?}");
+        let ready = status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        ensure!(ready, "pod {name} is not Ready");
+    }
+    Ok(list.items.len())
+}
+
+/// Whether the operator's workloads for a VMCluster `cluster` exist: storage and select
+/// StatefulSets, insert Deployment.
+async fn cluster_workloads(env: &Env, cluster: &str) -> Result<(bool, bool, bool)> {
+    let sts: Api<StatefulSet> = Api::namespaced(env.client.clone(), &env.ns);
+    let deploy: Api<Deployment> = Api::namespaced(env.client.clone(), &env.ns);
+    Ok((
+        sts.get_opt(&format!("vmstorage-{cluster}"))
+            .await?
+            .is_some(),
+        sts.get_opt(&format!("vmselect-{cluster}")).await?.is_some(),
+        deploy
+            .get_opt(&format!("vminsert-{cluster}"))
+            .await?
+            .is_some(),
+    ))
+}
+
+/// Changes `clusterVersion` in `zoneCommon.vmcluster.spec` and waits for the new generation to
+/// be operational; returns the replay of every state seen meanwhile.
+async fn roll_version(env: &Env, cr: &str, version: &str) -> Result<controller_support::Replay> {
+    let recorder = StateRecorder::start(&env.client, &env.ns).await?;
+    let before = env.crs().get(cr).await?.metadata.generation.unwrap_or(0);
+    env.patch_spec(
+        cr,
+        json!({"zoneCommon": {"vmcluster": {"spec": {"clusterVersion": version}}}}),
+    )
+    .await?;
+    env.wait_cr(cr, LONG, "the version rollout to finish", |c| {
+        is_operational(c) && c.metadata.generation.unwrap_or(0) > before
+    })
+    .await?;
+    recorder.check(cr)
+}
+
+/// The zones in the order their children were first written during a rollout.
+fn zones_in_write_order(replay: &controller_support::Replay) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    for (zone, ..) in &replay.child_spec_writes {
+        if !order.contains(zone) {
+            order.push(zone.clone());
+        }
+    }
+    order
+}
+
+/// Brings `cr` to operational, rolls a `clusterVersion` change and checks the rollout went
+/// zone by zone in `order` with the real operator replacing the pods.
+async fn operational_then_rolled(env: &Env, cr: &Value, order: &[&str]) -> Result<()> {
+    let name = cr["metadata"]["name"].as_str().context("name")?.to_owned();
+    let _controller = started(env).await?;
+    apply_cr(env, cr).await?;
+    env.wait_operational(&name, LONG).await?;
+    let pods = pods_ready_on_kwok(env).await?;
+    ensure!(pods > 0, "the operator made no pods");
+
+    let replay = roll_version(env, &name, TO_VERSION).await?;
+    ensure!(replay.states > 10, "too few states observed: {replay:?}");
+    assert_eq!(zones_in_write_order(&replay), order, "{replay:?}");
+    let typed = env.crs().get(&name).await?;
+    for zone in &typed.spec.zones {
+        let cluster = shared::names::child_name(&typed, zone, ChildKind::VMCluster);
+        let images = pod_images(env, &cluster, CLUSTER_COMPONENTS).await?;
+        // The operator adds `-enterprise` to the tag when a license is set.
+        let version = TO_VERSION.trim_end_matches("-cluster");
+        ensure!(
+            images.len() >= 3 && images.iter().all(|i| i.contains(&format!(":{version}-"))),
+            "pods of {cluster} do not all run {TO_VERSION}: {images:?}"
+        );
+    }
+    pods_ready_on_kwok(env).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_example_runs_and_rolls_on_the_real_operator() -> Result<()> {
+    let env = Env::with_operator("op-seed").await?;
+    let cr = with_test_durations(example("seed.yaml")?, "2m");
+    operational_then_rolled(&env, &cr, &["zone-a", "zone-b"]).await?;
+    // The operator's workloads are there, and the VMAuth routes both zones.
+    for zone in ["zone-a", "zone-b"] {
+        assert_eq!(
+            cluster_workloads(&env, &format!("demo-{zone}")).await?,
+            (true, true, true)
+        );
+    }
+    let deploy: Api<Deployment> = Api::namespaced(env.client.clone(), &env.ns);
+    ensure!(
+        deploy.get_opt("vmauth-demo").await?.is_some(),
+        "no vmauth Deployment"
+    );
+    ensure!(
+        deploy.get_opt("vmagent-demo-zone-a").await?.is_some(),
+        "no vmagent Deployment"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zone_template_example_runs_and_rolls_on_the_real_operator() -> Result<()> {
+    let env = Env::with_operator("op-template").await?;
+    // Its pods select nodes by zone name.
+    env.cp
+        .add_zone_nodes(&["us-east-1a", "us-east-1b", "us-east-1c"])
+        .await?;
+    let cr = with_test_durations(example("zone-template.yaml")?, "2m");
+    operational_then_rolled(&env, &cr, &["us-east-1a", "us-east-1b", "us-east-1c"]).await?;
+    // The read-only zone runs no vminsert pods.
+    let deploy: Api<Deployment> = Api::namespaced(env.client.clone(), &env.ns);
+    let vminsert = deploy.get("vminsert-vm-us-east-1c").await?;
+    assert_eq!(vminsert.spec.and_then(|s| s.replicas), Some(0));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn license_example_runs_and_rolls_on_the_real_operator() -> Result<()> {
+    let env = Env::with_operator("op-license").await?;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.ns);
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "vm-license"},
+                "stringData": {"license": "test-license-key"}
+            }))?,
+        )
+        .await?;
+    let mut cr = with_test_durations(example("license.yaml")?, "2m");
+    // The example pins an enterprise version; roll from the plain one the other tests use.
+    cr["spec"]["zoneCommon"]["vmcluster"]["spec"]["clusterVersion"] = json!(FROM_VERSION);
+    operational_then_rolled(&env, &cr, &["zone-a", "zone-b"]).await?;
+    let cluster = env
+        .child_value(ChildKind::VMCluster, "enterprise-zone-a")
+        .await?;
+    assert_eq!(
+        cluster.pointer("/spec/license/keyRef/name"),
+        Some(&json!("vm-license")),
+        "the license is copied into every child"
+    );
+    Ok(())
+}
+
+/// A VMCluster as the user (or the distributed Helm chart) creates it before the VMDistributed.
+async fn user_cluster(env: &Env, name: &str) -> Result<()> {
+    env.apply(&format!(
+        r#"apiVersion: operator.victoriametrics.com/v1beta1
+kind: VMCluster
+metadata:
+  name: {name}
+spec:
+  clusterVersion: {FROM_VERSION}
+  retentionPeriod: "1"
+  vmstorage:
+    replicaCount: 1
+  vmselect:
+    replicaCount: 1
+  vminsert:
+    replicaCount: 1
+"#
+    ))
+    .await?;
+    env.wait_until(LONG, &format!("VMCluster {name} operational"), || async {
+        let cluster = env.child(ChildKind::VMCluster, name).await?;
+        Ok(cluster
+            .is_some_and(|c| c.data.pointer("/status/updateStatus") == Some(&json!("operational"))))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributed_chart_example_adopts_the_users_clusters() -> Result<()> {
+    let env = Env::with_operator("op-adopt").await?;
+    for name in ["vmcluster-zone-1", "vmcluster-zone-2"] {
+        user_cluster(&env, name).await?;
+    }
+    let mut cr = with_test_durations(example("distributed-chart.yaml")?, "2m");
+    cr["spec"]["zoneCommon"]["vmcluster"]["spec"]["clusterVersion"] = json!(FROM_VERSION);
+    operational_then_rolled(&env, &cr, &["zone-1", "zone-2"]).await?;
+    for name in ["vmcluster-zone-1", "vmcluster-zone-2"] {
+        let cluster = env.child_value(ChildKind::VMCluster, name).await?;
+        ensure!(
+            cluster.pointer("/metadata/ownerReferences").is_none()
+                && cluster
+                    .pointer("/metadata/annotations/operator.victoriametrics.com~1created-by")
+                    .is_none(),
+            "an adopted cluster is marked as created: {}",
+            cluster["metadata"]
+        );
+        // The user's own fields stay as the user left them.
+        assert_eq!(cluster.pointer("/spec/retentionPeriod"), Some(&json!("1")));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ref_example_updates_but_never_owns_the_referenced_cluster() -> Result<()> {
+    let env = Env::with_operator("op-ref").await?;
+    user_cluster(&env, "legacy-cluster").await?;
+    let mut cr = with_test_durations(example("ref.yaml")?, "2m");
+    cr["spec"]["zoneCommon"]["vmcluster"]["spec"]["clusterVersion"] = json!(FROM_VERSION);
+    operational_then_rolled(&env, &cr, &["zone-a", "zone-b"]).await?;
+    let legacy = env
+        .child_value(ChildKind::VMCluster, "legacy-cluster")
+        .await?;
+    ensure!(
+        legacy.pointer("/metadata/ownerReferences").is_none(),
+        "a ref got an owner reference: {}",
+        legacy["metadata"]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vmsingle_backend_runs_and_rolls_on_the_real_operator() -> Result<()> {
+    let env = Env::with_operator("op-single").await?;
+    let _controller = started(&env).await?;
+    let cr = json!({
+        "apiVersion": "operator.victoriametrics.com/v1alpha1",
+        "kind": "VMDistributed",
+        "metadata": {"name": "single"},
+        "spec": {
+            "backendType": "VMSingle",
+            "zoneCommon": {
+                "updatePause": "1s",
+                "readyTimeout": "2m",
+                "vmsingle": {"spec": {"retentionPeriod": "1",
+                    "image": {"tag": "v1.110.0"}}},
+                "vmagent": {"spec": {"replicaCount": 1}}
+            },
+            "zones": [{"name": "zone-a"}, {"name": "zone-b"}]
+        }
+    });
+    apply_cr(&env, &cr).await?;
+    env.wait_operational("single", LONG).await?;
+    let recorder = StateRecorder::start(&env.client, &env.ns).await?;
+    env.patch_spec(
+        "single",
+        json!({"zoneCommon": {"vmsingle": {"spec": {"image": {"tag": "v1.111.0"}}}}}),
+    )
+    .await?;
+    env.wait_cr("single", LONG, "the VMSingle rollout to finish", |c| {
+        is_operational(c) && c.metadata.generation == Some(2)
+    })
+    .await?;
+    let replay = recorder.check("single")?;
+    assert_eq!(zones_in_write_order(&replay), ["zone-a", "zone-b"]);
+    for zone in ["zone-a", "zone-b"] {
+        let images = pod_images(&env, &format!("single-{zone}"), "vmsingle").await?;
+        ensure!(
+            !images.is_empty() && images.iter().all(|i| i.ends_with(":v1.111.0")),
+            "pods of single-{zone}: {images:?}"
+        );
+    }
+    let auth = env.child_value(ChildKind::VMAuth, "single").await?;
+    let refs = shared::rollout::membership::LiveRefs::from_vmauth_spec(&auth["spec"]);
+    assert_eq!(refs.read.len(), 2, "{refs:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unschedulable_zone_halts_the_rollout_until_fixed() -> Result<()> {
+    let env = Env::with_operator("op-stuck").await?;
+    let _controller = started(&env).await?;
+    let cr = with_test_durations(example("seed.yaml")?, "20s");
+    apply_cr(&env, &cr).await?;
+    env.wait_operational("demo", LONG).await?;
+    let generation = |obj: &Value| obj.pointer("/metadata/generation").and_then(Value::as_i64);
+    let zone_b_before = generation(&env.child_value(ChildKind::VMCluster, "demo-zone-b").await?);
+    let recorder = StateRecorder::start(&env.client, &env.ns).await?;
+
+    // zone-a's vmselect pods are sent to a zone without nodes: the scheduler never places them.
+    let zones = |selector: &str| {
+        json!([
+            {"name": "zone-a", "vmcluster": {"spec": {"vmselect": {"nodeSelector": {
+                harness::ZONE_LABEL: selector}}}}},
+            {"name": "zone-b"}
+        ])
+    };
+    env.patch_spec("demo", json!({"zones": zones("nowhere")}))
+        .await?;
+    let failed = env
+        .wait_cr("demo", LONG, "Degraded", |c| {
+            condition(c, "Degraded").is_some_and(|d| d.status == "True")
+        })
+        .await?;
+    let status = failed.status.clone().unwrap_or_default();
+    assert_eq!(status.update_status, Some(UpdateStatus::Failed));
+    assert_eq!(
+        condition(&failed, "Degraded").map(|c| c.reason.as_str()),
+        Some("ZoneNotReady")
+    );
+    let rollout = status.rollout.clone().unwrap_or_default();
+    assert_eq!(rollout.zone.as_deref(), Some("zone-a"));
+    assert_eq!(rollout.phase, Some(ZonePhase::Applying));
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.ns);
+    let pending = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/instance=demo-zone-a"))
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending"))
+        .count();
+    ensure!(pending > 0, "no zone-a pod is Pending");
+    // The other zone was never touched and still serves.
+    assert_eq!(
+        generation(&env.child_value(ChildKind::VMCluster, "demo-zone-b").await?),
+        zone_b_before
+    );
+    let warnings: Vec<_> = env
+        .events("demo")
+        .await?
+        .into_iter()
+        .filter(|(t, r, _)| t == "Warning" && r == "ZoneNotReady")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+
+    // A node selector that matches a node heals the zone and finishes the rollout.
+    env.patch_spec("demo", json!({"zones": zones("zone-a")}))
+        .await?;
+    let healed = env.wait_operational("demo", LONG).await?;
+    ensure!(
+        condition(&healed, "Degraded").is_none_or(|c| c.status == "False"),
+        "{:?}",
+        healed.status
+    );
+    recorder.check("demo")?;
+    pods_ready_on_kwok(&env).await?;
+    Ok(())
+}
+
+/// Names of the VM objects of each kind in the namespace.
+async fn vm_objects(env: &Env) -> Result<BTreeMap<ChildKind, Vec<String>>> {
+    let mut out = BTreeMap::new();
+    for kind in [ChildKind::VMCluster, ChildKind::VMAgent, ChildKind::VMAuth] {
+        let list = env.children(kind).list(&ListParams::default()).await?;
+        out.insert(
+            kind,
+            list.items
+                .into_iter()
+                .filter_map(|o| o.metadata.name)
+                .collect(),
+        );
+    }
+    Ok(out)
+}
+
+async fn delete_and_wait_gone(env: &Env, name: &str) -> Result<()> {
+    env.crs().delete(name, &DeleteParams::default()).await?;
+    env.wait_until(LONG, "the VMDistributed to be gone", || async {
+        Ok(env.crs().get_opt(name).await?.is_none())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_removes_created_children_and_their_pods_unless_retained() -> Result<()> {
+    let env = Env::with_operator("op-delete").await?;
+    let _controller = started(&env).await?;
+    let mut kept = with_test_durations(example("seed.yaml")?, "2m");
+    kept["metadata"]["name"] = json!("kept");
+    kept["spec"]["retain"] = json!(true);
+    let dropped = with_test_durations(example("seed.yaml")?, "2m");
+    apply_cr(&env, &kept).await?;
+    apply_cr(&env, &dropped).await?;
+    env.wait_operational("kept", LONG).await?;
+    env.wait_operational("demo", LONG).await?;
+
+    delete_and_wait_gone(&env, "demo").await?;
+    delete_and_wait_gone(&env, "kept").await?;
+    let left = vm_objects(&env).await?;
+    assert_eq!(
+        left.get(&ChildKind::VMCluster),
+        Some(&vec!["kept-zone-a".to_owned(), "kept-zone-b".to_owned()])
+    );
+    assert_eq!(
+        left.get(&ChildKind::VMAgent),
+        Some(&vec!["kept-zone-a".to_owned(), "kept-zone-b".to_owned()])
+    );
+    assert_eq!(left.get(&ChildKind::VMAuth), Some(&vec!["kept".to_owned()]));
+    // The retained children are released: no claim label, no owner reference.
+    for (kind, name) in [
+        (ChildKind::VMCluster, "kept-zone-a"),
+        (ChildKind::VMAgent, "kept-zone-b"),
+        (ChildKind::VMAuth, "kept"),
+    ] {
+        let child = env.child_value(kind, name).await?;
+        ensure!(
+            child
+                .pointer("/metadata/labels/operator.victoriametrics.com~1vmdistributed")
+                .is_none()
+                && child.pointer("/metadata/ownerReferences").is_none(),
+            "{kind} {name} was not released: {}",
+            child["metadata"]
+        );
+    }
+    // The operator removes the workloads of the deleted clusters (its own owner references and
+    // the garbage collector); the retained ones keep running.
+    env.wait_until(LONG, "demo-zone-a's workloads to be gone", || async {
+        Ok(cluster_workloads(&env, "demo-zone-a").await? == (false, false, false))
+    })
+    .await?;
+    assert_eq!(
+        cluster_workloads(&env, "kept-zone-a").await?,
+        (true, true, true)
+    );
+    Ok(())
+}
+
+/// Sanity check of the tier itself: a CR that cannot become ready is not reported operational
+/// (the operator really gates readiness on pods).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_gates_readiness_on_pods() -> Result<()> {
+    let env = Env::with_operator("op-gate").await?;
+    env.apply(
+        r#"apiVersion: operator.victoriametrics.com/v1beta1
+kind: VMCluster
+metadata:
+  name: nowhere
+spec:
+  retentionPeriod: "1"
+  vmstorage:
+    replicaCount: 1
+    nodeSelector:
+      topology.kubernetes.io/zone: nowhere
+  vmselect:
+    replicaCount: 1
+  vminsert:
+    replicaCount: 1
+"#,
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let cluster = env.child_value(ChildKind::VMCluster, "nowhere").await?;
+    if cluster.pointer("/status/updateStatus") == Some(&json!("operational")) {
+        bail!("a VMCluster whose storage pod is Pending was reported operational");
+    }
+    let sts: Api<StatefulSet> = Api::namespaced(env.client.clone(), &env.ns);
+    let patch = json!({"spec": {"vmstorage": {"nodeSelector": {harness::ZONE_LABEL: "zone-b"}}}});
+    env.children(ChildKind::VMCluster)
+        .patch("nowhere", &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    env.wait_until(LONG, "VMCluster nowhere operational", || async {
+        let c = env.child_value(ChildKind::VMCluster, "nowhere").await?;
+        Ok(c.pointer("/status/updateStatus") == Some(&json!("operational")))
+    })
+    .await?;
+    ensure!(sts.get_opt("vmstorage-nowhere").await?.is_some());
+    Ok(())
+}
