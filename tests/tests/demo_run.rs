@@ -135,10 +135,11 @@ fn assert_cleaned_up(stdout: &str) {
     let (dir, pids) = cleanup_facts(stdout);
     let dir = dir.unwrap_or_else(|| panic!("no 'removed DIR' line in:\n{stdout}"));
     assert!(!dir.exists(), "{} still exists", dir.display());
-    // supervisor, etcd, kube-apiserver, webhook, vm-operator-sim, controller
+    // supervisor, etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok,
+    // vm-pod-standin, vm-operator, webhook, controller
     assert!(
-        pids.len() >= 6,
-        "expected at least 6 stopped PIDs, got {pids:?}:\n{stdout}"
+        pids.len() >= 10,
+        "expected at least 10 stopped PIDs, got {pids:?}:\n{stdout}"
     );
     for pid in pids {
         // Signal 0 only checks existence. The processes were reaped by their parent, so a
@@ -180,6 +181,13 @@ fn assert_summary(stdout: &str) {
         stdout.contains("kubectl get vmd -n demo -w") && stdout.contains("KUBECONFIG="),
         "no kubectl line:\n{stdout}"
     );
+    // The real operator replaced every zone's VMCluster pods with the new version.
+    for zone in ["zone-a", "zone-b", "zone-c"] {
+        assert!(
+            stdout.contains(&format!("{zone}: VMCluster pods now [3 new]")),
+            "{zone}'s pods were not all replaced:\n{stdout}"
+        );
+    }
     // Every zone was seen out of the load balancer during the rollout.
     for zone in ["zone-a", "zone-b", "zone-c"] {
         assert!(

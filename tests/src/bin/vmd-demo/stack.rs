@@ -1,6 +1,7 @@
-//! The processes of the demo: the control plane (harness), the webhook as a real HTTPS process
-//! registered through `url: https://127.0.0.1:PORT`, the simulated VictoriaMetrics operator and
-//! the controller. Everything runs under the harness supervisor and is stopped by PID.
+//! The processes of the demo: the control plane (harness, with the VictoriaMetrics operator world
+//! or the simulated operator), the webhook as a real HTTPS process registered through
+//! `url: https://127.0.0.1:PORT`, and the controller. Everything runs under the harness
+//! supervisor and is stopped by PID.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -98,7 +99,9 @@ impl Stack {
             let path = cp.dir().to_path_buf();
             match cp.stop() {
                 Ok(()) => lines.push(format!(
-                    "supervisor, etcd and kube-apiserver (pids {}): stopped",
+                    "the control plane: supervisor, etcd, kube-apiserver and, when started, \
+                     kube-controller-manager, kube-scheduler, kwok, vm-pod-standin and \
+                     vm-operator (pids {}): stopped",
                     pids.iter()
                         .map(u32::to_string)
                         .collect::<Vec<_>>()
