@@ -376,7 +376,7 @@ fn vmauth_target_refs_for_a_membership() {
     assert_eq!(auth.spec["defaultTargetRefs"][1]["crd"]["kind"], "VMSingle");
     assert_eq!(
         auth.spec["defaultTargetRefs"][1]["paths"],
-        json!(["/api/v1/.+"])
+        json!(render::routes::VMSINGLE_READ_PATHS)
     );
     let mut disabled = cr;
     disabled.spec.vmauth.as_mut().expect("vmauth").enabled = Some(false);

@@ -8,6 +8,7 @@
 //! from the live VMAuth and readiness.
 
 pub mod hash;
+pub mod routes;
 pub mod url;
 
 use std::collections::{BTreeMap, HashMap};
@@ -221,7 +222,7 @@ pub fn render_vmauth_named(
         "write",
         "VMAgent",
         members(&membership.write, ChildKind::VMAgent),
-        &["/insert/.+", "/api/v1/write"],
+        routes::WRITE_PATHS,
         "least_loaded",
     );
     let read = match backend {
@@ -229,14 +230,14 @@ pub fn render_vmauth_named(
             "read",
             "VMSingle",
             members(&membership.read, backend),
-            &["/api/v1/.+"],
+            routes::VMSINGLE_READ_PATHS,
             "first_available",
         ),
         _ => target_ref(
             "read",
             "VMCluster/vmselect",
             members(&membership.read, backend),
-            &["/select/.+", "/admin/tenants", "/flags", "/metrics"],
+            routes::VMCLUSTER_READ_PATHS,
             "first_available",
         ),
     };

@@ -25,6 +25,8 @@
 //!   spec; a merged spec with none of `vminsert`, `vmselect`, `vmstorage` (or an empty VMSingle
 //!   spec) is adoption by name: a **warning** that the object must already exist;
 //! - a single-zone object gets a **warning**;
+//! - a ref listed before `write` in `vmauth.spec.unauthorizedUserAccessSpec.targetRefs` that is
+//!   `read` or whose paths take writes gets a **warning** (vmauth routes to the first match);
 //! - on UPDATE ([`validate`] with `old`): `backendType` cannot change; a zone in both objects
 //!   keeps its resolved child names unless the annotation [`ALLOW_RENAME_ANNOTATION`] is `"true"`;
 //!   a removed zone gets a **warning** naming the children released or deleted;
@@ -33,6 +35,7 @@
 //!   never be blocked).
 
 mod dns;
+mod routing;
 mod rules;
 mod update;
 
@@ -117,6 +120,7 @@ pub fn validate(cr: &VMDistributed, old: Option<&VMDistributed>) -> Report {
     }
     let mut report = Report::default();
     rules::check(cr, &mut report);
+    routing::check(cr, &mut report);
     if let Some(old) = old {
         update::check(cr, old, &mut report);
     }
