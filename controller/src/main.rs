@@ -7,6 +7,7 @@ mod child_cache;
 mod children;
 mod cli;
 mod compact_json;
+mod crd_watch;
 mod error;
 mod http;
 mod leader;

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::backoff::{self, Backoff};
 use crate::children;
 use crate::cli::RunArgs;
+use crate::crd_watch;
 use crate::http::{self, Readiness};
 use crate::leader::{Election, ElectionConfig};
 use crate::metrics::Metrics;
@@ -81,6 +82,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Election::disabled()
     };
 
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.to_owned(),
+        instance: Some(identity.clone()),
+    };
+    // The CRDs passed the checks at start; a later change is checked again, and restarts the
+    // controller so that nothing judged under the old definitions is kept.
+    let crds = crd_watch::guard(
+        &client,
+        readiness.clone(),
+        reporter.clone(),
+        election.acting.clone(),
+    );
+    let mut usable = crds.usable.clone();
     let mut acting = election.acting.clone();
     let mut shutdown = shutdown_rx.clone();
     loop {
@@ -89,25 +103,33 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = shutdown.wait_for(|s| *s) => break,
             lead = acting.wait_for(|a| *a) => if lead.is_err() { break },
         }
+        if !*usable.borrow() {
+            tracing::info!("waiting for usable CustomResourceDefinitions before reconciling");
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => break,
+                _ = acting.wait_for(|a| !*a) => continue,
+                ok = usable.wait_for(|u| *u) => if ok.is_err() { break },
+            }
+        }
         tracing::info!(%identity, "leading: starting the controller");
         metrics.set_leader(true);
         let stop = {
             let mut acting = acting.clone();
             let mut shutdown = shutdown_rx.clone();
+            let mut restarts = crds.restarts.clone();
+            restarts.borrow_and_update();
             async move {
                 tokio::select! {
                     _ = shutdown.wait_for(|s| *s) => {}
                     _ = acting.wait_for(|a| !*a) => {}
+                    _ = restarts.changed() => {}
                 }
             }
         };
         let writer = Writer::new(client.clone(), election.gate.clone(), metrics.clone());
         let recorder = EventSink {
             client: client.clone(),
-            reporter: Reporter {
-                controller: FIELD_MANAGER.to_owned(),
-                instance: Some(identity.clone()),
-            },
+            reporter: reporter.clone(),
         };
         run_controller(
             client.clone(),
@@ -119,6 +141,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await;
         if *shutdown_rx.borrow() {
             break;
+        }
+        if *acting.borrow() {
+            tracing::info!(
+                "a CustomResourceDefinition changed: restarting the controller with fresh caches"
+            );
+            continue;
         }
         tracing::warn!(%identity, "lost the lease: stopped acting");
     }

@@ -211,10 +211,15 @@ pub fn required_permissions(
     for p in &mut out {
         p.namespace = watch_namespace.map(str::to_owned);
     }
-    out.push(Permission {
-        name: Some(CRD_NAME.to_owned()),
-        ..perm("apiextensions.k8s.io", "customresourcedefinitions", "get")
-    });
+    // The CRDs are read at start and watched while running (crate::crd_watch), each by name.
+    for name in crate::crd_watch::watched_names() {
+        for verb in ["get", "list", "watch"] {
+            out.push(Permission {
+                name: Some(name.clone()),
+                ..perm("apiextensions.k8s.io", "customresourcedefinitions", verb)
+            });
+        }
+    }
     if let Some((ns, name)) = lease {
         out.push(Permission {
             namespace: Some(ns.to_owned()),
@@ -313,6 +318,8 @@ mod tests {
             "update vmdistributed/finalizers (operator.victoriametrics.com)",
             "delete vmclusters (operator.victoriametrics.com)",
             "patch leases (coordination.k8s.io) in namespace ops named lease",
+            "watch customresourcedefinitions (apiextensions.k8s.io) named vmdistributed.operator.victoriametrics.com",
+            "list customresourcedefinitions (apiextensions.k8s.io) named vmauths.operator.victoriametrics.com",
         ] {
             assert!(
                 text.iter().any(|t| t == needle),

@@ -341,12 +341,6 @@ fn allowed_rules(lease: &str) -> Grants {
         entry(vm, "vmdistributed/finalizers", "", &["update"]),
         entry("events.k8s.io", "events", "", &["create", "patch"]),
         entry(
-            "apiextensions.k8s.io",
-            "customresourcedefinitions",
-            "vmdistributed.operator.victoriametrics.com",
-            &["get"],
-        ),
-        entry(
             "authorization.k8s.io",
             "selfsubjectaccessreviews",
             "",
@@ -357,6 +351,22 @@ fn allowed_rules(lease: &str) -> Grants {
     ]
     .into_iter()
     .collect();
+    // The CRDs, by name: checked at start and watched while running.
+    for crd in [
+        "vmdistributed",
+        "vmclusters",
+        "vmsingles",
+        "vmagents",
+        "vmauths",
+    ] {
+        let (key, verbs) = entry(
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            &format!("{crd}.operator.victoriametrics.com"),
+            &["get", "list", "watch"],
+        );
+        rules.insert(key, verbs);
+    }
     for child in ["vmclusters", "vmsingles", "vmagents", "vmauths"] {
         // Controller: observe, create, apply, delete. Webhook preflight: dry-run create/apply.
         let (key, verbs) = entry(

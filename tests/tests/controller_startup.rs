@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use controller_support::{free_port, http_get};
 use harness::{ControlPlane, Options, ProcessSpec};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::json;
+
+const CRD: &str = "vmdistributed.operator.victoriametrics.com";
 
 async fn wait_exit(process: &harness::SupervisedProcess, timeout: Duration) -> Result<String> {
     let deadline = Instant::now() + timeout;
@@ -132,6 +135,100 @@ async fn missing_and_foreign_crds_are_refused_with_a_clear_message() -> Result<(
     }
     drop(foreign);
     drop(missing);
+    cp.stop()?;
+    Ok(())
+}
+
+/// The CRD replaced while the controller runs (the operator chart re-installing its own
+/// VMDistributed CRD on upgrade): `/readyz` turns 503 saying what to change, the log says it
+/// refuses to reconcile, a Warning event is recorded on the CRD, and this project's CRD being
+/// applied again makes it ready again, all without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crd_replaced_at_runtime_makes_it_unready_until_restored() -> Result<()> {
+    harness::install_crypto_provider();
+    let cp = ControlPlane::start(Options::default()).await?;
+    cp.install_crds().await?;
+    let client = cp.client().await?;
+    let port = free_port()?;
+    let controller = cp.spawn(
+        ProcessSpec::new(
+            harness::controller_binary()?,
+            cp.log_path("controller-swap"),
+        )
+        .args([
+            "run".to_owned(),
+            format!("--kubeconfig={}", cp.kubeconfig_path().display()),
+            "--leader-elect=false".to_owned(),
+            format!("--http-addr=127.0.0.1:{port}"),
+        ]),
+    )?;
+    let wait_for = |code: u16, needle: &'static str, what: &'static str| {
+        let controller = &controller;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(40);
+            loop {
+                if let Ok((got, body)) = http_get(port, "/readyz").await
+                    && got == code
+                    && body.contains(needle)
+                {
+                    return Ok::<String, anyhow::Error>(body);
+                }
+                if Instant::now() > deadline {
+                    bail!("/readyz never {what}; log:\n{}", controller.log());
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    wait_for(200, "ok", "became ready").await?;
+
+    // Replace this project's CRD with the upstream shape (a PUT, as an upgrade of the other
+    // chart would leave it).
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    let mut crd = crds.get(CRD).await?;
+    let foreign: CustomResourceDefinition = serde_json::from_value(foreign_crd())?;
+    crd.spec = foreign.spec;
+    crd.status = None;
+    crds.replace(CRD, &Default::default(), &crd).await?;
+    let body = wait_for(503, "rollout", "reported the replaced CRD").await?;
+    assert!(body.contains("lacks `rollout` and `zones`"), "{body}");
+    assert!(
+        controller.log().contains("refusing to reconcile"),
+        "{}",
+        controller.log()
+    );
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = events
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("ForeignCRD")
+                    && e.type_.as_deref() == Some("Warning")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(CRD)
+            });
+        if found {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("no ForeignCRD event; log:\n{}", controller.log());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(controller.exit_status()?.is_none(), "the controller exited");
+
+    // This project's CRD again: ready again, without a restart.
+    harness::apply_crd_file(&client, &harness::project_crd_path()).await?;
+    wait_for(200, "ok", "became ready again").await?;
+    assert!(
+        controller.log().contains("usable again: resuming"),
+        "{}",
+        controller.log()
+    );
+    drop(controller);
     cp.stop()?;
     Ok(())
 }

@@ -1,0 +1,158 @@
+//! The controller's preflight verdict is not kept past a change of the CRDs it was judged
+//! against: a spec the VMCluster CRD refuses gets `Ready=False, InvalidSpec` with a `preflight:`
+//! message, and once the CRD accepts it the same generation passes preflight, without a restart
+//! of the controller. (The webhook is not running here: the object reaches the controller as one
+//! that bypassed admission would.)
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use harness::{ControlPlane, Options, ProcessSpec};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use serde_json::{Value, json};
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The `Ready` condition of the object, if any.
+fn ready_condition(cr: &DynamicObject) -> Option<Value> {
+    cr.data
+        .pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preflight_rejection_is_judged_again_when_the_crd_changes() -> Result<()> {
+    harness::install_crypto_provider();
+    // A control plane of its own: the test changes a CRD every test would see.
+    let cp = ControlPlane::start(Options::default()).await?;
+    cp.install_crds().await?;
+    let client = cp.client().await?;
+    let ns = harness::create_namespace(&client, "preflight-crd").await?;
+    let controller = cp.spawn(
+        ProcessSpec::new(
+            harness::controller_binary()?,
+            cp.log_path("controller-preflight"),
+        )
+        .args([
+            "run".to_owned(),
+            format!("--kubeconfig={}", cp.kubeconfig_path().display()),
+            "--leader-elect=false".to_owned(),
+            format!("--http-addr=127.0.0.1:{}", free_port()?),
+        ]),
+    )?;
+    // `replicaCont` is a field the VMCluster CRD does not declare.
+    let cr = json!({
+        "apiVersion": "operator.victoriametrics.com/v1alpha1",
+        "kind": "VMDistributed",
+        "metadata": {"name": "typo", "namespace": ns},
+        "spec": {
+            "vmauth": {"enabled": false},
+            "zoneCommon": {"vmcluster": {"spec": {
+                "vmstorage": {"replicaCount": 1, "replicaCont": 1},
+                "vmselect": {"replicaCount": 1},
+                "vminsert": {"replicaCount": 1}
+            }}},
+            "zones": [{"name": "zone-a"}, {"name": "zone-b"}]
+        }
+    });
+    harness::apply_value(&client, Some(&ns), cr, &PatchParams::apply("test").force()).await?;
+    let crs: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk(
+                "operator.victoriametrics.com",
+                "v1alpha1",
+                "VMDistributed",
+            ),
+            "vmdistributed",
+        ),
+    );
+    let wait = |what: &'static str, done: fn(&DynamicObject) -> bool| {
+        let crs = crs.clone();
+        let controller = &controller;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let cr = crs.get("typo").await?;
+                if done(&cr) {
+                    return Ok::<DynamicObject, anyhow::Error>(cr);
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "{what}: status {:?}; log:\n{}",
+                        cr.data.get("status"),
+                        controller.log()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    };
+    let refused = wait("preflight never refused the typo", |cr| {
+        ready_condition(cr).is_some_and(|c| {
+            c["reason"] == "InvalidSpec"
+                && c["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("preflight") && m.contains("replicaCont"))
+        })
+    })
+    .await?;
+    assert_eq!(
+        refused.data.pointer("/status/preflightGeneration"),
+        None,
+        "{:?}",
+        refused.data.get("status")
+    );
+
+    // The VictoriaMetrics CRD now declares the field (as a newer operator version might).
+    let crds: Api<kube::api::DynamicObject> = Api::all_with(
+        client.clone(),
+        &kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk(
+                "apiextensions.k8s.io",
+                "v1",
+                "CustomResourceDefinition",
+            ),
+            "customresourcedefinitions",
+        ),
+    );
+    let patch: Value = json!([{
+        "op": "add",
+        "path": "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/vmstorage/properties/replicaCont",
+        "value": {"type": "integer"}
+    }]);
+    let patch: kube::api::Patch<Value> = Patch::Json(serde_json::from_value(patch)?);
+    crds.patch(
+        "vmclusters.operator.victoriametrics.com",
+        &PatchParams::default(),
+        &patch,
+    )
+    .await?;
+    // The same generation passes preflight now: no restart, no change of the object.
+    let passed = wait(
+        "preflight was not judged again after the CRD changed",
+        |cr| {
+            cr.data
+                .pointer("/status/preflightGeneration")
+                .and_then(Value::as_i64)
+                == cr.metadata.generation
+        },
+    )
+    .await?;
+    assert_eq!(passed.metadata.generation, refused.metadata.generation);
+    assert!(
+        ready_condition(&passed).is_none_or(|c| c["reason"] != "InvalidSpec"),
+        "{:?}",
+        passed.data.get("status")
+    );
+    drop(controller);
+    cp.stop()?;
+    Ok(())
+}
