@@ -501,3 +501,73 @@ fn a_vmsingle_backend_is_not_scaled() {
         json!({"retentionPeriod": "1"})
     );
 }
+
+/// A two-zone CR whose vminsert scales with an HPA; zone-b in `mode`.
+fn with_vminsert_hpa(mode: &str) -> VMDistributed {
+    let mut spec = serde_json::to_value(&seed().spec).expect("spec serializes");
+    spec["zoneCommon"]["vmcluster"]["spec"]["vminsert"] =
+        json!({"hpa": {"minReplicas": 2, "maxReplicas": 6}});
+    spec["zones"] = json!([{"name": "zone-a"}, {"name": "zone-b", "trafficMode": mode}]);
+    cr(spec)
+}
+
+#[test]
+fn a_zone_that_takes_no_writes_drops_the_vminsert_hpa() {
+    // The VictoriaMetrics operator ignores `replicaCount` while `hpa` is set, so the HPA would
+    // keep vminsert running (and taking writes) in a zone whose mode takes none.
+    for (mode, takes_writes) in [
+        ("read-write", true),
+        ("write-only", true),
+        ("read-only", false),
+        ("maintenance", false),
+    ] {
+        let intents = render_intents(&with_vminsert_hpa(mode), &Observed::default());
+        let vminsert = &intents.zones[1].backend.spec["vminsert"];
+        if takes_writes {
+            assert_eq!(vminsert["hpa"]["maxReplicas"], 6, "{mode}: {vminsert}");
+            assert_eq!(vminsert.get("replicaCount"), None, "{mode}: {vminsert}");
+        } else {
+            assert_eq!(vminsert.get("hpa"), None, "{mode}: {vminsert}");
+            assert_eq!(vminsert["replicaCount"], 0, "{mode}: {vminsert}");
+        }
+        // The other zone keeps its HPA whatever zone-b does.
+        assert_eq!(
+            intents.zones[0].backend.spec["vminsert"]["hpa"]["minReplicas"],
+            2
+        );
+    }
+}
+
+#[test]
+fn the_vminsert_hpa_returns_once_vminsert_runs_again() {
+    let cr = with_vminsert_hpa("read-write");
+    let live = |vminsert: Value, observed_generation: i64| Observed {
+        children: vec![ChildObject::from_value(
+            &json!({"kind": "VMCluster",
+                    "metadata": {"name": "demo-zone-b", "namespace": "ns", "uid": "u",
+                                 "generation": 2,
+                                 "annotations": {"operator.victoriametrics.com/created-by": "cr-uid"}},
+                    "spec": {"vminsert": vminsert, "vmselect": {}, "vmstorage": {}},
+                    "status": {"updateStatus": "operational",
+                               "observedGeneration": observed_generation}}),
+            None,
+        )],
+        ..Observed::default()
+    };
+    let vminsert_of = |observed: &Observed| {
+        render_intents(&cr, observed).zones[1].backend.spec["vminsert"].clone()
+    };
+    // Back from read-only or maintenance: vminsert runs 0 replicas. An HPA does not scale a
+    // workload at 0 replicas, and with `hpa` set the operator keeps the Deployment's count, so
+    // vminsert is first scaled to the HPA's minimum without it...
+    let warm_up = json!({"replicaCount": 2});
+    assert_eq!(vminsert_of(&live(json!({"replicaCount": 0}), 2)), warm_up);
+    // ... until the operator reports that count rolled out...
+    assert_eq!(vminsert_of(&live(json!({"replicaCount": 2}), 1)), warm_up);
+    // ... and then the HPA takes over from the running replicas.
+    let with_hpa = json!({"hpa": {"minReplicas": 2, "maxReplicas": 6}});
+    assert_eq!(vminsert_of(&live(json!({"replicaCount": 2}), 2)), with_hpa);
+    // A cluster that already runs its HPA, or does not exist yet, gets it as written.
+    assert_eq!(vminsert_of(&live(with_hpa.clone(), 2)), with_hpa);
+    assert_eq!(vminsert_of(&Observed::default()), with_hpa);
+}

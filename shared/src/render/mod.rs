@@ -9,6 +9,7 @@
 
 pub mod hash;
 pub mod routes;
+pub mod traffic;
 pub mod url;
 
 use std::collections::{BTreeMap, HashMap};
@@ -53,8 +54,13 @@ pub fn render_intents(cr: &VMDistributed, observed: &Observed) -> Intents {
 pub fn render_zone(cr: &VMDistributed, zone: &Zone, observed: &Observed) -> ZoneIntents {
     let backend = backend_kind(cr);
     let mut backend_spec = with_license(cr, zone_child_spec(cr, zone, backend));
-    if backend == ChildKind::VMCluster && !zone.traffic_mode.unwrap_or_default().writes() {
-        stop_vminsert(&mut backend_spec);
+    if backend == ChildKind::VMCluster {
+        let live = observed.find(backend, &child_name(cr, zone, backend));
+        traffic::shape_vminsert(
+            &mut backend_spec,
+            zone.traffic_mode.unwrap_or_default(),
+            live,
+        );
     }
     ZoneIntents {
         zone: zone.name.clone(),
@@ -66,16 +72,6 @@ pub fn render_zone(cr: &VMDistributed, zone: &Zone, observed: &Observed) -> Zone
             render_agent_spec(cr, zone, observed),
             observed,
         ),
-    }
-}
-
-/// A zone that takes no writes (`read-only`, `maintenance`) runs no vminsert: `replicaCount: 0`
-/// when the merged spec manages `vminsert` (SPEC §6). A `ref` or adopted cluster whose intent has
-/// no `vminsert` is left as its owner set it: taking the field over would lose the owner's
-/// replica count when the zone takes writes again.
-fn stop_vminsert(spec: &mut Value) {
-    if let Some(Value::Object(vminsert)) = spec.get_mut("vminsert") {
-        vminsert.insert("replicaCount".to_owned(), json!(0));
     }
 }
 
