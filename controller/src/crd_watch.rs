@@ -123,7 +123,8 @@ pub fn spawn(client: &Client) -> watch::Receiver<u64> {
                 Ok(watcher::Event::Init) => watcher::Event::Init,
                 Ok(watcher::Event::InitDone) => watcher::Event::InitDone,
                 Err(err) => {
-                    tracing::debug!(crd = %name, error = %err, "CRD watch");
+                    // Retried with backoff; without the watch, a replaced CRD goes unnoticed.
+                    tracing::warn!(crd = %name, error = %err, "cannot watch the CustomResourceDefinition");
                     continue;
                 }
             };
