@@ -571,3 +571,69 @@ fn the_vminsert_hpa_returns_once_vminsert_runs_again() {
     assert_eq!(vminsert_of(&live(with_hpa.clone(), 2)), with_hpa);
     assert_eq!(vminsert_of(&Observed::default()), with_hpa);
 }
+
+/// The live children of `zones`, ready and each carrying the intent `render_intents` gives it
+/// (an outdated zone carries an older spec instead), and a live VMAuth routing every zone.
+fn live_world(cr: &VMDistributed, outdated: &[&str]) -> Observed {
+    let intents = render_intents(cr, &Observed::default());
+    let mut children = Vec::new();
+    for zone in &intents.zones {
+        for intent in [&zone.backend, &zone.agent] {
+            let mut object = intent.to_object();
+            if outdated.contains(&zone.zone.as_str()) {
+                object["metadata"]["annotations"]["operator.victoriametrics.com/spec-hash"] =
+                    json!("an-older-spec");
+                object["spec"]["clusterVersion"] = json!("v1.0.0-cluster");
+            }
+            object["metadata"]["uid"] = json!(format!("uid-{}", intent.name));
+            object["metadata"]["generation"] = json!(1);
+            object["status"] = json!({"updateStatus": "operational", "observedGeneration": 1});
+            children.push(ChildObject::from_value(&object, None));
+        }
+    }
+    let mut auth = intents.vmauth.expect("enabled").to_object();
+    auth["metadata"]["generation"] = json!(1);
+    auth["status"] = json!({"updateStatus": "operational", "observedGeneration": 1});
+    children.push(ChildObject::from_value(&auth, None));
+    Observed {
+        children,
+        ..Observed::default()
+    }
+}
+
+/// Object names of the rendered VMAuth's `write` and `read` targets, in order.
+fn target_order(cr: &VMDistributed, observed: &Observed) -> (Vec<String>, Vec<String>) {
+    let auth = render_intents(cr, observed).vmauth.expect("enabled");
+    let names = |i: usize| -> Vec<String> {
+        auth.spec["defaultTargetRefs"][i]["crd"]["objects"]
+            .as_array()
+            .expect("objects")
+            .iter()
+            .map(|o| o["name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    (names(0), names(1))
+}
+
+#[test]
+fn zones_updated_in_the_rollout_are_read_last_until_it_completes() {
+    let cr = cr(json!({
+        "zoneCommon": {"vmcluster": {"spec": {"vminsert": {}, "vmselect": {}}}},
+        "zones": [{"name": "a"}, {"name": "b"}, {"name": "c"}]
+    }));
+    let spec_order = ["demo-a", "demo-b", "demo-c"].map(String::from).to_vec();
+    // At rest, and when every zone awaits the change: spec order.
+    for outdated in [&[][..], &["a", "b", "c"]] {
+        let (write, read) = target_order(&cr, &live_world(&cr, outdated));
+        assert_eq!(read, spec_order, "outdated {outdated:?}");
+        assert_eq!(write, spec_order, "outdated {outdated:?}");
+    }
+    // Zone a is updated, b and c are not: the first zone available for reads is one that still
+    // runs what every zone ran before the change.
+    let (write, read) = target_order(&cr, &live_world(&cr, &["b", "c"]));
+    assert_eq!(read, ["demo-b", "demo-c", "demo-a"]);
+    // Writes go to every agent anyway (least_loaded): their order is not touched.
+    assert_eq!(write, spec_order);
+    let (_, read) = target_order(&cr, &live_world(&cr, &["c"]));
+    assert_eq!(read, ["demo-c", "demo-a", "demo-b"]);
+}

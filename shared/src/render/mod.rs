@@ -8,11 +8,12 @@
 //! from the live VMAuth and readiness.
 
 pub mod hash;
+pub mod read_order;
 pub mod routes;
 pub mod traffic;
 pub mod url;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Map, Value, json};
 
@@ -34,18 +35,23 @@ pub use url::remote_write_url;
 pub const EMPTY_TARGET_URL: &str = "http://127.0.0.1:9999";
 
 /// Every intent of `cr` given the observed children: zones in spec order, then the VMAuth with
-/// the membership SPEC §5 derives from the live VMAuth, readiness and `status.rollout`.
+/// the membership SPEC §5 derives from the live VMAuth, readiness and `status.rollout`, and the
+/// zones a rollout in progress has updated listed last in `read` ([`read_order`]).
 #[must_use]
 pub fn render_intents(cr: &VMDistributed, observed: &Observed) -> Intents {
     let membership = membership::derive(cr, observed, membership::excluded_zone(cr));
+    let zones: Vec<ZoneIntents> = cr
+        .spec
+        .zones
+        .iter()
+        .map(|zone| render_zone(cr, zone, observed))
+        .collect();
+    let read_last = read_order::updated_in_rollout(observed, &zones);
     Intents {
-        zones: cr
-            .spec
-            .zones
-            .iter()
-            .map(|zone| render_zone(cr, zone, observed))
-            .collect(),
-        vmauth: render_vmauth(cr, observed, &membership),
+        vmauth: vmauth_enabled(cr).then(|| {
+            render_vmauth_ordered(cr, observed, &membership, &vmauth_name(cr), &read_last)
+        }),
+        zones,
     }
 }
 
@@ -189,13 +195,26 @@ pub fn render_vmauth(
 }
 
 /// The VMAuth intent for a membership under an explicit name (also used to restore every zone
-/// to a VMAuth that is being released, SPEC §5 step 7).
+/// to a VMAuth that is being released, SPEC §5 step 7), `read` in spec order.
 #[must_use]
 pub fn render_vmauth_named(
     cr: &VMDistributed,
     observed: &Observed,
     membership: &Membership,
     name: &str,
+) -> ChildIntent {
+    render_vmauth_ordered(cr, observed, membership, name, &BTreeSet::new())
+}
+
+/// [`render_vmauth_named`] with the zones in `read_last` listed after the others in `read`
+/// ([`read_order`]); membership is `membership` either way.
+#[must_use]
+pub fn render_vmauth_ordered(
+    cr: &VMDistributed,
+    observed: &Observed,
+    membership: &Membership,
+    name: &str,
+    read_last: &BTreeSet<String>,
 ) -> ChildIntent {
     let user_spec = cr
         .spec
@@ -206,18 +225,17 @@ pub fn render_vmauth_named(
     let mut spec = with_license(cr, user_spec);
     let backend = backend_kind(cr);
     let namespace = cr.metadata.namespace.clone().unwrap_or_default();
-    let members = |selected: &std::collections::BTreeSet<String>, kind: ChildKind| -> Vec<Value> {
-        cr.spec
-            .zones
-            .iter()
+    let members = |selected: &BTreeSet<String>, kind: ChildKind, last: &BTreeSet<String>| {
+        read_order::in_read_order(&cr.spec.zones, last)
+            .into_iter()
             .filter(|z| selected.contains(&z.name))
             .map(|z| json!({"name": child_name(cr, z, kind), "namespace": namespace}))
-            .collect()
+            .collect::<Vec<Value>>()
     };
     let write = target_ref(
         "write",
         "VMAgent",
-        members(&membership.write, ChildKind::VMAgent),
+        members(&membership.write, ChildKind::VMAgent, &BTreeSet::new()),
         routes::WRITE_PATHS,
         "least_loaded",
     );
@@ -225,14 +243,14 @@ pub fn render_vmauth_named(
         ChildKind::VMSingle => target_ref(
             "read",
             "VMSingle",
-            members(&membership.read, backend),
+            members(&membership.read, backend, read_last),
             routes::VMSINGLE_READ_PATHS,
             "first_available",
         ),
         _ => target_ref(
             "read",
             "VMCluster/vmselect",
-            members(&membership.read, backend),
+            members(&membership.read, backend, read_last),
             routes::VMCLUSTER_READ_PATHS,
             "first_available",
         ),
