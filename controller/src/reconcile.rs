@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder};
 use kube::{Resource, ResourceExt};
@@ -51,6 +52,7 @@ const UNSEEN_WRITE_TTL: Duration = Duration::from_secs(10);
 struct Memory {
     preflight: Option<PreflightOutcome>,
     vmauth_applied_generation: Option<i64>,
+    vmauth_applied_uid: Option<String>,
     /// The resourceVersions our last writes of the CR (status or finalizer) replaced, newest
     /// last. A reconcile handed a cached CR with one of these versions runs before the cache saw
     /// our write: deciding on it would only repeat the write and get a 409. The write's own
@@ -227,6 +229,7 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
         children: ctx.stores.observed_children(&cr),
         preflight: memory.preflight.clone(),
         vmauth_applied_generation: memory.vmauth_applied_generation,
+        vmauth_applied_uid: memory.vmauth_applied_uid.clone(),
     };
     let decision = decide(&cr, &observed, jiff::Timestamp::now());
     record_zone_metrics(ctx, &cr, &decision);
@@ -363,6 +366,16 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
     Ok(Next::Done(Requeue::requeue(requeue)))
 }
 
+/// Remember the generation and uid the API server returned for our write of the VMAuth.
+fn remember_vmauth_write(ctx: &Context, cr: &VMDistributed, written: &ObjectMeta) {
+    let generation = written.generation;
+    let uid = written.uid.clone();
+    ctx.remember(&cr.uid().unwrap_or_default(), |m| {
+        m.vmauth_applied_generation = generation;
+        m.vmauth_applied_uid = uid;
+    });
+}
+
 /// Record that `replaced` (the CR as it was before our successful write) is out of date.
 fn remember_superseded(ctx: &Context, uid: &str, replaced: &VMDistributed) {
     /// A reconcile writes the CR a few times at most; older versions are long out of the cache.
@@ -460,8 +473,13 @@ async fn execute(ctx: &Context, cr: &VMDistributed, action: &Action) -> Result<E
                     .create_child(intent.kind, &namespace, &intent.to_object())
                     .await?
                 {
-                    Created::New => {
+                    Created::New(created) => {
                         tracing::info!(kind = %intent.kind, child = %intent.name, "created");
+                        if intent.kind == ChildKind::VMAuth {
+                            // A new object starts at generation 1: the bar of the VMAuth's
+                            // phases is this object's, not the one it replaces.
+                            remember_vmauth_write(ctx, cr, &created.metadata);
+                        }
                     }
                     Created::AlreadyExists => tracing::info!(
                         kind = %intent.kind, child = %intent.name,
@@ -494,10 +512,7 @@ async fn execute(ctx: &Context, cr: &VMDistributed, action: &Action) -> Result<E
                     remember_child_write(ctx, cr, intent.kind, &intent.name, replaced);
                 }
                 if intent.kind == ChildKind::VMAuth {
-                    let generation = applied.metadata.generation;
-                    ctx.remember(&cr.uid().unwrap_or_default(), |m| {
-                        m.vmauth_applied_generation = generation;
-                    });
+                    remember_vmauth_write(ctx, cr, &applied.metadata);
                 }
                 Ok(Executed::Child)
             }

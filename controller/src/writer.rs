@@ -42,8 +42,8 @@ pub fn api_resource(kind: ChildKind) -> ApiResource {
 /// Result of a POST.
 #[derive(Debug)]
 pub enum Created {
-    /// The object was created by us.
-    New,
+    /// The object was created by us, as the API server stored it.
+    New(Box<DynamicObject>),
     /// An object of that name exists: adopt it instead.
     AlreadyExists,
 }
@@ -223,7 +223,7 @@ impl Writer {
             field_manager: Some(FIELD_MANAGER.to_owned()),
         };
         match self.child_api(kind, namespace).create(&params, &data).await {
-            Ok(_) => Ok(Created::New),
+            Ok(created) => Ok(Created::New(Box::new(created))),
             Err(err) if is_status(&err, 409) => Ok(Created::AlreadyExists),
             Err(err) => Err(Error::api(
                 format!("create {} {namespace}/{name}", kind.kind()),

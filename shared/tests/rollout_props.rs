@@ -1,6 +1,7 @@
 //! Property tests of the decision and of rendering: for random CR specs and random child
 //! states, no decision takes a second existing zone out of the load balancer or under update,
-//! rendering is deterministic, and nothing panics on arbitrary child JSON.
+//! nor a zone out of a target no other zone serves; rendering is deterministic, and nothing
+//! panics on arbitrary child JSON.
 
 use std::collections::BTreeSet;
 
@@ -13,7 +14,7 @@ use shared::children::ChildObject;
 use shared::names::{ChildKind, child_name};
 use shared::render::render_intents;
 use shared::rollout::compare::contains;
-use shared::rollout::membership::LiveRefs;
+use shared::rollout::membership::{LiveRefs, Target};
 use shared::rollout::model::{Action, Observed};
 use shared::rollout::{Decision, decide};
 
@@ -212,6 +213,7 @@ fn build(s: &Scenario) -> (VMDistributed, Observed) {
             children,
             preflight: None,
             vmauth_applied_generation: None,
+            vmauth_applied_uid: None,
         },
     )
 }
@@ -223,6 +225,42 @@ fn excluded(cr: &VMDistributed) -> Option<String> {
         ZonePhase::Excluding | ZonePhase::Applying => rollout.zone.clone(),
         ZonePhase::Restoring => None,
     }
+}
+
+/// Whether a zone other than `zone` serves `target` in the observed state: in the live refs,
+/// allowed by its trafficMode, its backend (for write also its agent) ready. Written out here
+/// rather than taken from the crate, so the property does not trust the code it checks.
+fn serves_elsewhere(
+    cr: &VMDistributed,
+    observed: &Observed,
+    live: &LiveRefs,
+    zone: &str,
+    target: Target,
+) -> bool {
+    let ready =
+        |kind: ChildKind, name: &str| observed.find(kind, name).is_some_and(ChildObject::is_ready);
+    cr.spec
+        .zones
+        .iter()
+        .filter(|z| z.name != zone)
+        .any(|other| {
+            let agent = child_name(cr, other, ChildKind::VMAgent);
+            let backend = child_name(cr, other, ChildKind::VMCluster);
+            let mode = other.traffic_mode.unwrap_or_default();
+            match target {
+                Target::Write => {
+                    mode.writes()
+                        && live.write.contains(&agent)
+                        && ready(ChildKind::VMAgent, &agent)
+                        && ready(ChildKind::VMCluster, &backend)
+                }
+                Target::Read => {
+                    mode.reads()
+                        && live.read.contains(&backend)
+                        && ready(ChildKind::VMCluster, &backend)
+                }
+            }
+        })
 }
 
 fn check(
@@ -289,6 +327,11 @@ fn check(
                         && observed.find(ChildKind::VMAgent, &agent).is_some()
                     {
                         removed.insert(zone.name.clone());
+                        prop_assert!(
+                            serves_elsewhere(cr, observed, &live_refs, &zone.name, Target::Write),
+                            "zone {} left write, which no other zone serves",
+                            zone.name
+                        );
                         // Nobody else in write may be unready when a zone leaves it.
                         for other in &cr.spec.zones {
                             let name = child_name(cr, other, ChildKind::VMAgent);
@@ -310,6 +353,11 @@ fn check(
                         && observed.find(ChildKind::VMCluster, &backend).is_some()
                     {
                         removed.insert(zone.name.clone());
+                        prop_assert!(
+                            serves_elsewhere(cr, observed, &live_refs, &zone.name, Target::Read),
+                            "zone {} left read, which no other zone serves",
+                            zone.name
+                        );
                         for other in &cr.spec.zones {
                             let name = child_name(cr, other, ChildKind::VMCluster);
                             if other.name != zone.name && next.read.contains(&name) {

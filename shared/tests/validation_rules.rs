@@ -685,6 +685,47 @@ fn single_zone_is_a_warning() {
 }
 
 #[test]
+fn the_only_zone_taking_writes_or_reads_is_a_warning() {
+    for (mode, traffic) in [
+        ("maintenance", vec!["writes", "reads"]),
+        ("read-only", vec!["writes"]),
+        ("write-only", vec!["reads"]),
+    ] {
+        let report = validate_value(
+            &with(|v| {
+                v["spec"]["zones"] =
+                    json!([{"name": "zone-a"}, {"name": "zone-b", "trafficMode": mode}]);
+            }),
+            None,
+        );
+        assert_errors(&report, &[]);
+        assert_eq!(
+            report.warnings.len(),
+            traffic.len(),
+            "{mode}: {:?}",
+            report.warnings
+        );
+        for traffic in traffic {
+            assert_warning(
+                &report,
+                &format!(
+                    "spec.zones: zone \"zone-a\" is the only zone whose trafficMode takes {traffic}: it is updated in place"
+                ),
+            );
+        }
+    }
+    // Two zones taking each: nothing to say.
+    let report = validate_value(
+        &with(|v| {
+            v["spec"]["zones"] = json!([{"name": "zone-a"}, {"name": "zone-b"},
+                {"name": "zone-c", "trafficMode": "maintenance"}]);
+        }),
+        None,
+    );
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+}
+
+#[test]
 fn all_errors_are_reported_at_once() {
     let report = validate_value(
         &with(|v| {

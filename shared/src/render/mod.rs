@@ -39,7 +39,7 @@ pub const EMPTY_TARGET_URL: &str = "http://127.0.0.1:9999";
 /// zones a rollout in progress has updated listed last in `read` ([`read_order`]).
 #[must_use]
 pub fn render_intents(cr: &VMDistributed, observed: &Observed) -> Intents {
-    let membership = membership::derive(cr, observed, membership::excluded_zone(cr));
+    let membership = membership::derive(cr, observed, membership::zone_under_update(cr));
     let zones: Vec<ZoneIntents> = cr
         .spec
         .zones

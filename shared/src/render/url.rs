@@ -50,6 +50,26 @@ pub fn remote_write_url(kind: ChildKind, name: &str, namespace: &str, spec: &Val
     }
 }
 
+/// Whether `url` addresses the backend of `kind` named `name` in `namespace`, at any port,
+/// scheme or path: its host is one of the Service names the VictoriaMetrics operator gives that
+/// backend (`vminsert-<name>` or, with `useLegacyNaming`, `<name>-vminsert`; `vmsingle-<name>`).
+/// An agent entry that does is a URL of that backend, current or from before a change that
+/// moved it.
+#[must_use]
+pub fn addresses_backend(url: &str, kind: ChildKind, name: &str, namespace: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let host = rest.split(['/', ':', '?']).next().unwrap_or_default();
+    let services = match kind {
+        ChildKind::VMSingle => vec![format!("vmsingle-{name}")],
+        _ => vec![format!("vminsert-{name}"), format!("{name}-vminsert")],
+    };
+    services
+        .iter()
+        .any(|service| host == format!("{service}.{namespace}.svc"))
+}
+
 /// `scheme://service.ns.svc:port[prefix]` for a component spec holding `port`, `extraArgs` and
 /// `serviceSpec`.
 fn base_url(service: &str, namespace: &str, component: &Value, default_port: &str) -> String {

@@ -24,7 +24,7 @@ use crate::render::{self, may_create, owner_reference, render_intents, vmauth_en
 use crate::rollout::compare::contains;
 use crate::rollout::conditions::{self, DEGRADED, Desired, PROGRESSING, READY};
 use crate::rollout::deletion::{self, DELETION_POLL, has_finalizer};
-use crate::rollout::membership::{self, LiveRefs, Membership};
+use crate::rollout::membership::{self, LiveRefs, Membership, Target};
 use crate::rollout::model::{
     Action, ChildIntent, Decision, Event, EventReason, EventType, Intents, MetadataPatchReason,
     Observed, ZoneIntents,
@@ -36,6 +36,9 @@ use crate::validation::validate;
 pub const REASON_ROLLING_OUT: &str = "RollingOut";
 /// Progressing reason: an exclusion waits for the other members of a target to be ready.
 pub const REASON_WAITING_FOR_HEALTHY_ZONES: &str = "WaitingForHealthyZones";
+/// Progressing reason: the zone under update is the only zone serving a target and stays in it
+/// (docs/rollout.md "Serving guard").
+pub const REASON_UPDATING_IN_PLACE: &str = "UpdatingInPlace";
 /// Progressing reason: waiting `updatePause` before the next zone.
 pub const REASON_UPDATE_PAUSE: &str = "UpdatePause";
 /// Progressing reason: removed zones' children are being released or deleted.
@@ -69,6 +72,14 @@ impl ZoneView<'_> {
     fn writable(&self) -> bool {
         self.conflict.is_none()
     }
+    /// The zone exists, may be written and needs a rollout to become current.
+    fn needs_rollout(&self) -> bool {
+        self.writable()
+            && self.exists()
+            && !self.current
+            && !self.stampable
+            && !self.backend.is_some_and(ChildObject::is_deleting)
+    }
 }
 
 /// Whether an observed child carries `intent` (spec-hash and subset of the live spec).
@@ -95,6 +106,8 @@ struct Outcome {
     progress: Option<(String, String)>,
     /// Degraded=True reason and message.
     degraded: Option<(EventReason, String)>,
+    /// What an exclusion waits for, for the message of its timeout.
+    waiting_for: Option<String>,
     invalid: Option<String>,
     paused: bool,
     ready: bool,
@@ -329,10 +342,21 @@ impl<'a> Step<'a> {
             return true;
         };
         self.vmauth_child().is_some_and(|live| {
+            // The generation our write returned is a bar for that object only: a VMAuth
+            // created anew (by us after a rename, or by someone after a deletion) starts at 1.
+            let same_object = self
+                .observed
+                .vmauth_applied_uid
+                .as_deref()
+                .is_none_or(|uid| uid == live.uid);
+            let bar = if same_object {
+                self.observed.vmauth_applied_generation.unwrap_or(0)
+            } else {
+                0
+            };
             child_current(Some(live), intent)
                 && live.is_ready()
-                && live.observed_generation.unwrap_or(0)
-                    >= self.observed.vmauth_applied_generation.unwrap_or(0)
+                && live.observed_generation.unwrap_or(0) >= bar
         })
     }
 
@@ -518,6 +542,18 @@ impl<'a> Step<'a> {
         if !conflicts.is_empty() {
             outcome.degraded = Some((EventReason::OwnershipConflict, conflicts.join("; ")));
         }
+        // A VMAuth this CR no longer manages is handed back, with every zone, before any zone
+        // is touched again: a zone it still excludes would otherwise stay out of it for good,
+        // while the next zones are updated behind it.
+        let handback = self.vmauth_handback();
+        if handback.pending {
+            outcome.actions.extend(handback.actions);
+            if handback.waiting {
+                outcome.requeue_at_most(DELETION_POLL);
+            }
+            outcome.progress = Some((REASON_REMOVING.into(), handback.message));
+            return outcome;
+        }
         // 4. A rollout in progress advances one phase.
         if let Some(zone_name) = outcome.rollout.zone.clone() {
             self.advance(&zone_name, &views, &mut outcome);
@@ -540,8 +576,7 @@ impl<'a> Step<'a> {
         if self.vmauth_conflict().is_none() {
             let next = views
                 .iter()
-                .filter(|v| v.writable() && v.exists() && !v.current && !v.stampable)
-                .filter(|v| !v.backend.is_some_and(ChildObject::is_deleting))
+                .filter(|v| v.needs_rollout())
                 .min_by_key(|v| v.ready);
             if let Some(next) = next {
                 let rollout = self.enter(&next.zone.name, ZonePhase::Excluding);
@@ -591,6 +626,10 @@ impl<'a> Step<'a> {
             return;
         };
         let phase = outcome.rollout.phase.unwrap_or(ZonePhase::Excluding);
+        if let Some(rollout) = self.reentry(view, phase) {
+            self.transition(rollout, outcome);
+            return;
+        }
         let since = self.phase_since(&outcome.rollout);
         let deadline = add(since, ready_timeout(self.cr));
         let expired = self.now >= deadline;
@@ -611,8 +650,16 @@ impl<'a> Step<'a> {
             return;
         }
         if expired {
-            let message = match phase {
-                ZonePhase::Applying => format!(
+            let message = match (phase, outcome.waiting_for.take()) {
+                (ZonePhase::Excluding, Some(waiting)) => {
+                    let message = format!(
+                        "{waiting} within readyTimeout ({}); the rollout is halted until it is ready or the spec changes",
+                        crate::duration::format_go_duration(ready_timeout(self.cr))
+                    );
+                    outcome.degraded = Some((EventReason::ZoneNotReady, message));
+                    return;
+                }
+                (ZonePhase::Applying, _) => format!(
                     "zone {zone_name} did not become ready within readyTimeout ({}); the rollout is halted until it is ready or the spec changes",
                     crate::duration::format_go_duration(ready_timeout(self.cr))
                 ),
@@ -628,7 +675,52 @@ impl<'a> Step<'a> {
         }
     }
 
-    /// Excluding: take the zone out of the VMAuth. Returns whether it is still waiting.
+    /// A phase other than `Applying` reacts to the zone and the spec as `Applying` does: a zone
+    /// in `Restoring` that is no longer current or ready goes back to `Applying` (a revert is
+    /// applied, an unready zone is waited for there); a zone in `Excluding` that needs no update
+    /// any more goes to `Restoring` (which puts back whatever it left); a new generation
+    /// restarts the phase clock.
+    fn reentry(&self, view: &ZoneView<'_>, phase: ZonePhase) -> Option<RolloutStatus> {
+        let name = &view.zone.name;
+        let new_generation = self.previous.observed_generation != Some(self.generation);
+        match phase {
+            ZonePhase::Restoring if view.writable() && (!view.current || !view.ready) => {
+                Some(self.enter(name, ZonePhase::Applying))
+            }
+            ZonePhase::Excluding if view.writable() && view.exists() && view.current => {
+                Some(self.enter(name, ZonePhase::Restoring))
+            }
+            ZonePhase::Excluding | ZonePhase::Restoring if new_generation => {
+                Some(self.enter(name, phase))
+            }
+            _ => None,
+        }
+    }
+
+    /// The targets the zone under update stays in (no other zone serves them), said in the
+    /// status; an event is emitted when this reason appears.
+    fn note_in_place(&self, view: &ZoneView<'_>, phase: ZonePhase, outcome: &mut Outcome) {
+        let kept = membership::kept_in_place(self.cr, self.observed, view.zone);
+        if kept.is_empty() {
+            return;
+        }
+        let targets = kept
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(" and ");
+        let pronoun = if kept.len() == 1 { "it" } else { "them" };
+        outcome.progress = Some((
+            REASON_UPDATING_IN_PLACE.into(),
+            format!(
+                "zone {}: {phase:?}; updated in place for {targets}: no other zone serves {pronoun}, so it stays in the load balancer while it is updated",
+                view.zone.name
+            ),
+        ));
+    }
+
+    /// Excluding: take the zone out of the targets another zone serves. Returns whether it is
+    /// still waiting.
     fn excluding(
         &self,
         view: &ZoneView<'_>,
@@ -644,6 +736,22 @@ impl<'a> Step<'a> {
         let membership = membership::derive(self.cr, self.observed, Some(&view.zone.name));
         let unhealthy = self.unhealthy_members(view, views, &live, &membership);
         if !unhealthy.is_empty() {
+            // Nothing has left yet: rather than wait for a zone whose fix is a spec change
+            // (which only its own rollout applies), roll that zone first.
+            if self.exclusion_not_started(view, &live)
+                && let Some(fix) = views
+                    .iter()
+                    .find(|v| unhealthy.contains(&v.zone.name) && v.needs_rollout())
+            {
+                let rollout = self.enter(&fix.zone.name, ZonePhase::Excluding);
+                self.transition(rollout, outcome);
+                return false;
+            }
+            let names = unhealthy
+                .iter()
+                .map(|z| format!("zone {z}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             outcome.progress = Some((
                 REASON_WAITING_FOR_HEALTHY_ZONES.into(),
                 format!(
@@ -652,8 +760,13 @@ impl<'a> Step<'a> {
                     unhealthy.into_iter().collect::<Vec<_>>().join(", ")
                 ),
             ));
+            outcome.waiting_for = Some(format!(
+                "zone {} has not left the load balancer: it waits for {names} to become ready, which did not happen",
+                view.zone.name
+            ));
             return true;
         }
+        self.note_in_place(view, ZonePhase::Excluding, outcome);
         if let Some(write) = self.vmauth_write() {
             outcome.actions.push(write);
             return true;
@@ -664,6 +777,18 @@ impl<'a> Step<'a> {
             return false;
         }
         true
+    }
+
+    /// The zone is still in every target it would be in without its update: its exclusion has
+    /// not begun.
+    fn exclusion_not_started(&self, view: &ZoneView<'_>, live: &LiveRefs) -> bool {
+        let without_update = membership::derive(self.cr, self.observed, None);
+        Target::ALL.into_iter().all(|target| {
+            !without_update.of(target).contains(&view.zone.name)
+                || live
+                    .target(target)
+                    .contains(&membership::member_name(self.cr, view.zone, target))
+        })
     }
 
     /// Other members of the targets `view` is routed in that are not ready.
@@ -678,9 +803,11 @@ impl<'a> Step<'a> {
         let in_write = live.write.contains(&view.intents.agent.name);
         let in_read = live.read.contains(&view.intents.backend.name);
         for other in views.iter().filter(|v| v.zone.name != view.zone.name) {
+            // Serving writes takes the agent and the backend it writes to.
             if in_write
                 && membership.write.contains(&other.zone.name)
-                && !other.agent.is_some_and(ChildObject::is_ready)
+                && !(other.agent.is_some_and(ChildObject::is_ready)
+                    && other.backend.is_some_and(ChildObject::is_ready))
             {
                 unhealthy.insert(other.zone.name.clone());
             }
@@ -696,6 +823,13 @@ impl<'a> Step<'a> {
 
     /// Applying: write the zone's backend and agent. Returns whether it is still waiting.
     fn applying(&self, view: &ZoneView<'_>, outcome: &mut Outcome) -> bool {
+        self.note_in_place(view, ZonePhase::Applying, outcome);
+        // A VMAuth deleted mid-phase comes back at once, without the zone where it left.
+        if self.vmauth_child().is_none()
+            && let Some(create) = self.vmauth_write()
+        {
+            outcome.actions.push(create);
+        }
         if !view.writable() {
             return true;
         }
@@ -758,17 +892,73 @@ impl<'a> Step<'a> {
         let membership = membership::derive(self.cr, self.observed, None);
         let mode = view.zone.traffic_mode.unwrap_or(TrafficMode::ReadWrite);
         let name = &view.zone.name;
-        // Reads rejoin only once every agent writes to the zone; when another zone's agent is
-        // not there yet (a changed URL), that zone's own rollout brings it, and reads follow.
+        // A zone that some agent does not write to at all (a new zone) joins reads once the
+        // other zones' rollouts bring it to every agent; a moved URL is no reason to wait.
         let back = (!mode.writes() || membership.write.contains(name))
             && (!mode.reads()
                 || membership.read.contains(name)
-                || !membership::all_agents_write_to(self.cr, self.observed, view.zone));
+                || !membership::all_agents_know(self.cr, self.observed, view.zone));
         if back && self.vmauth_settled() {
             self.transition(done, outcome);
             return false;
         }
         true
+    }
+
+    /// VMAuths labelled for this CR that it no longer manages (`vmauth.name` changed,
+    /// `vmauth.enabled: false`): each first routes to every zone again ([`membership::handback`];
+    /// it may still exclude the zone under update), so it keeps working as a plain VMAuth, then
+    /// it is released; one this CR created is deleted instead under `zoneRemovalPolicy: Delete`.
+    fn vmauth_handback(&self) -> Removal {
+        let mut handback = Removal::default();
+        let name = self.cr_name();
+        let uid = self.cr_uid();
+        let current = vmauth_enabled(self.cr).then(|| vmauth_name(self.cr));
+        let delete = self.cr.spec.zone_removal_policy == Some(ZoneRemovalPolicy::Delete)
+            && !self.cr.spec.retain.unwrap_or(false);
+        let mut names = Vec::new();
+        for child in &self.observed.children {
+            if child.kind != Some(ChildKind::VMAuth)
+                || child.claimed_by() != Some(name)
+                || current.as_deref() == Some(child.name.as_str())
+            {
+                continue;
+            }
+            handback.pending = true;
+            names.push(format!("VMAuth {}", child.name));
+            if child.is_deleting() {
+                handback.waiting = true;
+                continue;
+            }
+            if delete && child.created_by(uid) {
+                handback.actions.push(Action::Delete {
+                    kind: ChildKind::VMAuth,
+                    name: child.name.clone(),
+                    uid: child.uid.clone(),
+                });
+                continue;
+            }
+            let members = membership::handback(self.cr, self.observed, child);
+            let intent = render::render_vmauth_named(self.cr, self.observed, &members, &child.name);
+            if !contains(&child.spec, &intent.spec) {
+                handback.actions.push(Action::Apply { intent });
+                continue;
+            }
+            if !child.is_ready() {
+                handback.waiting = true;
+                continue;
+            }
+            if let Some(patch) = patch::release(child, uid) {
+                handback.actions.push(Action::PatchMetadata {
+                    kind: ChildKind::VMAuth,
+                    name: child.name.clone(),
+                    reason: MetadataPatchReason::Release,
+                    patch,
+                });
+            }
+        }
+        handback.message = format!("handing back {}", names.join(", "));
+        handback
     }
 
     /// Children labelled for this CR that no current zone (or the VMAuth) resolves.
@@ -796,26 +986,17 @@ impl<'a> Step<'a> {
             if child.claimed_by() != Some(name) || resolved.contains(&(kind, child.name.clone())) {
                 continue;
             }
+            if kind == ChildKind::VMAuth {
+                // Handed back before anything else (`vmauth_handback`).
+                continue;
+            }
             removal.pending = true;
             names.push(format!("{kind} {}", child.name));
             if child.is_deleting() {
                 removal.waiting = true;
                 continue;
             }
-            if kind == ChildKind::VMAuth && !vmauth_enabled(self.cr) {
-                // vmauth.enabled: false: the old VMAuth first routes to every zone again, so it
-                // keeps working as a plain VMAuth, then it is released (never deleted).
-                let all = membership::derive(self.cr, self.observed, None);
-                let intent = render::render_vmauth_named(self.cr, self.observed, &all, &child.name);
-                if !contains(&child.spec, &intent.spec) {
-                    removal.actions.push(Action::Apply { intent });
-                    continue;
-                }
-                if !child.is_ready() {
-                    removal.waiting = true;
-                    continue;
-                }
-            } else if delete && child.created_by(uid) {
+            if delete && child.created_by(uid) {
                 removal.actions.push(Action::Delete {
                     kind,
                     name: child.name.clone(),
@@ -1034,6 +1215,17 @@ fn condition_events(previous: &VMDistributedStatus, next: &VMDistributedStatus) 
                 note: ready.message.clone(),
             });
         }
+    }
+    if let Some(progressing) = conditions::find(&next.conditions, PROGRESSING)
+        && progressing.status == "True"
+        && progressing.reason == REASON_UPDATING_IN_PLACE
+        && !was(PROGRESSING, REASON_UPDATING_IN_PLACE)
+    {
+        events.push(Event {
+            type_: EventType::Warning,
+            reason: EventReason::UpdatingInPlace,
+            note: progressing.message.clone(),
+        });
     }
     if let Some(degraded) = conditions::find(&next.conditions, DEGRADED)
         && degraded.status == "True"

@@ -3,14 +3,22 @@
 //!
 //! With `retain: false` the children this CR created are deleted and the finalizer waits until
 //! they are gone; adopted and referenced children are released. With `retain: true` everything is
-//! released. Then the finalizer goes. Garbage collection is not relied upon, and a child claimed
-//! by another CR is never touched.
+//! released. A VMAuth that survives first routes to every zone that survives (a rollout may have
+//! excluded one). Then the finalizer goes. Garbage collection is not relied upon, and a child
+//! claimed by another CR is never touched.
 
 use std::time::Duration;
 
 use crate::api::VMDistributed;
 use crate::children::ChildObject;
-use crate::rollout::model::{Action, Decision, FINALIZER, MetadataPatchReason, Observed};
+use crate::defaults::apply_defaults;
+use crate::names::ChildKind;
+use crate::render::render_vmauth_named;
+use crate::rollout::compare::contains;
+use crate::rollout::membership::{LiveRefs, Membership, Target, member_kind, member_name};
+use crate::rollout::model::{
+    Action, ChildIntent, Decision, FINALIZER, MetadataPatchReason, Observed,
+};
 use crate::rollout::patch;
 
 /// How often to look again while deleted children are still terminating (the VictoriaMetrics
@@ -61,7 +69,19 @@ pub fn decide_deletion(cr: &VMDistributed, observed: &Observed) -> Decision {
         if !carries_our_marks(child, name, uid) {
             continue;
         }
-        if !retain && child.created_by(uid) {
+        let survives = retain || !child.created_by(uid);
+        if kind == ChildKind::VMAuth
+            && survives
+            && !child.is_deleting()
+            && let Some(intent) = restore_every_zone(cr, observed, child)
+        {
+            // It may still exclude the zone that was under update: put it back before letting
+            // go, or nothing ever will.
+            decision.actions.push(Action::Apply { intent });
+            waiting = true;
+            continue;
+        }
+        if !survives {
             if child.is_deleting() {
                 waiting = true;
             } else {
@@ -86,4 +106,33 @@ pub fn decide_deletion(cr: &VMDistributed, observed: &Observed) -> Decision {
         decision.actions.push(Action::RemoveFinalizer);
     }
     decision
+}
+
+/// The intent that puts every zone that survives the deletion back into `auth` (a VMAuth that
+/// survives it), keeping what it routes to now; `None` when it already does.
+fn restore_every_zone(
+    cr: &VMDistributed,
+    observed: &Observed,
+    auth: &ChildObject,
+) -> Option<ChildIntent> {
+    let cr = apply_defaults(cr);
+    let uid = cr.metadata.uid.as_deref().unwrap_or_default();
+    let retain = cr.spec.retain.unwrap_or(false);
+    let live = LiveRefs::from_vmauth_spec(&auth.spec);
+    let mut membership = Membership::default();
+    for zone in &cr.spec.zones {
+        for target in Target::ALL {
+            let name = member_name(&cr, zone, target);
+            let routed = live.target(target).contains(&name);
+            let survives = observed
+                .find(member_kind(&cr, target), &name)
+                .is_some_and(|c| !c.is_deleting() && (retain || !c.created_by(uid)));
+            let allowed = target.allowed_by(zone.traffic_mode.unwrap_or_default());
+            if routed || (survives && allowed) {
+                membership.of_mut(target).insert(zone.name.clone());
+            }
+        }
+    }
+    let intent = render_vmauth_named(&cr, observed, &membership, &auth.name);
+    (!contains(&auth.spec, &intent.spec)).then_some(intent)
 }

@@ -21,6 +21,7 @@ use crate::api::{TrafficMode, UpdateStatus, VMDistributed, ZonePhase};
 use crate::children::{ChildObject, kind_from_str};
 use crate::defaults::vmauth_enabled;
 use crate::names::{ChildKind, child_name, vmauth_name, zone_kinds};
+pub use crate::rollout::membership::Target;
 use crate::rollout::membership::{READ_KINDS, WRITE_KIND};
 use crate::rollout::model::FIELD_MANAGER;
 
@@ -41,38 +42,6 @@ pub struct Change {
     pub deleted: bool,
     /// The object as stored (for a deletion, its last state).
     pub object: Value,
-}
-
-/// The two VMAuth targets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Target {
-    /// Writes, routed to the zones' agents.
-    Write,
-    /// Reads, routed to the zones' backends.
-    Read,
-}
-
-impl Target {
-    /// Both targets.
-    pub const ALL: [Self; 2] = [Self::Write, Self::Read];
-
-    /// Whether a zone in `mode` takes this target's traffic.
-    #[must_use]
-    pub fn allowed_by(self, mode: TrafficMode) -> bool {
-        match self {
-            Self::Write => mode.writes(),
-            Self::Read => mode.reads(),
-        }
-    }
-
-    /// The target's name in the VMAuth (`write`, `read`).
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Write => "write",
-            Self::Read => "read",
-        }
-    }
 }
 
 /// Which invariant a violation breaks.
@@ -217,11 +186,13 @@ pub struct InvariantChecker {
     objects: BTreeMap<(String, String), Value>,
     /// Last seen `metadata.generation` of each zone child, by uid.
     generations: HashMap<String, i64>,
-    /// Zones that were routed for every target their mode allows at least once: only they can
-    /// be out of service.
-    ever_routed: BTreeSet<String>,
+    /// (zone, target) pairs that were routed at least once: only a target a zone was in can be
+    /// one it is out of.
+    ever_routed: BTreeSet<(String, Target)>,
     /// The zones that last served each target of each VMAuth (by uid), while any did.
     last_serving: HashMap<(String, Target), BTreeSet<String>>,
+    /// The zones in each target of each VMAuth (by uid) at the previous state.
+    members: HashMap<(String, Target), BTreeSet<String>>,
     /// The VMAuths (name, uid) judged at the last state the CR existed.
     judged: Vec<(String, String)>,
     last_cr: Option<VMDistributed>,
@@ -271,6 +242,7 @@ impl InvariantChecker {
             generations: HashMap::new(),
             ever_routed: BTreeSet::new(),
             last_serving: HashMap::new(),
+            members: HashMap::new(),
             judged: Vec::new(),
             last_cr: None,
             replay: Replay::default(),
@@ -534,8 +506,9 @@ impl InvariantChecker {
     }
 
     /// A target that had a serving zone keeps one, unless its last ones stay routed (updated in
-    /// place, or unready on their own): taking the last serving zone out is what must never
-    /// happen.
+    /// place, or unready on their own): what must never happen is a change that takes a zone
+    /// out of the target (while its mode still allows the target) and leaves the target with
+    /// no serving zone, when that zone was among the last ones that served it.
     fn check_serving(
         &mut self,
         name: &str,
@@ -545,23 +518,29 @@ impl InvariantChecker {
         at: Option<u64>,
     ) {
         for target in Target::ALL {
+            let key = (uid.to_owned(), target);
+            let members: BTreeSet<String> = zones
+                .iter()
+                .filter(|z| routes.of(target).contains(z.member_name(target)))
+                .map(|z| z.name.clone())
+                .collect();
+            let before = self.members.insert(key.clone(), members.clone());
             let serving: BTreeSet<String> = zones
                 .iter()
                 .filter(|z| z.serves(routes, target))
                 .map(|z| z.name.clone())
                 .collect();
-            let key = (uid.to_owned(), target);
             if !serving.is_empty() {
                 self.last_serving.insert(key, serving);
                 continue;
             }
-            let Some(last) = self.last_serving.get(&key) else {
+            let (Some(before), Some(last)) = (before, self.last_serving.get(&key)) else {
                 continue;
             };
             let taken_out: Vec<String> = zones
                 .iter()
+                .filter(|z| before.contains(&z.name) && !members.contains(&z.name))
                 .filter(|z| last.contains(&z.name) && target.allowed_by(z.mode))
-                .filter(|z| !routes.of(target).contains(z.member_name(target)))
                 .map(|z| z.name.clone())
                 .collect();
             if !taken_out.is_empty() {
@@ -571,45 +550,54 @@ impl InvariantChecker {
                     taken_out.join(", ")
                 );
                 self.violation(Invariant::TargetLeftUnserved, at, message);
-                // Reported once per loss.
-                self.last_serving.remove(&key);
             }
         }
     }
 
-    /// At most one zone that has been routed is out of a target its mode allows (in any VMAuth
-    /// the CR answers for), or not ready.
+    /// At most one zone fails to serve a target its mode allows and that it was in before: it is
+    /// missing from it (in any VMAuth the CR answers for) or not ready for it. (A target a zone
+    /// was never in, such as `write` right after a switch from `read-only`, is not one it left.)
     fn check_one_out(&mut self, routes: &[Routes], zones: &[ZoneState], at: Option<u64>) {
         let mut out = Vec::new();
         for zone in zones {
-            let allowed: Vec<Target> = Target::ALL
-                .into_iter()
-                .filter(|t| t.allowed_by(zone.mode))
-                .collect();
-            let missing: Vec<Target> = allowed
-                .iter()
-                .copied()
-                .filter(|t| {
-                    routes
+            let mut missing = Vec::new();
+            let mut unready = Vec::new();
+            for target in Target::ALL {
+                if !target.allowed_by(zone.mode) {
+                    continue;
+                }
+                let key = (zone.name.clone(), target);
+                let inside = !routes.is_empty()
+                    && routes
                         .iter()
-                        .any(|r| !r.of(*t).contains(zone.member_name(*t)))
-                })
-                .collect();
-            let routed = !routes.is_empty() && !allowed.is_empty() && missing.is_empty();
-            let ready = zone.backend_ready && zone.agent_ready;
-            if self.ever_routed.contains(&zone.name) && (!missing.is_empty() || !ready) {
-                let what = match (missing.is_empty(), ready) {
-                    (false, false) => format!("out of {} and not ready", names(&missing)),
-                    (false, true) => format!("out of {}", names(&missing)),
-                    _ => "not ready".to_owned(),
-                };
-                out.push(format!("{} ({what})", zone.name));
-                if !missing.is_empty() && self.replay.exclusions.last() != Some(&zone.name) {
-                    self.replay.exclusions.push(zone.name.clone());
+                        .all(|r| r.of(target).contains(zone.member_name(target)));
+                if self.ever_routed.contains(&key) {
+                    // Without a VMAuth (deleted by someone) there is no routing to judge.
+                    if !inside && !routes.is_empty() {
+                        missing.push(target);
+                    } else if !zone.ready_for(target) {
+                        unready.push(target);
+                    }
+                }
+                if inside {
+                    self.ever_routed.insert(key);
                 }
             }
-            if routed {
-                self.ever_routed.insert(zone.name.clone());
+            if missing.is_empty() && unready.is_empty() {
+                continue;
+            }
+            let what = match (missing.is_empty(), unready.is_empty()) {
+                (false, false) => format!(
+                    "out of {}, not ready for {}",
+                    names(&missing),
+                    names(&unready)
+                ),
+                (false, true) => format!("out of {}", names(&missing)),
+                _ => format!("not ready for {}", names(&unready)),
+            };
+            out.push(format!("{} ({what})", zone.name));
+            if !missing.is_empty() && self.replay.exclusions.last() != Some(&zone.name) {
+                self.replay.exclusions.push(zone.name.clone());
             }
         }
         if out.len() > 1 {

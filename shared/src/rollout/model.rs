@@ -71,6 +71,12 @@ pub struct Observed {
     /// own generation is then the bar.
     #[serde(default)]
     pub vmauth_applied_generation: Option<i64>,
+    /// The `metadata.uid` of the VMAuth that [`Observed::vmauth_applied_generation`] belongs
+    /// to. The generation is a bar for that object only: one created since (after a rename, or
+    /// re-created by someone after a deletion) starts again at generation 1. `None`: the bar
+    /// applies to the live VMAuth, whichever it is.
+    #[serde(default)]
+    pub vmauth_applied_uid: Option<String>,
 }
 
 impl Observed {
@@ -216,7 +222,8 @@ pub enum Action {
     /// `retain: false`, the owner reference). On 409 AlreadyExists do nothing else: the next
     /// decision sees the existing object and adopts it (an existing object never gets
     /// created-by). Other errors: requeue. For the VMAuth, remember the `metadata.generation`
-    /// of the response and pass it as [`Observed::vmauth_applied_generation`] (as for
+    /// and `metadata.uid` of the response and pass them as
+    /// [`Observed::vmauth_applied_generation`] and [`Observed::vmauth_applied_uid`] (as for
     /// [`Action::Apply`]): after a `vmauth.name` change the new object starts at generation 1.
     Create {
         /// What to create.
@@ -226,8 +233,9 @@ pub enum Action {
     /// `force: true`. Before the first apply to an object whose `managedFields` show another
     /// manager with operation `Update` owning fields under `spec`, move that ownership to
     /// [`FIELD_MANAGER`] (the client-side-apply to server-side-apply upgrade) so later removals
-    /// from the intent take effect. For the VMAuth, remember the `metadata.generation` of the
-    /// response and pass it as [`Observed::vmauth_applied_generation`] to later decisions.
+    /// from the intent take effect. For the VMAuth, remember the `metadata.generation` and
+    /// `metadata.uid` of the response and pass them as [`Observed::vmauth_applied_generation`]
+    /// and [`Observed::vmauth_applied_uid`] to later decisions.
     Apply {
         /// What to apply.
         intent: ChildIntent,
@@ -328,6 +336,9 @@ pub enum EventReason {
     InvalidSpec,
     /// A child is claimed by another `VMDistributed`.
     OwnershipConflict,
+    /// The zone under update is the only zone serving a target, so it stays in it while it is
+    /// updated (docs/rollout.md "Serving guard").
+    UpdatingInPlace,
 }
 
 impl EventReason {
@@ -342,6 +353,7 @@ impl EventReason {
             Self::VMAuthNotReady => "VMAuthNotReady",
             Self::InvalidSpec => "InvalidSpec",
             Self::OwnershipConflict => "OwnershipConflict",
+            Self::UpdatingInPlace => "UpdatingInPlace",
         }
     }
 }

@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use super::Report;
 use super::dns::{DNS_LABEL_MAX, child_name_problem, dns_label_problem};
-use crate::api::{BackendType, ChildRef, VMDistributed, ZONE_PLACEHOLDER, Zone, ZoneChild};
+use crate::api::{
+    BackendType, ChildRef, TrafficMode, VMDistributed, ZONE_PLACEHOLDER, Zone, ZoneChild,
+};
 use crate::defaults::vmauth_enabled;
 use crate::duration::parse_go_duration;
 use crate::merge::{PATCH_KEY, directive_value_is_known};
@@ -43,6 +45,8 @@ pub(super) fn check(cr: &VMDistributed, report: &mut Report) {
              writes are interrupted during each rollout); add a second zone for \
              zero-downtime rollouts",
         );
+    } else {
+        ctx.only_serving_zone();
     }
 }
 
@@ -55,6 +59,32 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// A zone that is the only one whose `trafficMode` takes writes (or reads) is updated in
+    /// place for them, as a single zone would be: say so at admission.
+    fn only_serving_zone(&mut self) {
+        for (traffic, takes) in [
+            ("writes", TrafficMode::writes as fn(TrafficMode) -> bool),
+            ("reads", TrafficMode::reads),
+        ] {
+            let zones: Vec<&str> = self
+                .cr
+                .spec
+                .zones
+                .iter()
+                .filter(|z| takes(z.traffic_mode.unwrap_or_default()))
+                .map(|z| z.name.as_str())
+                .collect();
+            if let [only] = zones.as_slice() {
+                self.report.warn(format!(
+                    "spec.zones: zone {only:?} is the only zone whose trafficMode takes {traffic}: \
+                     it is updated in place (it keeps receiving {traffic} while it restarts, so \
+                     {traffic} are interrupted during its update); give a second zone a \
+                     trafficMode that takes {traffic} for zero-downtime rollouts"
+                ));
+            }
+        }
+    }
+
     fn metadata(&mut self) {
         if self.name.is_empty() {
             self.report.error(

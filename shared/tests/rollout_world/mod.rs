@@ -55,6 +55,7 @@ pub struct World {
     /// Controller process memory, lost on a crash.
     pub memory_preflight: Option<PreflightOutcome>,
     pub memory_vmauth_generation: Option<i64>,
+    pub memory_vmauth_uid: Option<String>,
     /// Judges every state the world passes through.
     pub checker: InvariantChecker,
     /// The objects as the checker last saw them.
@@ -107,6 +108,7 @@ impl World {
             events: Vec::new(),
             memory_preflight: None,
             memory_vmauth_generation: None,
+            memory_vmauth_uid: None,
             checker: InvariantChecker::new("demo"),
             checked: BTreeMap::new(),
             uid_counter: 0,
@@ -125,12 +127,14 @@ impl World {
                 .collect(),
             preflight: self.memory_preflight.clone(),
             vmauth_applied_generation: self.memory_vmauth_generation,
+            vmauth_applied_uid: self.memory_vmauth_uid.clone(),
         }
     }
 
     pub fn crash(&mut self) {
         self.memory_preflight = None;
         self.memory_vmauth_generation = None;
+        self.memory_vmauth_uid = None;
     }
 
     pub fn child(&self, kind: ChildKind, name: &str) -> Option<&SimChild> {
@@ -206,6 +210,7 @@ impl World {
                 }
                 if intent.kind == ChildKind::VMAuth {
                     self.memory_vmauth_generation = Some(1);
+                    self.memory_vmauth_uid = Some(format!("child-{}", self.uid_counter));
                 }
                 self.children.insert(
                     key,
@@ -318,6 +323,8 @@ impl World {
             child.pending = self.ready_delay;
             if kind == ChildKind::VMAuth {
                 self.memory_vmauth_generation = Some(generation);
+                self.memory_vmauth_uid =
+                    child.object["metadata"]["uid"].as_str().map(str::to_owned);
             }
         }
         self.writes.push((

@@ -1,0 +1,467 @@
+//! Serving safety (docs/rollout.md "Serving guard"): rollouts walked in the simulated cluster
+//! where the simple rules are not enough: a change that moves every zone's remote-write URL,
+//! zones that take no traffic or never become ready beside the one being updated, heals that
+//! need a spec change, a VMAuth that disappears or changes name, and the CR deleted mid-rollout.
+//! The world checks the invariants on every state it passes through.
+
+mod rollout_world;
+
+use rollout_world::{SimChild, World, cr_from, zones_cr};
+use serde_json::{Value, json};
+use shared::api::{UpdateStatus, ZonePhase};
+use shared::names::ChildKind;
+use shared::rollout::EventReason;
+use shared::rollout::invariants::Invariant;
+
+fn settled(world: &mut World) {
+    assert!(
+        world.run_until_settled(600),
+        "did not settle: {:?}",
+        world.status()
+    );
+}
+
+fn common_cluster(world: &mut World, change: impl FnOnce(&mut Value)) {
+    world.edit(|cr| {
+        let common = cr.spec.zone_common.as_mut().expect("zoneCommon");
+        let cluster = common.vmcluster.as_mut().expect("vmcluster");
+        change(cluster.spec.as_mut().expect("spec"));
+    });
+}
+
+fn phase(world: &World) -> (Option<String>, Option<ZonePhase>) {
+    let rollout = world.status().rollout.unwrap_or_default();
+    (rollout.zone, rollout.phase)
+}
+
+/// Reconcile and tick (checking every state) until `pred` holds; panics after `max` steps.
+fn run_until(world: &mut World, max: usize, what: &str, pred: impl Fn(&World) -> bool) {
+    for _ in 0..max {
+        if pred(world) {
+            return;
+        }
+        world.reconcile(None);
+        world.check_invariants();
+        if pred(world) {
+            return;
+        }
+        world.operator_tick();
+        world.check_invariants();
+    }
+    panic!("never reached {what}: {:?}", world.status());
+}
+
+fn condition(world: &World, type_: &str) -> (String, String, String) {
+    let status = world.status();
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .expect("condition");
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+fn remote_write_urls(world: &World, agent: &str) -> Vec<String> {
+    world
+        .child(ChildKind::VMAgent, agent)
+        .expect("agent")
+        .object["spec"]["remoteWrite"]
+        .as_array()
+        .expect("remoteWrite")
+        .iter()
+        .map(|e| e["url"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn zones_with_modes(modes: &[&str]) -> World {
+    let zones: Vec<Value> = modes
+        .iter()
+        .enumerate()
+        .map(|(i, m)| json!({"name": format!("z{i}"), "trafficMode": m}))
+        .collect();
+    let mut cr = zones_cr(modes.len(), "v1");
+    cr.spec.zones = serde_json::from_value(json!(zones)).expect("zones");
+    World::new(cr)
+}
+
+#[test]
+fn a_remote_write_url_change_never_takes_two_zones_out_of_read() {
+    // Every change that moves every zone's remote-write URL.
+    type Change = (&'static str, fn(&mut Value));
+    let changes: [Change; 4] = [
+        ("vminsert.port", |spec| {
+            spec["vminsert"]["port"] = json!("8481")
+        }),
+        ("tls", |spec| {
+            spec["vminsert"]["extraArgs"] = json!({"tls": "true"});
+        }),
+        ("http.pathPrefix", |spec| {
+            spec["vminsert"]["extraArgs"] = json!({"http.pathPrefix": "/vm"});
+        }),
+        ("useLegacyNaming", |spec| {
+            spec["useLegacyNaming"] = json!(true)
+        }),
+    ];
+    for n in [2, 3, 5] {
+        for (what, change) in changes {
+            let mut world = World::new(zones_cr(n, "v1"));
+            settled(&mut world);
+            let before = remote_write_urls(&world, "demo-z0");
+            common_cluster(&mut world, change);
+            assert!(
+                world.run_until_settled(4000),
+                "{n} zones, {what}: did not settle: {:?}",
+                world.status()
+            );
+            let after = remote_write_urls(&world, "demo-z0");
+            assert_eq!(after.len(), n);
+            assert!(
+                after.iter().all(|url| !before.contains(url)),
+                "{what}: every URL moved: {before:?} -> {after:?}"
+            );
+            for i in 0..n {
+                assert_eq!(remote_write_urls(&world, &format!("demo-z{i}")), after);
+            }
+            // One zone at a time left the load balancer, each once.
+            let expected: Vec<String> = (0..n).map(|i| format!("z{i}")).collect();
+            assert_eq!(
+                world.checker.replay().exclusions,
+                expected,
+                "{n} zones, {what}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_vmsingle_port_change_never_empties_read() {
+    let cr = cr_from(json!({
+        "backendType": "VMSingle",
+        "zoneCommon": {"readyTimeout": "30s", "updatePause": "2s",
+            "vmsingle": {"spec": {"retentionPeriod": "1"}}},
+        "zones": [{"name": "z0"}, {"name": "z1"}, {"name": "z2"}]
+    }));
+    let mut world = World::new(cr);
+    settled(&mut world);
+    world.edit(|cr| {
+        let single = cr
+            .spec
+            .zone_common
+            .as_mut()
+            .and_then(|c| c.vmsingle.as_mut())
+            .expect("vmsingle");
+        single.spec.as_mut().expect("spec")["port"] = json!("8429");
+    });
+    assert!(world.run_until_settled(4000), "{:?}", world.status());
+    assert!(remote_write_urls(&world, "demo-z2")[0].contains(":8429/"));
+}
+
+/// Two zones where the second takes no `write`, no `read` or neither: the first is the only
+/// zone serving that target, so it is updated in place there (it stays routed), with a status
+/// reason and one Warning event, and no target is ever emptied.
+#[test]
+fn the_only_serving_zone_is_updated_in_place() {
+    for (mode, kept) in [
+        ("maintenance", "write and read"),
+        ("read-only", "write"),
+        ("write-only", "read"),
+    ] {
+        let mut world = zones_with_modes(&["read-write", mode]);
+        settled(&mut world);
+        let from = world.events.len();
+        world.edit(|cr| {
+            cr.spec.zones[0].vmcluster = Some(
+                serde_json::from_value(json!({"spec": {"clusterVersion": "v2"}})).expect("child"),
+            );
+        });
+        run_until(&mut world, 200, "z0 Applying", |w| {
+            phase(w) == (Some("z0".into()), Some(ZonePhase::Applying))
+        });
+        let (_, reason, message) = condition(&world, "Progressing");
+        assert_eq!(reason, "UpdatingInPlace", "{mode}: {message}");
+        assert!(message.contains(kept), "{mode}: {message}");
+        assert!(
+            world.run_until_settled(2000),
+            "{mode}: {:?}",
+            world.status()
+        );
+        assert_eq!(world.backend_spec("z0")["clusterVersion"], "v2", "{mode}");
+        let warnings: Vec<_> = world.events[from..]
+            .iter()
+            .filter(|(_, e)| e.reason == EventReason::UpdatingInPlace)
+            .collect();
+        assert_eq!(warnings.len(), 1, "{mode}: {warnings:?}");
+        assert!(warnings[0].1.note.contains("z0"), "{warnings:?}");
+        // Back in every target its mode allows.
+        let status = world.status();
+        assert!(
+            status.zones[0].in_read && status.zones[0].in_write,
+            "{status:?}"
+        );
+    }
+}
+
+#[test]
+fn a_zone_beside_one_that_never_became_ready_is_updated_in_place() {
+    let mut world = World::new(zones_cr(2, "v1"));
+    world.broken.insert("demo-z1".into());
+    world.run_steps(30);
+    let status = world.status();
+    assert!(
+        status.zones[0].in_read && !status.zones[1].in_read,
+        "{status:?}"
+    );
+    world.edit(|cr| {
+        cr.spec.zones[0].vmcluster =
+            Some(serde_json::from_value(json!({"spec": {"clusterVersion": "v2"}})).expect("child"));
+    });
+    run_until(&mut world, 200, "z0 updated", |w| {
+        w.backend_spec("z0")["clusterVersion"] == "v2"
+            && w.status().rollout.and_then(|r| r.zone).is_none()
+    });
+    // The broken zone heals: everything settles.
+    world.broken.clear();
+    world.edit(|cr| {
+        cr.spec.zones[1].vmcluster =
+            Some(serde_json::from_value(json!({"spec": {"clusterVersion": "v2"}})).expect("child"));
+    });
+    assert!(world.run_until_settled(2000), "{:?}", world.status());
+}
+
+#[test]
+fn a_zone_beside_a_missing_ref_is_updated_in_place() {
+    let mut cr = zones_cr(2, "v1");
+    cr.spec.zones[1].vmcluster =
+        Some(serde_json::from_value(json!({"ref": {"name": "not-yet"}})).expect("child"));
+    let mut world = World::new(cr);
+    world.run_steps(30);
+    assert!(world.status().zones[0].in_read);
+    common_cluster(&mut world, |spec| spec["clusterVersion"] = json!("v2"));
+    run_until(&mut world, 200, "z0 updated", |w| {
+        w.backend_spec("z0")["clusterVersion"] == "v2"
+            && w.status().rollout.and_then(|r| r.zone).is_none()
+    });
+}
+
+/// A zone that turns unready in `Restoring` and whose fix is a spec change (here: a revert)
+/// goes back to `Applying` and gets the new spec; it never waits for a restart.
+#[test]
+fn a_spec_change_heals_a_zone_stuck_in_restoring() {
+    let mut world = World::new(zones_cr(3, "v1"));
+    settled(&mut world);
+    common_cluster(&mut world, |spec| spec["clusterVersion"] = json!("v2"));
+    run_until(&mut world, 300, "z0 Restoring", |w| {
+        phase(w) == (Some("z0".into()), Some(ZonePhase::Restoring))
+    });
+    // The zone fails right after its apply was judged ready.
+    let cluster = world
+        .children
+        .get_mut(&("VMCluster".into(), "demo-z0".into()))
+        .expect("cluster");
+    cluster.object["status"]["updateStatus"] = json!("failed");
+    world.broken.insert("demo-z0".into());
+    world.run_steps(60);
+    assert_ne!(
+        world.status().update_status,
+        Some(UpdateStatus::Operational)
+    );
+    // The user reverts; the reverted generation is what the operator can run.
+    world.broken.clear();
+    common_cluster(&mut world, |spec| spec["clusterVersion"] = json!("v1"));
+    assert!(world.run_until_settled(3000), "{:?}", world.status());
+    for i in 0..3 {
+        assert_eq!(world.backend_spec(&format!("z{i}"))["clusterVersion"], "v1");
+    }
+}
+
+/// A zone waiting in `Excluding` for another member to become ready yields to that member when
+/// its fix is a spec change, instead of pinning the rollout on itself; while it waits, a timeout
+/// says which zone it waits for, not that it left the load balancer.
+#[test]
+fn an_exclusion_that_has_not_started_yields_to_the_unready_zone_that_needs_the_fix() {
+    let mut world = World::new(zones_cr(3, "v1"));
+    settled(&mut world);
+    let auth_before = world.vmauth().expect("vmauth").object["spec"].clone();
+    world.edit(|cr| {
+        cr.spec.zones[0].vmcluster =
+            Some(serde_json::from_value(json!({"spec": {"clusterVersion": "v2"}})).expect("child"));
+    });
+    // z1's agent fails on its own before z0 leaves.
+    let agent = world
+        .children
+        .get_mut(&("VMAgent".into(), "demo-z1".into()))
+        .expect("agent");
+    agent.object["status"]["updateStatus"] = json!("failed");
+    world.broken.insert("demo-z1".into());
+    world.run_steps(60);
+    assert_eq!(
+        phase(&world),
+        (Some("z0".into()), Some(ZonePhase::Excluding))
+    );
+    assert_eq!(
+        world.vmauth().expect("vmauth").object["spec"],
+        auth_before,
+        "z0 never left"
+    );
+    let (status, _, message) = condition(&world, "Degraded");
+    assert_eq!(status, "True");
+    assert!(message.contains("z1"), "{message}");
+    assert!(!message.contains("did not reach"), "{message}");
+    // The fix for z1 is a spec change: z1 is rolled first, then z0.
+    world.broken.clear();
+    let from = world.events.len();
+    world.edit(|cr| {
+        cr.spec.zones[1].vmagent =
+            Some(serde_json::from_value(json!({"spec": {"replicaCount": 2}})).expect("child"));
+    });
+    assert!(world.run_until_settled(3000), "{:?}", world.status());
+    assert_eq!(world.started_order(from), ["z1", "z0"]);
+    assert_eq!(world.backend_spec("z0")["clusterVersion"], "v2");
+}
+
+/// A VMAuth re-created by someone else starts at generation 1: a remembered generation of the
+/// object it replaces must not hold the phase back.
+#[test]
+fn a_recreated_vmauth_is_judged_by_its_own_generation() {
+    let mut world = World::new(zones_cr(2, "v1"));
+    settled(&mut world);
+    common_cluster(&mut world, |spec| spec["clusterVersion"] = json!("v2"));
+    // z0 is out of the live VMAuth, which has not reported the new generation yet.
+    run_until(&mut world, 300, "z0 excluded", |w| {
+        phase(w) == (Some("z0".into()), Some(ZonePhase::Excluding))
+            && !w.vmauth().expect("vmauth").object["spec"]
+                .to_string()
+                .contains("demo-z0")
+    });
+    assert!(world.memory_vmauth_generation.unwrap_or(0) > 1);
+    // Someone deletes the VMAuth and creates it again with the same content.
+    let key = ("VMAuth".to_owned(), "demo".to_owned());
+    let old = world.children.remove(&key).expect("vmauth");
+    world.check_invariants();
+    let mut object = old.object.clone();
+    object["metadata"]["uid"] = json!("recreated");
+    object["metadata"]["generation"] = json!(1);
+    object["status"] = json!({"updateStatus": "operational", "observedGeneration": 1});
+    world.children.insert(
+        key,
+        SimChild {
+            kind: ChildKind::VMAuth,
+            object,
+            pending: 0,
+        },
+    );
+    assert!(world.run_until_settled(2000), "{:?}", world.status());
+}
+
+#[test]
+fn deleting_the_cr_mid_rollout_restores_the_zone_to_a_vmauth_that_survives() {
+    for variant in ["retain", "ref"] {
+        let mut cr = zones_cr(3, "v1");
+        // The zones survive (retained); the VMAuth is created, or a ref.
+        cr.spec.retain = Some(true);
+        if variant == "ref" {
+            cr.spec.vmauth =
+                Some(serde_json::from_value(json!({"ref": {"name": "shared"}})).expect("vmauth"));
+        }
+        let mut world = World::new(cr);
+        if variant == "ref" {
+            world.children.insert(
+                ("VMAuth".into(), "shared".into()),
+                SimChild {
+                    kind: ChildKind::VMAuth,
+                    object: json!({"kind": "VMAuth", "metadata": {"name": "shared",
+                        "namespace": "ns", "uid": "shared-uid", "generation": 1}, "spec": {},
+                        "status": {"updateStatus": "operational", "observedGeneration": 1}}),
+                    pending: 0,
+                },
+            );
+        }
+        settled(&mut world);
+        common_cluster(&mut world, |spec| spec["clusterVersion"] = json!("v2"));
+        run_until(&mut world, 300, "z1 Applying", |w| {
+            phase(w) == (Some("z1".into()), Some(ZonePhase::Applying))
+        });
+        world.cr.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(world.now),
+        );
+        for _ in 0..40 {
+            world.reconcile(None);
+            world.observe();
+            world.operator_tick();
+        }
+        assert!(
+            world
+                .cr
+                .metadata
+                .finalizers
+                .as_ref()
+                .is_none_or(|f| f.is_empty()),
+            "{variant}: finalizer removed"
+        );
+        let replay = world.checker.replay();
+        assert!(
+            replay.of(Invariant::NotRestoredOnDeletion).is_empty(),
+            "{variant}: {:?}",
+            replay.violations
+        );
+        world.check_invariants();
+        let name = if variant == "ref" { "shared" } else { "demo" };
+        let auth = world.child(ChildKind::VMAuth, name).expect("survives");
+        assert!(
+            auth.object["spec"].to_string().contains("demo-z1"),
+            "{variant}: {}",
+            auth.object["spec"]
+        );
+        assert_eq!(world.claimed(), 0, "{variant}: released");
+    }
+}
+
+#[test]
+fn disabling_the_vmauth_mid_rollout_hands_it_back_with_every_zone_first() {
+    let mut world = World::new(zones_cr(3, "v1"));
+    settled(&mut world);
+    common_cluster(&mut world, |spec| spec["clusterVersion"] = json!("v2"));
+    run_until(&mut world, 300, "z1 Applying", |w| {
+        phase(w) == (Some("z1".into()), Some(ZonePhase::Applying))
+    });
+    world.edit(|cr| {
+        cr.spec.vmauth.get_or_insert_with(Default::default).enabled = Some(false);
+    });
+    assert!(world.run_until_settled(3000), "{:?}", world.status());
+    let auth = &world.vmauth().expect("kept").object;
+    for zone in ["demo-z0", "demo-z1", "demo-z2"] {
+        assert!(auth["spec"].to_string().contains(zone), "{}", auth["spec"]);
+    }
+    assert!(
+        auth["metadata"]["labels"]
+            .get("operator.victoriametrics.com/vmdistributed")
+            .is_none()
+    );
+    for i in 0..3 {
+        assert_eq!(world.backend_spec(&format!("z{i}"))["clusterVersion"], "v2");
+    }
+}
+
+#[test]
+fn renaming_the_vmauth_mid_rollout_hands_the_old_one_back_with_every_zone() {
+    let mut world = World::new(zones_cr(3, "v1"));
+    settled(&mut world);
+    common_cluster(&mut world, |spec| spec["clusterVersion"] = json!("v2"));
+    run_until(&mut world, 300, "z1 Applying", |w| {
+        phase(w) == (Some("z1".into()), Some(ZonePhase::Applying))
+    });
+    world.edit(|cr| {
+        cr.spec.vmauth.get_or_insert_with(Default::default).name = Some("global".into());
+    });
+    assert!(world.run_until_settled(3000), "{:?}", world.status());
+    for name in ["demo", "global"] {
+        let auth = &world.child(ChildKind::VMAuth, name).expect("exists").object;
+        for zone in ["demo-z0", "demo-z1", "demo-z2"] {
+            assert!(
+                auth["spec"].to_string().contains(zone),
+                "{name}: {}",
+                auth["spec"]
+            );
+        }
+    }
+}
