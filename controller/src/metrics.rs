@@ -5,13 +5,34 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use prometheus_client::encoding::text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use shared::api::UpdateStatus;
 
 type Labels = Vec<(String, String)>;
+
+/// `controller` label of `operator_object_status`, as the VictoriaMetrics operator names its
+/// own VMDistributed controller.
+const OBJECT_STATUS_CONTROLLER: &str = "vmdistributed";
+
+/// Every `status` label value of `operator_object_status`, as the VictoriaMetrics operator
+/// exposes them (`ignored` is one of its statuses this controller never reports; it is kept at 0
+/// so both expose the same series).
+const OBJECT_STATUSES: [&str; 5] = ["operational", "failed", "expanding", "paused", "ignored"];
+
+/// The `status` label of an `updateStatus` (its serialized, upstream spelling).
+fn status_label(status: UpdateStatus) -> &'static str {
+    match status {
+        UpdateStatus::Operational => "operational",
+        UpdateStatus::Failed => "failed",
+        UpdateStatus::Expanding => "expanding",
+        UpdateStatus::Paused => "paused",
+    }
+}
 
 /// How zones are counted in `vmdistributed_zones`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -42,6 +63,9 @@ impl ZoneState {
 /// The controller's metrics and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
+    /// Metrics under the VictoriaMetrics operator's own names, without the prefix.
+    unprefixed: Registry,
+    object_status: Family<Labels, Gauge>,
     reconciles: Counter,
     errors: Family<Labels, Counter>,
     reconcile_duration: Histogram,
@@ -139,8 +163,20 @@ impl Metrics {
         for state in ZoneState::ALL {
             zones.get_or_create(&state_labels(state)).set(0);
         }
+        // Users alert on the VictoriaMetrics operator's `operator_object_status` (one series per
+        // object and status, 1 for the current one); the same name, labels and help here keep
+        // those alerts and dashboards working for objects this controller manages.
+        let mut unprefixed = Registry::default();
+        let object_status = Family::<Labels, Gauge>::default();
+        unprefixed.register(
+            "operator_object_status",
+            "Current update status of operator-managed objects (1=active for that status, 0=inactive)",
+            object_status.clone(),
+        );
         Self {
             registry,
+            unprefixed,
+            object_status,
             reconciles,
             errors,
             reconcile_duration,
@@ -223,6 +259,30 @@ impl Metrics {
         }
     }
 
+    /// Set the `operator_object_status` series of the `VMDistributed` `namespace/name`: 1 for
+    /// `status`, 0 for the others. `None` (the object is being deleted) removes its series.
+    pub fn set_object_status(&self, namespace: &str, name: &str, status: Option<UpdateStatus>) {
+        let current = status.map(status_label);
+        for label in OBJECT_STATUSES {
+            let labels = vec![
+                ("controller".to_owned(), OBJECT_STATUS_CONTROLLER.to_owned()),
+                ("namespace".to_owned(), namespace.to_owned()),
+                ("name".to_owned(), name.to_owned()),
+                ("status".to_owned(), label.to_owned()),
+            ];
+            match current {
+                Some(current) => {
+                    self.object_status
+                        .get_or_create(&labels)
+                        .set(i64::from(current == label));
+                }
+                None => {
+                    self.object_status.remove(&labels);
+                }
+            }
+        }
+    }
+
     /// A rollout of `key` started (first call wins until it finishes).
     pub fn rollout_started(&self, key: &str) {
         if let Ok(mut started) = self.rollout_started.lock() {
@@ -255,7 +315,10 @@ impl Metrics {
         };
         self.since_success.set(since);
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        let encoded = text::encode_registry(&mut out, &self.registry)
+            .and_then(|()| text::encode_registry(&mut out, &self.unprefixed))
+            .and_then(|()| text::encode_eof(&mut out));
+        if encoded.is_err() {
             out.clear();
         }
         out
@@ -295,5 +358,63 @@ mod tests {
                 .encode()
                 .contains("vmdistributed_zones{state=\"updating\"} 0")
         );
+    }
+
+    /// The series of one object in `text`, as `status value` lines.
+    fn object_status(text: &str, namespace: &str, name: &str) -> Vec<String> {
+        let labels = format!(
+            "operator_object_status{{controller=\"vmdistributed\",namespace=\"{namespace}\",name=\"{name}\",status=\""
+        );
+        let mut series: Vec<String> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix(&labels))
+            .map(|rest| rest.replace("\"} ", " "))
+            .collect();
+        series.sort();
+        series
+    }
+
+    #[test]
+    fn object_status_is_one_for_the_current_status_and_gone_after_deletion() {
+        let metrics = Metrics::new();
+        metrics.set_object_status("ns", "a", Some(UpdateStatus::Expanding));
+        metrics.set_object_status("ns", "b", Some(UpdateStatus::Operational));
+        metrics.set_object_status("ns", "a", Some(UpdateStatus::Failed));
+        let text = metrics.encode();
+        // The VictoriaMetrics operator's name, labels and help, unprefixed, so alerts written
+        // for it (`operator_object_status{status="failed"} == 1`) cover this controller too.
+        assert!(
+            text.contains("# TYPE operator_object_status gauge"),
+            "{text}"
+        );
+        assert!(text.contains("# HELP operator_object_status Current update status of operator-managed objects (1=active for that status, 0=inactive)"), "{text}");
+        assert_eq!(
+            object_status(&text, "ns", "a"),
+            [
+                "expanding 0",
+                "failed 1",
+                "ignored 0",
+                "operational 0",
+                "paused 0"
+            ]
+        );
+        assert_eq!(
+            object_status(&text, "ns", "b"),
+            [
+                "expanding 0",
+                "failed 0",
+                "ignored 0",
+                "operational 1",
+                "paused 0"
+            ]
+        );
+        // The prefixed families are still there, and the exposition ends once.
+        assert!(text.contains("vmdistributed_reconciles_total"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        metrics.set_object_status("ns", "a", None);
+        let text = metrics.encode();
+        assert!(object_status(&text, "ns", "a").is_empty(), "{text}");
+        assert_eq!(object_status(&text, "ns", "b").len(), 5, "{text}");
     }
 }

@@ -696,6 +696,13 @@ fn record_zone_metrics(ctx: &Context, cr: &VMDistributed, decision: &Decision) {
         })
         .collect();
     ctx.metrics.set_zones(&key(cr), Some(states));
+    // As the VictoriaMetrics operator does, an object's series go when its deletion starts.
+    let status = decision
+        .status
+        .update_status
+        .filter(|_| cr.meta().deletion_timestamp.is_none());
+    ctx.metrics
+        .set_object_status(&cr.namespace().unwrap_or_default(), &cr.name_any(), status);
 }
 
 /// Requeue policy after an error.

@@ -388,8 +388,13 @@ fn cli_examples_match_the_real_output() {
     }
 }
 
+/// The registry in a binary's `metrics.rs` whose names keep no prefix (the VictoriaMetrics
+/// operator's own metric names, which users' alerts already use).
+const UNPREFIXED_REGISTRY: &str = "unprefixed";
+
 /// Metric names a binary registers, read from its `metrics.rs`: the `Registry::with_prefix`
-/// value joined with every name passed to `registry.register(`.
+/// value joined with every name passed to `registry.register(`, and the names passed to
+/// `unprefixed.register(` as they are.
 fn registered_metrics(source_path: &str) -> BTreeSet<String> {
     let source = read_repo_file(source_path);
     let first_literal = |text: &str| -> Option<String> {
@@ -402,11 +407,21 @@ fn registered_metrics(source_path: &str) -> BTreeSet<String> {
         .nth(1)
         .and_then(first_literal)
         .unwrap_or_else(|| panic!("{source_path}: no Registry::with_prefix(\"...\")"));
-    source
-        .split(".register(")
-        .skip(1)
-        .filter_map(first_literal)
-        .map(|name| format!("{prefix}_{name}"))
+    let pieces: Vec<&str> = source.split(".register(").collect();
+    pieces
+        .windows(2)
+        .filter_map(|pair| {
+            let name = first_literal(pair[1])?;
+            let receiver = pair[0]
+                .rsplit(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .next()
+                .unwrap_or_default();
+            Some(if receiver == UNPREFIXED_REGISTRY {
+                name
+            } else {
+                format!("{prefix}_{name}")
+            })
+        })
         .collect()
 }
 
@@ -425,7 +440,8 @@ fn operations_lists_the_registered_metrics() {
                 .next()?
                 .trim();
             let name = first.strip_prefix('`')?.strip_suffix('`')?;
-            name.starts_with("vmdistributed_").then(|| name.to_owned())
+            (name.starts_with("vmdistributed_") || name.starts_with("operator_"))
+                .then(|| name.to_owned())
         })
         .collect();
     let mut problems = Vec::new();
