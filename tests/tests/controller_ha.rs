@@ -1,15 +1,18 @@
 //! Leader election and crash safety with real controller processes: two replicas of which only
 //! the Lease holder writes, a leader killed mid-rollout, and SIGKILL at seeded random moments of
-//! 3-zone rollouts. The SPEC §5 invariants are checked on every recorded state.
+//! 3-zone rollouts, which must land in every phase of the rollout. The rollout invariants are
+//! checked on every recorded state by the shared checker.
 
 mod controller_support;
 
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use controller_support::{Controller, Env, StateRecorder, is_operational};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
+use kube::api::ListParams;
 use nix::sys::signal::Signal;
 use serde_json::json;
 use shared::api::ZonePhase;
@@ -103,6 +106,51 @@ async fn only_the_leader_writes_and_the_other_replica_finishes_after_it_dies() -
     Ok(())
 }
 
+/// The rollout phase the CR is in (`Idle` when none) and the current etcd revision (a quorum
+/// list answers with it).
+async fn rollout_phase_and_revision(env: &Env, name: &str) -> Result<(String, u64)> {
+    let list = env.crs().list(&ListParams::default()).await?;
+    let revision = list
+        .metadata
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .context("a list without a numeric resourceVersion")?;
+    let phase = list
+        .items
+        .iter()
+        .find(|cr| cr.metadata.name.as_deref() == Some(name))
+        .and_then(|cr| cr.status.as_ref()?.rollout.as_ref()?.phase)
+        .map_or_else(|| "Idle".to_owned(), |phase| format!("{phase:?}"));
+    Ok((phase, revision))
+}
+
+/// Revisions at which a child's spec changed (its generation went up): writes of the
+/// controller, since the simulated operator writes only status.
+fn child_write_revisions(records: &[controller_support::Record]) -> Vec<u64> {
+    let mut generations: HashMap<String, i64> = HashMap::new();
+    let mut revisions = Vec::new();
+    for record in records
+        .iter()
+        .filter(|r| r.kind != "VMDistributed" && !r.deleted)
+    {
+        let uid = record.object["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let generation = record.object["metadata"]["generation"]
+            .as_i64()
+            .unwrap_or(0);
+        if let Some(previous) = generations.insert(uid, generation)
+            && generation > previous
+            && let Some(rv) = record.rv
+        {
+            revisions.push(rv);
+        }
+    }
+    revisions
+}
+
 /// A small deterministic generator (xorshift64*), so a failing run can be repeated with its seed.
 struct Rng(u64);
 
@@ -146,7 +194,16 @@ async fn sigkill_at_random_moments_never_breaks_the_invariants() -> Result<()> {
     let mut trials = 0u32;
     let mut rollouts = 0u32;
     let mut version = 1;
-    while started.elapsed() < budget {
+    // Where each kill left the rollout, and the etcd revision right after it.
+    let mut kill_phases: BTreeSet<String> = BTreeSet::new();
+    let mut kill_revisions: Vec<u64> = Vec::new();
+    let wanted: BTreeSet<String> = ["Excluding", "Applying", "Restoring"]
+        .map(String::from)
+        .into();
+    // The budget, extended (up to twice) until a kill has landed in every phase.
+    while started.elapsed() < budget
+        || (!wanted.is_subset(&kill_phases) && started.elapsed() < budget * 2)
+    {
         let cr = env.crs().get("crash").await?;
         if is_operational(&cr) {
             version += 1;
@@ -162,6 +219,9 @@ async fn sigkill_at_random_moments_never_breaks_the_invariants() -> Result<()> {
         controller.process.signal(Signal::SIGKILL)?;
         trials += 1;
         drop(controller);
+        let (phase, revision) = rollout_phase_and_revision(&env, "crash").await?;
+        kill_phases.insert(phase);
+        kill_revisions.push(revision);
     }
     // A last replica finishes whatever rollout is in flight.
     let controller = env.controller()?;
@@ -170,13 +230,30 @@ async fn sigkill_at_random_moments_never_breaks_the_invariants() -> Result<()> {
     })
     .await?;
     let replay = recorder.check("crash")?;
+    let writes = child_write_revisions(&recorder.records());
+    let productive = kill_revisions
+        .windows(2)
+        .filter(|pair| writes.iter().any(|rv| *rv > pair[0] && *rv <= pair[1]))
+        .count();
     println!(
-        "crash trials: {trials} SIGKILLs over {rollouts} rollouts, {} states checked, {} zone writes",
+        "crash trials: {trials} SIGKILLs over {rollouts} rollouts, {} states checked, {} zone writes, \
+         kills in phases {kill_phases:?}, child writes between {productive} of {} pairs of kills",
         replay.states,
-        replay.child_spec_writes.len()
+        replay.child_spec_writes.len(),
+        kill_revisions.len().saturating_sub(1)
     );
     assert!(trials >= 20, "only {trials} trials fit in the budget");
     assert!(rollouts >= 2, "only {rollouts} rollouts were started");
+    // The kills hit the rollout mid-phase, every phase, and the controller got work done
+    // between them (not only killed while starting up).
+    assert!(
+        wanted.is_subset(&kill_phases),
+        "kills landed only in {kill_phases:?}"
+    );
+    assert!(
+        productive >= 1 && productive * 4 >= trials as usize,
+        "child writes between only {productive} of {trials} pairs of kills"
+    );
     for zone in ["zone-a", "zone-b", "zone-c"] {
         let cluster = env
             .child_value(
