@@ -6,7 +6,9 @@
 //! the rollout invariants checked on every state seen through watches; a `VMSingle` backend; a
 //! zone whose pods cannot be scheduled halts the rollout and heals when fixed; deletion with
 //! `retain` false and true; adoption of a VMCluster a user created first (the distributed chart's
-//! case, `examples/distributed-chart.yaml`).
+//! case, `examples/distributed-chart.yaml`); serving safety (docs/rollout.md "Serving guard"): a
+//! change that moves every zone's remote-write URL, and a `maintenance` zone beside the updated
+//! one.
 
 mod controller_support;
 
@@ -548,5 +550,118 @@ spec:
     })
     .await?;
     ensure!(sts.get_opt("vmstorage-nowhere").await?.is_some());
+    Ok(())
+}
+
+/// The seed example with `trafficMode`s (`zone` or `zone:mode`) and three zones' worth of names.
+fn seed_with_zones(name: &str, zones: &[&str]) -> Result<Value> {
+    let mut cr = with_test_durations(example("seed.yaml")?, "2m");
+    cr["metadata"]["name"] = json!(name);
+    cr["spec"]["zoneCommon"]["vmcluster"]["spec"]["clusterVersion"] = json!(FROM_VERSION);
+    cr["spec"]["zones"] = zones
+        .iter()
+        .map(|z| match z.split_once(':') {
+            Some((zone, mode)) => json!({"name": zone, "trafficMode": mode}),
+            None => json!({"name": z}),
+        })
+        .collect();
+    Ok(cr)
+}
+
+/// Moving every zone's remote-write URL (the vminsert port) on the real operator: the operator
+/// really moves each zone's vminsert Service, and `read` never loses more than one zone, never
+/// empties, and every agent ends up writing to the new port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_write_url_change_keeps_read_served_on_the_real_operator() -> Result<()> {
+    let env = Env::with_operator("op-url").await?;
+    let _controller = started(&env).await?;
+    let zones = ["zone-a", "zone-b", "zone-c"];
+    apply_cr(&env, &seed_with_zones("url", &zones)?).await?;
+    env.wait_operational("url", LONG).await?;
+    let recorder = StateRecorder::start(&env.client, &env.ns).await?;
+    env.patch_spec(
+        "url",
+        json!({"zoneCommon": {"vmcluster": {"spec": {"vminsert": {"port": "8481"}}}}}),
+    )
+    .await?;
+    env.wait_cr("url", LONG, "the port change rolled out", |c| {
+        is_operational(c) && c.metadata.generation == Some(2)
+    })
+    .await?;
+
+    let replay = recorder.check("url")?;
+    let members: Vec<String> = zones.iter().map(|z| format!("url-{z}")).collect();
+    for read in &replay.read_refs {
+        ensure!(read.len() >= zones.len() - 1, "{:?}", replay.read_refs);
+    }
+    assert_eq!(replay.read_refs.last(), Some(&members));
+    assert_eq!(replay.write_refs.last(), Some(&members));
+    assert_eq!(replay.exclusions, zones, "{replay:?}");
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(env.client.clone(), &env.ns);
+    for zone in zones {
+        let agent = env
+            .child_value(ChildKind::VMAgent, &format!("url-{zone}"))
+            .await?;
+        let urls: Vec<&str> = agent["spec"]["remoteWrite"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|e| e["url"].as_str()).collect())
+            .unwrap_or_default();
+        ensure!(
+            urls.len() == 3 && urls.iter().all(|u| u.contains(":8481/")),
+            "{urls:?}"
+        );
+        // The operator moved the Service the URL points at.
+        let service = services.get(&format!("vminsert-url-{zone}")).await?;
+        let ports: Vec<i32> = service
+            .spec
+            .and_then(|s| s.ports)
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.port)
+            .collect();
+        ensure!(ports.contains(&8481), "vminsert-url-{zone} ports {ports:?}");
+    }
+    Ok(())
+}
+
+/// With the only other zone in `maintenance`, the one serving zone is updated in place on the
+/// real operator: neither target is ever emptied, and a Warning event says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_only_serving_zone_beside_a_maintenance_zone_is_updated_in_place_on_the_real_operator()
+-> Result<()> {
+    let env = Env::with_operator("op-maint").await?;
+    let _controller = started(&env).await?;
+    apply_cr(
+        &env,
+        &seed_with_zones("maint", &["zone-a", "zone-b:maintenance"])?,
+    )
+    .await?;
+    env.wait_operational("maint", LONG).await?;
+    // The maintenance zone runs no vminsert pods.
+    let deploy: Api<Deployment> = Api::namespaced(env.client.clone(), &env.ns);
+    let vminsert = deploy.get("vminsert-maint-zone-b").await?;
+    assert_eq!(vminsert.spec.and_then(|s| s.replicas), Some(0));
+
+    let replay = roll_version(&env, "maint", TO_VERSION).await?;
+    let a = vec!["maint-zone-a".to_owned()];
+    ensure!(
+        !replay.write_refs.is_empty() && replay.write_refs.iter().all(|w| *w == a),
+        "{replay:?}"
+    );
+    ensure!(replay.read_refs.iter().all(|r| *r == a), "{replay:?}");
+    ensure!(replay.exclusions.is_empty(), "{replay:?}");
+    let in_place: Vec<_> = env
+        .events("maint")
+        .await?
+        .into_iter()
+        .filter(|(t, r, _)| t == "Warning" && r == "UpdatingInPlace")
+        .collect();
+    assert_eq!(in_place.len(), 1, "{in_place:?}");
+    let images = pod_images(&env, "maint-zone-a", CLUSTER_COMPONENTS).await?;
+    ensure!(
+        images.iter().all(|i| i.contains(":v1.111.0-")),
+        "{images:?}"
+    );
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use shared::api::VMDistributed;
 use shared::names::{ChildKind, child_name, vmauth_name};
+use shared::rollout::invariants::{Change, InvariantChecker};
 
 /// Which watch an object came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,6 +175,8 @@ pub struct Model {
     pub agents: BTreeMap<String, Value>,
     pods: BTreeMap<String, PodState>,
     pub observations: Vec<Observation>,
+    /// Every stored change of the CR and its children, for the shared invariant checker.
+    changes: Vec<Change>,
     /// Objects whose resourceVersion was not a number (the ordering checks then refuse to pass).
     pub unordered: usize,
     generations: BTreeMap<(String, String), i64>,
@@ -190,6 +193,7 @@ impl Model {
             agents: BTreeMap::new(),
             pods: BTreeMap::new(),
             observations: Vec::new(),
+            changes: Vec::new(),
             unordered: 0,
             generations: BTreeMap::new(),
             last_printed: None,
@@ -201,6 +205,15 @@ impl Model {
     pub fn apply(&mut self, source: Source, object: Value, deleted: bool, at: Duration) {
         let name = str_at(&object, "/metadata/name").unwrap_or_default();
         let rv = str_at(&object, "/metadata/resourceVersion").and_then(|v| v.parse::<u64>().ok());
+        if source != Source::Pod {
+            self.changes.push(Change {
+                at: rv,
+                kind: source.kind().to_owned(),
+                name: name.clone(),
+                deleted,
+                object: object.clone(),
+            });
+        }
         match source {
             Source::Pod => {
                 // The operator labels a VMCluster's pods with the cluster's name and the
@@ -842,6 +855,28 @@ pub fn analyze(model: &Model, start_rv: u64, new_version: &str) -> Report {
         .map(|(b, s)| s.saturating_sub(*b))
         .collect();
 
+    // The checker the tests use, over every change since the demo began watching.
+    let mut changes = model.changes.clone();
+    changes.sort_by_key(|c| c.at);
+    let shared = InvariantChecker::run(&model.layout.cr, &changes);
+    invariants.push(match shared.violations.first() {
+        None => (
+            true,
+            format!(
+                "the shared invariant checker (shared::rollout::invariants) found nothing in {} \
+                 states: no target left without a serving zone",
+                shared.states
+            ),
+        ),
+        Some(first) => (
+            false,
+            format!(
+                "the shared invariant checker found {} violation(s), first: {first}",
+                shared.violations.len()
+            ),
+        ),
+    });
+
     Report {
         order,
         out_of_lb,
@@ -874,7 +909,10 @@ mod tests {
         status: &str,
     ) -> Value {
         json!({
-            "metadata": {"name": "demo", "resourceVersion": rv.to_string(), "generation": generation},
+            "apiVersion": "operator.victoriametrics.com/v1alpha1",
+            "kind": "VMDistributed",
+            "metadata": {"name": "demo", "namespace": "demo", "resourceVersion": rv.to_string(), "generation": generation},
+            "spec": {"zones": [{"name": "zone-a"}, {"name": "zone-b"}]},
             "status": {"updateStatus": status, "observedGeneration": generation, "readyZones": "2/2",
                        "rollout": {"zone": zone, "phase": phase}}
         })
@@ -1081,6 +1119,12 @@ mod tests {
         let report = analyze(&m, 10, "v2");
         assert!(!report.invariants[0].0, "{:?}", report.invariants);
         assert!(report.invariants[0].1.contains("2 zones out"));
+        // The shared checker sees it too: `read` lost its last serving zone.
+        let shared = report.invariants.last().expect("the shared checker's line");
+        assert!(
+            !shared.0 && shared.1.contains("shared invariant checker"),
+            "{shared:?}"
+        );
     }
 
     #[test]
