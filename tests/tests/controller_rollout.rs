@@ -12,7 +12,7 @@ use anyhow::{Result, ensure};
 use controller_support::{Controller, Env, SIM_STUCK, StateRecorder, condition, is_operational};
 use kube::ResourceExt;
 use serde_json::{Value, json};
-use shared::api::{UpdateStatus, ZonePhase};
+use shared::api::UpdateStatus;
 use shared::names::ChildKind;
 
 const LONG: Duration = Duration::from_secs(90);
@@ -486,20 +486,7 @@ async fn a_zone_that_never_becomes_ready_halts_the_rollout_until_healed() -> Res
         json!({"zoneCommon": {"vmcluster": {"spec": {"clusterVersion": "v1.111.0-cluster"}}}}),
     )
     .await?;
-    let failed = env
-        .wait_cr("stuck", LONG, "Degraded", |cr| {
-            condition(cr, "Degraded").is_some_and(|c| c.status == "True")
-        })
-        .await?;
-    let status = failed.status.clone().unwrap_or_default();
-    assert_eq!(status.update_status, Some(UpdateStatus::Failed));
-    assert_eq!(
-        condition(&failed, "Degraded").map(|c| c.reason.as_str()),
-        Some("ZoneNotReady")
-    );
-    let rollout = status.rollout.clone().unwrap_or_default();
-    assert_eq!(rollout.zone.as_deref(), Some("zone-a"));
-    assert_eq!(rollout.phase, Some(ZonePhase::Applying));
+    env.wait_halted_in_applying("stuck", "zone-a", LONG).await?;
 
     // Stay halted for several timeouts: one Warning, the other zones untouched, zone-a out of the
     // VMAuth.

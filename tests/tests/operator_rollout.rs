@@ -21,7 +21,6 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use shared::api::{UpdateStatus, ZonePhase};
 use shared::names::ChildKind;
 
 /// Upper bound of each wait: the operator's own readiness polling adds seconds to every step.
@@ -383,20 +382,7 @@ async fn unschedulable_zone_halts_the_rollout_until_fixed() -> Result<()> {
     };
     env.patch_spec("demo", json!({"zones": zones("nowhere")}))
         .await?;
-    let failed = env
-        .wait_cr("demo", LONG, "Degraded", |c| {
-            condition(c, "Degraded").is_some_and(|d| d.status == "True")
-        })
-        .await?;
-    let status = failed.status.clone().unwrap_or_default();
-    assert_eq!(status.update_status, Some(UpdateStatus::Failed));
-    assert_eq!(
-        condition(&failed, "Degraded").map(|c| c.reason.as_str()),
-        Some("ZoneNotReady")
-    );
-    let rollout = status.rollout.clone().unwrap_or_default();
-    assert_eq!(rollout.zone.as_deref(), Some("zone-a"));
-    assert_eq!(rollout.phase, Some(ZonePhase::Applying));
+    env.wait_halted_in_applying("demo", "zone-a", LONG).await?;
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.ns);
     let pending = pods
         .list(&ListParams::default().labels("app.kubernetes.io/instance=demo-zone-a"))

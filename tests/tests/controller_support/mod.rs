@@ -13,7 +13,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use futures::StreamExt;
 use harness::{ControlPlane, ProcessSpec, SupervisedProcess};
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
@@ -197,6 +197,38 @@ impl Env {
             }
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
+    }
+
+    /// Wait until the rollout of `name` halts on `zone` (`Degraded=True`), and check it halted as
+    /// a zone that never became ready does: status `failed`, reason `ZoneNotReady`, the zone
+    /// still in phase `Applying`.
+    pub async fn wait_halted_in_applying(
+        &self,
+        name: &str,
+        zone: &str,
+        timeout: Duration,
+    ) -> Result<VMDistributed> {
+        let failed = self
+            .wait_cr(name, timeout, "Degraded", |cr| {
+                condition(cr, "Degraded").is_some_and(|c| c.status == "True")
+            })
+            .await?;
+        let status = failed.status.clone().unwrap_or_default();
+        ensure!(
+            status.update_status == Some(shared::api::UpdateStatus::Failed),
+            "{status:?}"
+        );
+        ensure!(
+            condition(&failed, "Degraded").map(|c| c.reason.as_str()) == Some("ZoneNotReady"),
+            "{status:?}"
+        );
+        let rollout = status.rollout.clone().unwrap_or_default();
+        ensure!(
+            rollout.zone.as_deref() == Some(zone)
+                && rollout.phase == Some(shared::api::ZonePhase::Applying),
+            "{rollout:?}"
+        );
+        Ok(failed)
     }
 
     /// Wait until the CR is `operational` with `Ready=True` for its current generation.
