@@ -40,6 +40,7 @@ pub struct ControlPlane {
     pub(crate) sim: OnceCell<SupervisedProcess>,
     pub(crate) operator_world: OnceCell<crate::operator_world::OperatorWorld>,
     started_in: Duration,
+    audit_log: Option<PathBuf>,
 }
 
 static SHARED: OnceCell<ControlPlane> = OnceCell::const_new();
@@ -71,6 +72,18 @@ impl ControlPlane {
 
     /// A control plane owned by the caller, stopped when dropped.
     pub async fn start(options: Options) -> Result<ControlPlane> {
+        Self::start_inner(options, false).await
+    }
+
+    /// [`Self::start`] with kube-apiserver writing an audit log of every request at `Metadata`
+    /// level (who, user agent, verb, resource, time; no bodies), for benchmarks that count the
+    /// requests of one client ([`Self::audit_log_path`]). A separate entry point rather than an
+    /// [`Options`] field, so that the `Options { .. }` literals elsewhere stay valid.
+    pub async fn start_with_audit_log(options: Options) -> Result<ControlPlane> {
+        Self::start_inner(options, true).await
+    }
+
+    async fn start_inner(options: Options, audit_log: bool) -> Result<ControlPlane> {
         crate::install_crypto_provider();
         let bin = tokio::task::spawn_blocking(envtest_bin_dir)
             .await
@@ -82,7 +95,7 @@ impl ControlPlane {
         // between, so a failed start is retried with new ports.
         let mut last_error = None;
         for _ in 0..3 {
-            match Self::start_once(&bin, &supervisor_exe).await {
+            match Self::start_once(&bin, &supervisor_exe, audit_log).await {
                 Ok(cp) => {
                     if options.controller_manager {
                         cp.ensure_controller_manager().await?;
@@ -95,7 +108,7 @@ impl ControlPlane {
         Err(last_error.unwrap_or_else(|| anyhow!("control plane did not start")))
     }
 
-    async fn start_once(bin: &Path, supervisor_exe: &Path) -> Result<ControlPlane> {
+    async fn start_once(bin: &Path, supervisor_exe: &Path, audit: bool) -> Result<ControlPlane> {
         let began = Instant::now();
         let dir = tempfile::Builder::new()
             .prefix("vmd-envtest-")
@@ -112,6 +125,19 @@ impl ControlPlane {
         };
         let pki = Pki::generate(&dir)?;
         let (etcd_client, etcd_peer, api_port) = (free_port()?, free_port()?, free_port()?);
+        let audit_log = if audit {
+            // One event per request: `RequestReceived` is left out, so a request is logged when
+            // it completes (a watch also when its response starts).
+            let policy = dir.join("audit-policy.yaml");
+            std::fs::write(
+                &policy,
+                "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n",
+            )
+            .context("writing the audit policy")?;
+            Some((policy, dir.join("audit.log")))
+        } else {
+            None
+        };
 
         let etcd = ProcessSpec::new(bin.join("etcd"), dir.join("etcd.log")).args([
             "--name=envtest".to_string(),
@@ -153,6 +179,13 @@ impl ControlPlane {
                 "--allow-privileged=true".into(),
                 "--profiling=false".into(),
             ]);
+        let apiserver = apiserver.args(audit_log.iter().flat_map(|(policy, log)| {
+            [
+                format!("--audit-policy-file={}", policy.display()),
+                format!("--audit-log-path={}", log.display()),
+                "--audit-log-format=json".into(),
+            ]
+        }));
         let apiserver_pid = supervisor.spawn(&apiserver)?;
 
         let server = format!("https://127.0.0.1:{api_port}");
@@ -192,6 +225,7 @@ impl ControlPlane {
             sim: OnceCell::new(),
             operator_world: OnceCell::new(),
             started_in: began.elapsed(),
+            audit_log: audit_log.map(|(_, log)| log),
         })
     }
 
@@ -288,6 +322,11 @@ impl ControlPlane {
     /// How long the start took (PKI, etcd, apiserver until /readyz).
     pub fn started_in(&self) -> Duration {
         self.started_in
+    }
+
+    /// The kube-apiserver audit log (JSON lines), when started with [`Self::start_with_audit_log`].
+    pub fn audit_log_path(&self) -> Option<&Path> {
+        self.audit_log.as_deref()
     }
 
     /// PIDs of every process this control plane runs: the supervisor, etcd, kube-apiserver and, if

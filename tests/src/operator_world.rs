@@ -70,11 +70,17 @@ pub enum VMDistributedCrd {
 /// project CRD, the operator's VMDistributed controller off. The other combination exists to run
 /// the operator's own VMDistributed controller on the same stack, for the side-by-side benchmark
 /// (`tests/benches/operator_side_by_side.rs`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OperatorWorldOptions {
     /// Let the operator reconcile VMDistributed (no `-controller.disableReconcileFor`).
     pub reconcile_vmdistributed: bool,
     pub vmdistributed_crd: VMDistributedCrd,
+    /// `HTTP_PROXY` of the operator (`http://127.0.0.1:PORT`): where its HTTP requests to
+    /// non-loopback addresses go; loopback ones (API server, pod IPs) stay direct. The API server
+    /// refuses loopback addresses in EndpointSlices, so pods found through EndpointSlices (the
+    /// vmagent `/metrics` that the operator's VMDistributed controller polls) can only be given
+    /// addresses elsewhere, which a proxy on 127.0.0.1 then answers for.
+    pub operator_http_proxy: Option<String>,
 }
 
 /// The processes and addresses of a running operator world (see the module docs).
@@ -161,7 +167,7 @@ impl ControlPlane {
     pub async fn ensure_operator_world_with(&self, options: OperatorWorldOptions) -> Result<()> {
         let world = self
             .operator_world
-            .get_or_try_init(|| self.start_operator_world(options))
+            .get_or_try_init(|| self.start_operator_world(options.clone()))
             .await?;
         if world.options != options {
             bail!(
@@ -300,6 +306,12 @@ impl ControlPlane {
             .env("VM_PODWAITREADYINTERVALCHECK", "1s")
             .env("VM_PVC_WAIT_READY_INTERVAL", "1s")
             .env("VM_WAIT_READY_INTERVAL", "1s");
+        let operator = match &options.operator_http_proxy {
+            Some(proxy) => operator
+                .env("HTTP_PROXY", proxy)
+                .env("NO_PROXY", "127.0.0.0/8,localhost"),
+            None => operator,
+        };
         processes.push(("vm-operator", self.spawn(operator)?));
 
         let mut world = OperatorWorld {
