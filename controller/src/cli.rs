@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+use shared::versions::{
+    OPERATOR_DEFAULT_CLUSTER_VERSION, OPERATOR_DEFAULT_VERSION, PinnedVersions,
+};
 
 /// Zone-by-zone rollouts of VictoriaMetrics clusters described by `VMDistributed` objects.
 #[derive(Debug, Parser)]
@@ -75,6 +78,41 @@ pub struct RunArgs {
     /// Log filter in tracing-subscriber syntax, for example `info` or `info,kube=debug`.
     #[arg(long, env = "VMD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Versions pinned into children whose spec sets none.
+    #[command(flatten)]
+    pub pins: PinArgs,
+}
+
+/// The versions pinned into children whose spec leaves the version to the VictoriaMetrics
+/// operator's default, so that an operator upgrade with a new default is not rolled out to every
+/// zone at once (docs/rollout.md "Pinned versions"). The defaults are those of the operator
+/// release this controller is tested with; keep them equal to your operator's
+/// (`VM_METRICS_VERSION` and the per-kind `VM_*DEFAULT_VERSION` settings). Changing one rolls it
+/// out zone by zone. An empty value pins nothing for that kind.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PinArgs {
+    /// `clusterVersion` of VMClusters whose spec sets neither it nor every component's tag.
+    #[arg(long, env = "VMD_PINNED_VMCLUSTER_VERSION", default_value = OPERATOR_DEFAULT_CLUSTER_VERSION)]
+    pub pinned_vmcluster_version: String,
+    /// `image.tag` of VMAgents whose spec sets neither it nor `componentVersion`.
+    #[arg(long, env = "VMD_PINNED_VMAGENT_VERSION", default_value = OPERATOR_DEFAULT_VERSION)]
+    pub pinned_vmagent_version: String,
+    /// `image.tag` of VMSingles whose spec sets neither it nor `componentVersion`.
+    #[arg(long, env = "VMD_PINNED_VMSINGLE_VERSION", default_value = OPERATOR_DEFAULT_VERSION)]
+    pub pinned_vmsingle_version: String,
+}
+
+impl PinArgs {
+    /// The versions as the rendering takes them (an empty flag pins nothing).
+    #[must_use]
+    pub fn pinned_versions(&self) -> PinnedVersions {
+        let pin = |version: &str| Some(version.trim().to_owned()).filter(|v| !v.is_empty());
+        PinnedVersions {
+            vmcluster: pin(&self.pinned_vmcluster_version),
+            vmagent: pin(&self.pinned_vmagent_version),
+            vmsingle: pin(&self.pinned_vmsingle_version),
+        }
+    }
 }
 
 /// Flags of `render`.
@@ -83,6 +121,9 @@ pub struct RenderArgs {
     /// YAML file with one or more VMDistributed documents, or `-` for standard input.
     #[arg(short = 'f', long = "filename")]
     pub file: String,
+    /// Versions pinned into children whose spec sets none, as the controller's flags.
+    #[command(flatten)]
+    pub pins: PinArgs,
 }
 
 /// Log line format.
@@ -159,13 +200,34 @@ mod tests {
         assert_eq!(args.lease_name, "vmdistributed-controller");
         assert_eq!(args.log_format, LogFormat::Text);
         assert_eq!(args.log_level, "info");
+        assert_eq!(
+            args.pins.pinned_versions(),
+            PinnedVersions::operator_defaults()
+        );
+    }
+
+    #[test]
+    fn pinned_versions_take_a_value_or_nothing() {
+        let args = run(&[
+            "--pinned-vmcluster-version",
+            "v1.111.0-cluster",
+            "--pinned-vmagent-version=",
+        ]);
+        assert_eq!(
+            args.pins.pinned_versions(),
+            PinnedVersions {
+                vmcluster: Some("v1.111.0-cluster".to_owned()),
+                vmagent: None,
+                vmsingle: Some(shared::versions::OPERATOR_DEFAULT_VERSION.to_owned()),
+            }
+        );
     }
 
     #[test]
     fn render_takes_a_file_or_stdin() {
         let cli = Cli::try_parse_from(["vmdistributed-controller", "render", "-f", "-"]);
         assert!(
-            matches!(cli.map(|c| c.command), Ok(Command::Render(RenderArgs { file })) if file == "-")
+            matches!(cli.map(|c| c.command), Ok(Command::Render(RenderArgs { file, .. })) if file == "-")
         );
     }
 }

@@ -30,7 +30,7 @@ use crate::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Render(args) => render(&args.file),
+        Command::Render(args) => render(&args.file, &args.pins.pinned_versions()),
         Command::Run(args) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
             if let Err(err) = logging::init(args.log_format, &args.log_level) {
@@ -62,7 +62,7 @@ fn main() -> ExitCode {
 }
 
 /// `render -f FILE|-`: the pure logic lives in `shared::render_cli`.
-fn render(file: &str) -> ExitCode {
+fn render(file: &str, pins: &shared::versions::PinnedVersions) -> ExitCode {
     let input = if file == "-" {
         let mut text = String::new();
         if let Err(err) = std::io::stdin().read_to_string(&mut text) {
@@ -79,7 +79,7 @@ fn render(file: &str) -> ExitCode {
             }
         }
     };
-    let output = shared::render_cli::render_documents(&input);
+    let output = shared::render_cli::render_documents_with(&input, pins);
     let _ = std::io::stdout().write_all(output.stdout.as_bytes());
     let _ = std::io::stderr().write_all(output.stderr.as_bytes());
     ExitCode::from(u8::try_from(output.exit_code).unwrap_or(1))

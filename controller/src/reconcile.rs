@@ -18,6 +18,7 @@ use shared::names::ChildKind;
 use shared::rollout::model::PreflightOutcome;
 use shared::rollout::model::{Action, ChildIntent, Decision, Event, EventReason, EventType};
 use shared::rollout::{Observed, decide};
+use shared::versions::PinnedVersions;
 use tracing::Instrument;
 
 use crate::children::ChildStores;
@@ -84,6 +85,8 @@ pub struct Context {
     pub events: EventSink,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Versions pinned into children whose spec leaves them unset (`--pinned-*-version`).
+    pinned_versions: PinnedVersions,
     /// True once every child cache holds its first full list.
     caches_filled: tokio::sync::watch::Receiver<bool>,
     memory: Mutex<HashMap<String, Memory>>,
@@ -108,6 +111,7 @@ impl Context {
             let _ = filled.send(true);
         });
         Self {
+            pinned_versions: PinnedVersions::default(),
             caches_filled,
             writer,
             stores,
@@ -115,6 +119,13 @@ impl Context {
             metrics,
             memory: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Pin these versions into children whose spec leaves them unset (none by default).
+    #[must_use]
+    pub fn with_pinned_versions(mut self, pinned_versions: PinnedVersions) -> Self {
+        self.pinned_versions = pinned_versions;
+        self
     }
 
     fn memory(&self, uid: &str) -> Memory {
@@ -230,6 +241,7 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
         preflight: memory.preflight.clone(),
         vmauth_applied_generation: memory.vmauth_applied_generation,
         vmauth_applied_uid: memory.vmauth_applied_uid.clone(),
+        pinned_versions: ctx.pinned_versions.clone(),
     };
     let decision = decide(&cr, &observed, jiff::Timestamp::now());
     record_zone_metrics(ctx, &cr, &decision);

@@ -12,6 +12,7 @@ use kube::runtime::events::Reporter;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, Config, ResourceExt};
 use shared::VMDistributed;
+use shared::versions::PinnedVersions;
 use tokio::sync::watch;
 
 use crate::backoff::{self, Backoff};
@@ -136,6 +137,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             (writer, recorder, metrics.clone()),
             args.watch_namespace.as_deref(),
             args.concurrency,
+            args.pins.pinned_versions(),
             stop,
         )
         .await;
@@ -163,11 +165,15 @@ async fn run_controller(
     (writer, recorder, metrics): (Writer, EventSink, Arc<Metrics>),
     namespace: Option<&str>,
     concurrency: u16,
+    pinned_versions: PinnedVersions,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (stores, streams) = children::watch_all(&client, namespace);
     let backoff = Arc::new(Backoff::new(backoff::Policy::default(), metrics.clone()));
-    let context = Arc::new(Context::new(writer, stores, recorder, metrics));
+    tracing::info!(pinned = ?pinned_versions, "versions pinned where a spec sets none");
+    let context = Arc::new(
+        Context::new(writer, stores, recorder, metrics).with_pinned_versions(pinned_versions),
+    );
     let crs: Api<VMDistributed> = match namespace {
         Some(ns) => Api::namespaced(client, ns),
         None => Api::all(client),

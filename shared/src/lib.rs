@@ -20,5 +20,6 @@ pub mod rollout;
 pub mod spec;
 pub mod template;
 pub mod validation;
+pub mod versions;
 
 pub use api::{VMDistributed, VMDistributedSpec, VMDistributedStatus};

@@ -7,7 +7,8 @@
 //! remote-write URLs use the merged spec of every backend (the controller uses the live object
 //! for `ref` and adopted backends), the VMAuth routes every zone its `trafficMode` allows (the
 //! steady state; the controller derives membership from the live cluster), and without a
-//! `metadata.uid` no created-by annotation or owner reference is shown.
+//! `metadata.uid` no created-by annotation or owner reference is shown. Versions the spec
+//! leaves unset are pinned as the controller pins them, from the same flags.
 
 use std::fmt::Write as _;
 
@@ -16,16 +17,25 @@ use crate::api::{KIND, TrafficMode};
 use crate::check::{Parsed, parse_document, split_documents};
 use crate::cli::CliOutput;
 use crate::defaults::default_in_place;
+use crate::names::ChildKind;
 use crate::parse::strict;
 use crate::render::{render_vmauth, render_zone};
 use crate::rollout::membership::Membership;
 use crate::rollout::model::{ChildIntent, Observed};
 use crate::validation::validate_value;
+use crate::versions::PinnedVersions;
 
-/// Render every `VMDistributed` in `input` (multi-document YAML) to its children's intents.
-/// Exit code 1 when a document is not valid YAML or a `VMDistributed` is invalid.
+/// Render every `VMDistributed` in `input` (multi-document YAML) to its children's intents,
+/// with the controller's default pinned versions. Exit code 1 when a document is not valid YAML
+/// or a `VMDistributed` is invalid.
 #[must_use]
 pub fn render_documents(input: &str) -> CliOutput {
+    render_documents_with(input, &PinnedVersions::operator_defaults())
+}
+
+/// [`render_documents`] pinning `pins` where a spec leaves the version unset.
+#[must_use]
+pub fn render_documents_with(input: &str, pins: &PinnedVersions) -> CliOutput {
     let mut out = CliOutput::default();
     let (mut rendered, mut failed) = (0usize, 0usize);
     for doc in split_documents(input) {
@@ -49,7 +59,7 @@ pub fn render_documents(input: &str) -> CliOutput {
                 continue;
             }
         };
-        match render_one(cr, &label, &mut out) {
+        match render_one(cr, &label, pins, &mut out) {
             Ok(()) => rendered += 1,
             Err(err) => {
                 failed += 1;
@@ -64,7 +74,12 @@ pub fn render_documents(input: &str) -> CliOutput {
     out
 }
 
-fn render_one(mut cr: VMDistributed, label: &str, out: &mut CliOutput) -> Result<(), String> {
+fn render_one(
+    mut cr: VMDistributed,
+    label: &str,
+    pins: &PinnedVersions,
+    out: &mut CliOutput,
+) -> Result<(), String> {
     default_in_place(&mut cr);
     let name = cr.metadata.name.clone().unwrap_or_default();
     if cr.metadata.namespace.is_none() {
@@ -85,7 +100,26 @@ fn render_one(mut cr: VMDistributed, label: &str, out: &mut CliOutput) -> Result
             ""
         }
     );
-    let observed = Observed::default();
+    let pinned: Vec<String> = [
+        ChildKind::VMCluster,
+        ChildKind::VMAgent,
+        ChildKind::VMSingle,
+    ]
+    .into_iter()
+    .filter_map(|kind| pins.of(kind).map(|v| format!("{kind} {v}")))
+    .collect();
+    if !pinned.is_empty() {
+        let _ = writeln!(
+            out.stderr,
+            "{label}: {KIND} {name}: versions the spec leaves unset are pinned as the controller \
+             pins them: {} (--pinned-*-version)",
+            pinned.join(", ")
+        );
+    }
+    let observed = Observed {
+        pinned_versions: pins.clone(),
+        ..Observed::default()
+    };
     let mut intents: Vec<(String, ChildIntent)> = Vec::new();
     for zone in &cr.spec.zones {
         let zone_intents = render_zone(&cr, zone, &observed);

@@ -214,6 +214,7 @@ fn build(s: &Scenario) -> (VMDistributed, Observed) {
             preflight: None,
             vmauth_applied_generation: None,
             vmauth_applied_uid: None,
+            pinned_versions: Default::default(),
         },
     )
 }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 use shared::validation::{Report, validate_value};
 
-/// A valid two-zone object whose clusters are created from zoneCommon.
+/// A valid two-zone object whose clusters are created from zoneCommon, versions chosen (no
+/// warning about versions the controller would pin).
 fn base() -> Value {
     json!({
         "apiVersion": "operator.victoriametrics.com/v1alpha1",
@@ -14,10 +15,12 @@ fn base() -> Value {
         "spec": {
             "zoneCommon": {
                 "vmcluster": {"spec": {
+                    "clusterVersion": "v1.120.0-cluster",
                     "vminsert": {"replicaCount": 1},
                     "vmselect": {"replicaCount": 1},
                     "vmstorage": {"replicaCount": 1}
-                }}
+                }},
+                "vmagent": {"spec": {"image": {"tag": "v1.120.0"}}}
             },
             "zones": [{"name": "zone-a"}, {"name": "zone-b"}]
         }
@@ -648,7 +651,7 @@ fn empty_spec_is_adoption_with_a_warning() {
     // A ref is never created: no warning and no error for an empty spec.
     let report = validate_value(
         &with(|v| {
-            v["spec"]["zoneCommon"] = json!({});
+            v["spec"]["zoneCommon"] = json!({"vmagent": {"spec": {"image": {"tag": "v1.120.0"}}}});
             v["spec"]["zones"][0]["vmcluster"] = json!({"ref": {"name": "existing-a"}});
             v["spec"]["zones"][1]["vmcluster"] = json!({"ref": {"name": "existing-b"}});
         }),

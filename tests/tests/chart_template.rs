@@ -934,3 +934,48 @@ fn invalid_values_are_rejected_with_the_offending_path() -> Result<()> {
     }
     Ok(())
 }
+
+/// The controller pins, where a spec sets no version, the versions the chart gives it; by
+/// default the VictoriaMetrics operator's own defaults, which the controller's flags also
+/// default to. A value of its own, or an empty one (pin nothing), reaches the flag as written.
+#[test]
+fn the_controller_pins_the_charts_versions() -> Result<()> {
+    let defaults = shared::versions::PinnedVersions::operator_defaults();
+    let flags = |sets: &[&str]| -> Result<Vec<String>> {
+        let args = container_args(template(sets)?.deployment("controller")?)?;
+        Ok(args
+            .into_iter()
+            .filter(|a| a.starts_with("--pinned-"))
+            .collect())
+    };
+    assert_eq!(
+        flags(&[])?,
+        [
+            format!(
+                "--pinned-vmcluster-version={}",
+                defaults.vmcluster.as_deref().unwrap_or_default()
+            ),
+            format!(
+                "--pinned-vmagent-version={}",
+                defaults.vmagent.as_deref().unwrap_or_default()
+            ),
+            format!(
+                "--pinned-vmsingle-version={}",
+                defaults.vmsingle.as_deref().unwrap_or_default()
+            ),
+        ]
+    );
+    let set = flags(&[
+        "controller.pinnedVersions.vmcluster=v1.111.0-cluster",
+        "controller.pinnedVersions.vmagent=",
+    ])?;
+    assert!(
+        set.contains(&"--pinned-vmcluster-version=v1.111.0-cluster".to_owned()),
+        "{set:?}"
+    );
+    assert!(
+        set.contains(&"--pinned-vmagent-version=".to_owned()),
+        "{set:?}"
+    );
+    Ok(())
+}

@@ -651,3 +651,108 @@ async fn the_only_serving_zone_beside_a_maintenance_zone_is_updated_in_place_on_
     );
     Ok(())
 }
+
+/// Whether every pod of the zone `zone` of CR `demo` runs `cluster_tag` (its VMCluster
+/// components) and `agent_tag` (its VMAgent).
+async fn zone_runs(env: &Env, zone: &str, cluster_tag: &str, agent_tag: &str) -> Result<bool> {
+    let instance = format!("demo-{zone}");
+    let cluster = pod_images(env, &instance, CLUSTER_COMPONENTS).await?;
+    let agent = pod_images(env, &instance, "vmagent").await?;
+    Ok(cluster.len() >= 3
+        && cluster
+            .iter()
+            .all(|i| i.ends_with(&format!(":{cluster_tag}")))
+        && !agent.is_empty()
+        && agent.iter().all(|i| i.ends_with(&format!(":{agent_tag}"))))
+}
+
+/// The controller's flags pinning these versions.
+fn pinned(cluster: &str, agent: &str) -> [String; 3] {
+    [
+        "--leader-elect=false".to_owned(),
+        format!("--pinned-vmcluster-version={cluster}"),
+        format!("--pinned-vmagent-version={agent}"),
+    ]
+}
+
+/// A spec that sets no version runs the version the controller pins, not the operator's default;
+/// a new pinned version (the controller restarted with new flags, as after a chart upgrade that
+/// follows an operator upgrade) is rolled out zone by zone like any spec change, though the CR
+/// itself does not change, and the operator really replaces the pods' images.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_pinned_version_is_rolled_out_zone_by_zone() -> Result<()> {
+    let env = Env::with_operator("op-pin").await?;
+    let cr = with_test_durations(example("seed.yaml")?, "2m");
+    ensure!(
+        cr.pointer("/spec/zoneCommon/vmcluster/spec/clusterVersion")
+            .is_none(),
+        "the seed example sets no version"
+    );
+    let first = env.controller_with(
+        &pinned("v1.110.0-cluster", "v1.110.0")
+            .each_ref()
+            .map(String::as_str),
+    )?;
+    first.wait_ready(Duration::from_secs(60)).await?;
+    apply_cr(&env, &cr).await?;
+    env.wait_operational("demo", LONG).await?;
+    for zone in ["zone-a", "zone-b"] {
+        ensure!(
+            zone_runs(&env, zone, "v1.110.0-cluster", "v1.110.0").await?,
+            "zone {zone} does not run the pinned versions: {:?} {:?}",
+            pod_images(&env, &format!("demo-{zone}"), CLUSTER_COMPONENTS).await?,
+            pod_images(&env, &format!("demo-{zone}"), "vmagent").await?
+        );
+    }
+    let cluster = env.child_value(ChildKind::VMCluster, "demo-zone-a").await?;
+    assert_eq!(cluster["spec"]["clusterVersion"], "v1.110.0-cluster");
+    let generation = env.crs().get("demo").await?.metadata.generation;
+    first.process.stop(Duration::from_secs(10))?;
+
+    let recorder = StateRecorder::start(&env.client, &env.ns).await?;
+    let second = env.controller_with(
+        &pinned("v1.111.0-cluster", "v1.111.0")
+            .each_ref()
+            .map(String::as_str),
+    )?;
+    second.wait_ready(Duration::from_secs(60)).await?;
+    env.wait_until(
+        LONG,
+        "every zone to run the new pinned versions",
+        || async {
+            let cr = env.crs().get("demo").await?;
+            Ok(is_operational(&cr)
+                && zone_runs(&env, "zone-a", "v1.111.0-cluster", "v1.111.0").await?
+                && zone_runs(&env, "zone-b", "v1.111.0-cluster", "v1.111.0").await?)
+        },
+    )
+    .await?;
+    let replay = recorder.check("demo")?;
+    // One zone at a time, in spec order, each through its own phases; the CR never changed.
+    assert_eq!(
+        zones_in_write_order(&replay),
+        ["zone-a", "zone-b"],
+        "{replay:?}"
+    );
+    for zone in ["zone-a", "zone-b"] {
+        ensure!(
+            replay
+                .phases
+                .iter()
+                .any(|(z, phase)| z == zone && phase == "Applying"),
+            "zone {zone} was not applied in its own phase: {replay:?}"
+        );
+    }
+    assert_eq!(env.crs().get("demo").await?.metadata.generation, generation);
+    pods_ready_on_kwok(&env).await?;
+    // The operator's own metric for the object, under its name and labels.
+    let status = |s: &str| {
+        format!(
+            "operator_object_status{{controller=\"vmdistributed\",namespace=\"{}\",name=\"demo\",status=\"{s}\"}}",
+            env.ns
+        )
+    };
+    assert_eq!(second.metric(&status("operational")).await?, 1.0);
+    assert_eq!(second.metric(&status("expanding")).await?, 0.0);
+    Ok(())
+}

@@ -26,6 +26,7 @@ use crate::names::{ChildKind, backend_kind, child_name, is_ref, vmauth_name};
 use crate::rollout::membership::{self, Membership};
 use crate::rollout::model::{ChildIntent, Intents, Observed, ZoneIntents};
 use crate::spec::{adopts_by_name, zone_child_spec, zone_remote_write};
+use crate::versions;
 
 pub use hash::spec_hash;
 pub use url::remote_write_url;
@@ -68,16 +69,23 @@ pub fn render_zone(cr: &VMDistributed, zone: &Zone, observed: &Observed) -> Zone
             live,
         );
     }
+    // A ref is written only with what the user wrote (its owner decides its version), and a
+    // backend adopted by name has no component of ours to pin.
+    if !is_ref(cr, zone, backend) && !adopts_by_name(backend, &backend_spec) {
+        versions::pin(backend, &mut backend_spec, &observed.pinned_versions);
+    }
+    let mut agent_spec = render_agent_spec(cr, zone, observed);
+    if !is_ref(cr, zone, ChildKind::VMAgent) {
+        versions::pin(
+            ChildKind::VMAgent,
+            &mut agent_spec,
+            &observed.pinned_versions,
+        );
+    }
     ZoneIntents {
         zone: zone.name.clone(),
         backend: finish(cr, Some(zone), backend, backend_spec, observed),
-        agent: finish(
-            cr,
-            Some(zone),
-            ChildKind::VMAgent,
-            render_agent_spec(cr, zone, observed),
-            observed,
-        ),
+        agent: finish(cr, Some(zone), ChildKind::VMAgent, agent_spec, observed),
     }
 }
 

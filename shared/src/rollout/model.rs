@@ -39,6 +39,7 @@ use serde_json::{Map, Value, json};
 use crate::api::VMDistributedStatus;
 use crate::children::{ChildObject, OwnerRef};
 use crate::names::ChildKind;
+use crate::versions::PinnedVersions;
 
 /// Field manager of every server-side apply and dry-run.
 pub const FIELD_MANAGER: &str = "vmdistributed-controller";
@@ -77,6 +78,11 @@ pub struct Observed {
     /// applies to the live VMAuth, whichever it is.
     #[serde(default)]
     pub vmauth_applied_uid: Option<String>,
+    /// The versions the controller pins into children whose spec leaves the version to the
+    /// VictoriaMetrics operator's default (its `--pinned-*-version` flags; docs/rollout.md
+    /// "Pinned versions"). The default pins nothing.
+    #[serde(default)]
+    pub pinned_versions: PinnedVersions,
 }
 
 impl Observed {

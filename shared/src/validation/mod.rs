@@ -27,6 +27,8 @@
 //! - a single-zone object gets a **warning**;
 //! - a ref listed before `write` in `vmauth.spec.unauthorizedUserAccessSpec.targetRefs` that is
 //!   `read` or whose paths take writes gets a **warning** (vmauth routes to the first match);
+//! - a child kind whose version some zone leaves to the VictoriaMetrics operator's default gets
+//!   a **warning** naming those zones and the version the controller pins instead;
 //! - on UPDATE ([`validate`] with `old`): `backendType` cannot change; a zone in both objects
 //!   keeps its resolved child names unless the annotation [`ALLOW_RENAME_ANNOTATION`] is `"true"`;
 //!   a removed zone gets a **warning** naming the children released or deleted;
@@ -35,6 +37,7 @@
 //!   never be blocked).
 
 mod dns;
+mod pinning;
 mod routing;
 mod rules;
 mod update;
@@ -121,6 +124,7 @@ pub fn validate(cr: &VMDistributed, old: Option<&VMDistributed>) -> Report {
     let mut report = Report::default();
     rules::check(cr, &mut report);
     routing::check(cr, &mut report);
+    pinning::check(cr, &mut report);
     if let Some(old) = old {
         update::check(cr, old, &mut report);
     }

@@ -128,6 +128,7 @@ impl World {
             preflight: self.memory_preflight.clone(),
             vmauth_applied_generation: self.memory_vmauth_generation,
             vmauth_applied_uid: self.memory_vmauth_uid.clone(),
+            pinned_versions: Default::default(),
         }
     }
 
