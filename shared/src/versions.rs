@@ -21,8 +21,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::names::ChildKind;
-use crate::spec::VMCLUSTER_COMPONENTS;
+use crate::api::{VMDistributed, Zone};
+use crate::names::{ChildKind, backend_kind, is_ref};
+use crate::spec::{VMCLUSTER_COMPONENTS, adopts_by_name, zone_child_spec};
 
 /// The VictoriaMetrics operator release whose defaults [`PinnedVersions::operator_defaults`]
 /// carries (its `internal/config/config.go`, `VM_METRICS_VERSION`).
@@ -102,6 +103,50 @@ pub fn version_unset(kind: ChildKind, spec: &Value) -> bool {
         }
         ChildKind::VMAgent | ChildKind::VMSingle => !has_own_version(spec),
         ChildKind::VMAuth => false,
+    }
+}
+
+/// Whether the controller may pin the version of `zone`'s child of `kind` whose merged spec is
+/// `spec`: not a `ref` (its owner decides its version; it is written only with what the user
+/// wrote), and not a backend adopted by name (its spec configures no component of ours).
+#[must_use]
+pub fn pins_child(cr: &VMDistributed, zone: &Zone, kind: ChildKind, spec: &Value) -> bool {
+    !is_ref(cr, zone, kind) && (kind == ChildKind::VMAgent || !adopts_by_name(kind, spec))
+}
+
+/// The zones whose child of `kind` gets a pinned version: [`pins_child`] and a merged spec
+/// that leaves the version unset.
+#[must_use]
+pub fn zones_pinned(cr: &VMDistributed, kind: ChildKind) -> Vec<&Zone> {
+    cr.spec
+        .zones
+        .iter()
+        .filter(|zone| {
+            let spec = zone_child_spec(cr, zone, kind);
+            pins_child(cr, zone, kind, &spec) && version_unset(kind, &spec)
+        })
+        .collect()
+}
+
+/// What the controller pins into `cr`'s children with `pins`: for each kind, the pinned version
+/// when at least one zone's child of that kind gets it. (The value a status field recording the
+/// pinned versions would show.)
+#[must_use]
+pub fn pinned_for(cr: &VMDistributed, pins: &PinnedVersions) -> PinnedVersions {
+    let of = |kind: ChildKind| {
+        pins.of(kind)
+            .filter(|_| !zones_pinned(cr, kind).is_empty())
+            .map(str::to_owned)
+    };
+    let backend = backend_kind(cr);
+    PinnedVersions {
+        vmcluster: (backend == ChildKind::VMCluster)
+            .then(|| of(ChildKind::VMCluster))
+            .flatten(),
+        vmagent: of(ChildKind::VMAgent),
+        vmsingle: (backend == ChildKind::VMSingle)
+            .then(|| of(ChildKind::VMSingle))
+            .flatten(),
     }
 }
 

@@ -186,3 +186,25 @@ fn a_new_pinned_version_changes_every_zones_intent() {
     // The VMAuth is not pinned: it is one object, shared by every zone.
     assert_eq!(before.vmauth, after.vmauth);
 }
+
+#[test]
+fn what_an_object_gets_pinned_is_named_per_kind() {
+    let cr = cr(json!({
+        "zoneCommon": {"vmcluster": {"spec": cluster_spec()},
+                       "vmagent": {"spec": {"image": {"tag": "v1.100.0"}}}},
+        "zones": [{"name": "a"}, {"name": "b", "vmcluster": {"spec": {"clusterVersion": "v1.1.0-cluster"}}}]
+    }));
+    let defaults = PinnedVersions::operator_defaults();
+    // Zone a's cluster is pinned; every agent has a tag; VMSingle is not this object's kind.
+    assert_eq!(
+        shared::versions::pinned_for(&cr, &defaults),
+        PinnedVersions {
+            vmcluster: Some("v1.148.0-cluster".to_owned()),
+            ..PinnedVersions::default()
+        }
+    );
+    assert_eq!(
+        shared::versions::pinned_for(&cr, &PinnedVersions::default()),
+        PinnedVersions::default()
+    );
+}

@@ -69,13 +69,11 @@ pub fn render_zone(cr: &VMDistributed, zone: &Zone, observed: &Observed) -> Zone
             live,
         );
     }
-    // A ref is written only with what the user wrote (its owner decides its version), and a
-    // backend adopted by name has no component of ours to pin.
-    if !is_ref(cr, zone, backend) && !adopts_by_name(backend, &backend_spec) {
+    if versions::pins_child(cr, zone, backend, &backend_spec) {
         versions::pin(backend, &mut backend_spec, &observed.pinned_versions);
     }
     let mut agent_spec = render_agent_spec(cr, zone, observed);
-    if !is_ref(cr, zone, ChildKind::VMAgent) {
+    if versions::pins_child(cr, zone, ChildKind::VMAgent, &agent_spec) {
         versions::pin(
             ChildKind::VMAgent,
             &mut agent_spec,

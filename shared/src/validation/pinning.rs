@@ -5,23 +5,14 @@
 
 use super::Report;
 use crate::api::VMDistributed;
-use crate::names::{ChildKind, backend_kind, is_ref};
-use crate::spec::{adopts_by_name, zone_child_spec};
-use crate::versions::{PinnedVersions, pinned_field, version_unset};
+use crate::names::{ChildKind, backend_kind};
+use crate::versions::{PinnedVersions, pinned_field, zones_pinned};
 
 pub(super) fn check(cr: &VMDistributed, report: &mut Report) {
     let defaults = PinnedVersions::operator_defaults();
     for kind in [backend_kind(cr), ChildKind::VMAgent] {
-        let zones: Vec<&str> = cr
-            .spec
-            .zones
-            .iter()
-            .filter(|zone| !is_ref(cr, zone, kind))
-            .filter(|zone| {
-                let spec = zone_child_spec(cr, zone, kind);
-                !(kind != ChildKind::VMAgent && adopts_by_name(kind, &spec))
-                    && version_unset(kind, &spec)
-            })
+        let zones: Vec<&str> = zones_pinned(cr, kind)
+            .into_iter()
             .map(|zone| zone.name.as_str())
             .collect();
         if zones.is_empty() {
