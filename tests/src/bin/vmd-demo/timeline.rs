@@ -870,10 +870,9 @@ pub fn analyze(model: &Model, start_rv: u64, new_version: &str) -> Report {
     invariants.push(match during.first() {
         None => (
             true,
-            format!(
-                "the shared invariant checker (shared::rollout::invariants) found nothing in the \
+            "the shared invariant checker (shared::rollout::invariants) found nothing in the \
                  rollout's states: no target left without a serving zone"
-            ),
+                .to_owned(),
         ),
         Some(first) => (
             false,
