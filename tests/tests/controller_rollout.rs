@@ -132,9 +132,12 @@ async fn seed_example_becomes_operational_with_children_as_specified() -> Result
                 .is_some_and(|h| !h.is_empty())
         );
         assert_eq!(cluster.pointer("/metadata/ownerReferences"), Some(&owner));
+        // The seed sets no version: the controller pins its default (docs/rollout.md "Pinned
+        // versions").
         assert_eq!(
             cluster["spec"],
             json!({
+                "clusterVersion": shared::versions::OPERATOR_DEFAULT_CLUSTER_VERSION,
                 "retentionPeriod": "14",
                 "vmstorage": {"replicaCount": 1, "storage": {"volumeClaimTemplate": {"spec": {
                     "resources": {"requests": {"storage": "10Gi"}}}}}},
@@ -151,6 +154,10 @@ async fn seed_example_becomes_operational_with_children_as_specified() -> Result
         );
         assert_eq!(agent.pointer("/metadata/ownerReferences"), Some(&owner));
         assert_eq!(agent.pointer("/spec/replicaCount"), Some(&json!(1)));
+        assert_eq!(
+            agent.pointer("/spec/image/tag"),
+            Some(&json!(shared::versions::OPERATOR_DEFAULT_VERSION))
+        );
         assert_eq!(agent.pointer("/spec/ingestOnlyMode"), Some(&json!(true)));
         assert_eq!(
             agent.pointer("/spec/remoteWriteSettings/useMultiTenantMode"),
