@@ -1062,6 +1062,13 @@ fn report_rollout(setup: Setup, what: &str, r: &Rollout) {
 /// the vmagent pods' `/metrics`): create the CR and watch it for a readyTimeout and a margin.
 async fn upstream_as_is(config: &Config) -> Result<String> {
     let stack = start_stack(Setup::UpstreamAsIs).await?;
+    eprintln!(
+        "[{}] stack started in {:.2} s (control plane {:.2} s, operator world {:.2} s)",
+        Setup::UpstreamAsIs.name(),
+        stack.start.total.as_secs_f64(),
+        stack.start.control_plane.as_secs_f64(),
+        stack.start.world.as_secs_f64(),
+    );
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let watches = spawn_watches(&stack, &version(0), &tx);
     drop(tx);
