@@ -25,7 +25,6 @@ use shared::names::ChildKind;
 
 use crate::compact_json::CompactJson;
 use crate::managed_fields;
-use crate::writer::FIELD_MANAGER;
 
 /// The labels and annotations the decision reads; others' are dropped from the cache.
 const KEPT_LABELS: [&str; 3] = [LABEL_CLAIM, LABEL_MANAGED_BY, LABEL_ZONE];
@@ -63,7 +62,7 @@ impl WatchedChild {
                 .and_then(|fields| serde_json::from_value::<Vec<ManagedFieldsEntry>>(fields).ok())
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|entry| managed_fields::may_need_upgrade(entry, FIELD_MANAGER))
+                .filter(managed_fields::may_need_upgrade)
                 .collect();
             metadata.managed_fields = (!upgradable.is_empty()).then_some(upgradable);
             meta.remove("creationTimestamp");
@@ -128,7 +127,8 @@ impl CachedChild {
         self.claim.as_deref()
     }
 
-    /// Whether another manager's Update owns fields that an apply of ours must take over first
+    /// Whether an Update (another manager's, or our own creation's) owns fields that an apply
+    /// of ours must take over first
     /// (see [`managed_fields::may_need_upgrade`]).
     #[must_use]
     pub fn needs_ownership_upgrade(&self) -> bool {

@@ -1,25 +1,30 @@
-//! Moving field ownership from another field manager to ours before the first server-side apply
-//! to an object that manager wrote with Update (the client-side-apply to server-side-apply
-//! upgrade technique).
+//! Moving field ownership to our server-side apply before we apply to an object whose fields are
+//! owned by an `Update` (the client-side-apply to server-side-apply upgrade technique).
 //!
-//! Without it, fields that the VictoriaMetrics operator, Helm or kubectl set with Update stay
-//! co-owned by them after our apply, and removing such a field from the intent later would leave
-//! it in place. Only the fields the intent's `spec` sets move; everything else the other manager
-//! wrote stays its own, so we never delete a field we do not set.
+//! Two kinds of `Update` entries are taken over:
+//! - another manager's (the VictoriaMetrics operator, Helm, kubectl): without the move, fields it
+//!   set stay co-owned by it after our apply, and removing such a field from the intent later
+//!   would leave it in place. Only the fields the intent's `spec` sets move; everything else it
+//!   wrote stays its own, so we never delete a field we do not set.
+//! - our own, recorded by the API server for the POST that created the child: it owns every
+//!   field of the object as created, and nothing would ever remove one of them when the intent
+//!   stops sending it. All of its `spec` fields move, but only on a child this CR created (it
+//!   carries our `created-by`): a child released by one CR and adopted by another keeps what
+//!   the first one created, as the adoption of any other object does (docs/rollout.md
+//!   "Ownership").
 
 use serde_json::{Map, Value};
 
-/// Whether `entry` is one [`upgrade`] could take fields from: another manager's `Update` of the
-/// main resource that owns something under `spec`. The child caches keep only these entries, so
-/// an apply reads the object live (for its full `managedFields` and resourceVersion) only when
-/// such an entry exists, instead of before every apply.
+/// Whether `entry` is one [`upgrade`] could take fields from: an `Update` of the main resource
+/// (another manager's, or our own creation's) that owns something under `spec`. The child
+/// caches keep only these entries, so an apply reads the object live (for its full
+/// `managedFields` and resourceVersion) only when such an entry exists, instead of before every
+/// apply. Our own entry is gone after the first apply that follows the creation.
 #[must_use]
 pub fn may_need_upgrade(
     entry: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry,
-    our_manager: &str,
 ) -> bool {
-    entry.manager.as_deref() != Some(our_manager)
-        && entry.operation.as_deref() == Some("Update")
+    entry.operation.as_deref() == Some("Update")
         && entry.subresource.as_deref().is_none_or(str::is_empty)
         && entry
             .fields_v1
@@ -28,27 +33,40 @@ pub fn may_need_upgrade(
             .is_some()
 }
 
+/// Whose `Update` entries [`upgrade`] takes fields from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Takeover {
+    /// Other managers' only: the child was not created by the CR that applies it (adopted, a
+    /// `ref`, or released by another CR).
+    Others,
+    /// Also our own: the child was created by the CR that applies it (it carries its
+    /// `created-by`), so our `Update` entry is the record of that creation.
+    OthersAndOurCreation,
+}
+
 /// The `managedFields` list after moving, from every other manager's `Update` entry (main
 /// resource, not a subresource), the ownership of the fields `intent_spec` sets into our `Apply`
-/// entry. `None` when nothing needs to move.
+/// entry, and with [`Takeover::OthersAndOurCreation`] every `spec` field of our own `Update`
+/// entry too. `None` when nothing needs to move.
 #[must_use]
 pub fn upgrade(
     managed_fields: &[Value],
     intent_spec: &Value,
     our_manager: &str,
+    takeover: Takeover,
     api_version: &str,
     now: &str,
 ) -> Option<Vec<Value>> {
     let mut entries: Vec<Value> = managed_fields.to_vec();
     let mut moved = Map::new();
     for entry in &mut entries {
-        let is_other_update = entry.get("manager").and_then(Value::as_str) != Some(our_manager)
-            && entry.get("operation").and_then(Value::as_str) == Some("Update")
+        let is_update = entry.get("operation").and_then(Value::as_str) == Some("Update")
             && entry
                 .get("subresource")
                 .and_then(Value::as_str)
                 .is_none_or(str::is_empty);
-        if !is_other_update {
+        let ours = entry.get("manager").and_then(Value::as_str) == Some(our_manager);
+        if !is_update || (ours && takeover == Takeover::Others) {
             continue;
         }
         let Some(spec_fields) = entry
@@ -57,7 +75,13 @@ pub fn upgrade(
         else {
             continue;
         };
-        let taken = take(spec_fields, intent_spec);
+        // Our creation owns exactly what we sent then: all of it becomes our apply's, so
+        // what the intent no longer sends is removed by that apply.
+        let taken = if ours {
+            std::mem::take(spec_fields)
+        } else {
+            take(spec_fields, intent_spec)
+        };
         if !taken.is_empty() {
             merge_into(&mut moved, taken);
         }
@@ -162,6 +186,7 @@ fn merge_into(target: &mut Map<String, Value>, source: Map<String, Value>) {
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
     use serde_json::json;
 
     use super::*;
@@ -184,8 +209,15 @@ mod tests {
             }
         }))];
         let intent = json!({"clusterVersion": "v1", "vminsert": {"replicaCount": 2}});
-        let out =
-            upgrade(&live, &intent, ME, "v1beta1", "2026-01-01T00:00:00Z").unwrap_or_default();
+        let out = upgrade(
+            &live,
+            &intent,
+            ME,
+            Takeover::Others,
+            "v1beta1",
+            "2026-01-01T00:00:00Z",
+        )
+        .unwrap_or_default();
         assert_eq!(out.len(), 2);
         assert_eq!(
             out[0]["fieldsV1"],
@@ -207,7 +239,15 @@ mod tests {
                    "fieldsV1": {"f:metadata": {"f:labels": {"f:a": {}}}, "f:spec": {"f:x": {}}}}),
             helm_entry(json!({"f:spec": {"f:y": {}}})),
         ];
-        let out = upgrade(&live, &json!({"y": [1, 2]}), ME, "v1beta1", "t").unwrap_or_default();
+        let out = upgrade(
+            &live,
+            &json!({"y": [1, 2]}),
+            ME,
+            Takeover::Others,
+            "v1beta1",
+            "t",
+        )
+        .unwrap_or_default();
         assert_eq!(out.len(), 1);
         assert_eq!(
             out[0]["fieldsV1"],
@@ -227,10 +267,94 @@ mod tests {
                 &[status_update, our_apply, other_fields],
                 &json!({"x": 1}),
                 ME,
+                Takeover::OthersAndOurCreation,
                 "v",
                 "t"
             ),
             None
         );
+    }
+
+    /// What a POST of ours records: every field of the object as created.
+    fn our_creation() -> Value {
+        json!({"manager": ME, "operation": "Update", "apiVersion": "operator.victoriametrics.com/v1beta1",
+        "fieldsType": "FieldsV1", "fieldsV1": {
+            "f:metadata": {"f:labels": {"f:operator.victoriametrics.com/vmdistributed": {}}},
+            "f:spec": {
+                "f:extraArgs": {".": {}, "f:a": {}, "f:b": {}},
+                "f:unauthorizedUserAccessSpec": {".": {}, "f:targetRefs": {}},
+                "f:vminsert": {".": {}, "f:replicaCount": {}}
+            }}})
+    }
+
+    #[test]
+    fn every_spec_field_of_our_creation_moves_so_the_apply_can_remove_it() {
+        let live = vec![our_creation(), helm_entry(json!({"f:spec": {"f:y": {}}}))];
+        // The intent no longer sends `b`, the unauthorized access or vminsert's count.
+        let intent = json!({"extraArgs": {"a": "1"}, "vminsert": {}});
+        let out = upgrade(
+            &live,
+            &intent,
+            ME,
+            Takeover::OthersAndOurCreation,
+            "v1beta1",
+            "t",
+        )
+        .unwrap_or_default();
+        assert_eq!(out.len(), 3, "{out:?}");
+        // The creation keeps its metadata (labels are not part of the move) and loses `spec`.
+        assert_eq!(out[0]["operation"], "Update");
+        assert_eq!(
+            out[0]["fieldsV1"],
+            json!({"f:metadata": {"f:labels": {"f:operator.victoriametrics.com/vmdistributed": {}}}})
+        );
+        // Another manager's field the intent does not set stays its own.
+        assert_eq!(out[1]["fieldsV1"], json!({"f:spec": {"f:y": {}}}));
+        assert_eq!(out[2]["operation"], "Apply");
+        assert_eq!(
+            out[2]["fieldsV1"],
+            our_creation()["fieldsV1"]["f:spec"]
+                .as_object()
+                .map(|spec| json!({"f:spec": spec}))
+                .unwrap_or_default()
+        );
+    }
+
+    #[test]
+    fn our_creation_stays_with_a_child_this_cr_did_not_create() {
+        let live = vec![our_creation()];
+        assert_eq!(
+            upgrade(
+                &live,
+                &json!({"extraArgs": {"a": "1"}}),
+                ME,
+                Takeover::Others,
+                "v",
+                "t"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn the_cache_keeps_our_creation_and_others_updates_of_spec_only() {
+        let entry = |value: Value| -> ManagedFieldsEntry {
+            serde_json::from_value(value).unwrap_or_default()
+        };
+        assert!(may_need_upgrade(&entry(our_creation())));
+        assert!(may_need_upgrade(&entry(helm_entry(
+            json!({"f:spec": {"f:y": {}}})
+        ))));
+        assert!(!may_need_upgrade(&entry(helm_entry(
+            json!({"f:metadata": {"f:labels": {}}})
+        ))));
+        assert!(!may_need_upgrade(&entry(
+            json!({"manager": ME, "operation": "Apply",
+            "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:x": {}}}})
+        )));
+        assert!(!may_need_upgrade(&entry(
+            json!({"manager": "vm-operator", "operation": "Update",
+            "subresource": "status", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:x": {}}}})
+        )));
     }
 }

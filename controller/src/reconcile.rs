@@ -14,6 +14,7 @@ use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder};
 use kube::{Resource, ResourceExt};
 use shared::VMDistributed;
+use shared::children::ANNOTATION_CREATED_BY;
 use shared::names::ChildKind;
 use shared::rollout::model::PreflightOutcome;
 use shared::rollout::model::{Action, ChildIntent, Decision, Event, EventReason, EventType};
@@ -23,6 +24,7 @@ use tracing::Instrument;
 
 use crate::children::ChildStores;
 use crate::error::Error;
+use crate::managed_fields::Takeover;
 use crate::metrics::{Metrics, ZoneState};
 use crate::writer::{Created, DryRun, Writer};
 
@@ -514,9 +516,27 @@ async fn execute(ctx: &Context, cr: &VMDistributed, action: &Action) -> Result<E
                             .await?
                     }
                 };
+                // Our own creation's fields move to the apply only on a child this CR created:
+                // see `managed_fields`.
+                let uid = cr.uid().unwrap_or_default();
+                let created_here = !uid.is_empty()
+                    && live.as_ref().is_some_and(|live| {
+                        live.annotations().get(ANNOTATION_CREATED_BY) == Some(&uid)
+                    });
+                let takeover = if created_here {
+                    Takeover::OthersAndOurCreation
+                } else {
+                    Takeover::Others
+                };
                 let applied = ctx
                     .writer
-                    .apply_child(intent.kind, &namespace, &intent.to_object(), live.as_ref())
+                    .apply_child(
+                        intent.kind,
+                        &namespace,
+                        &intent.to_object(),
+                        live.as_ref(),
+                        takeover,
+                    )
                     .await?;
                 tracing::info!(kind = %intent.kind, child = %intent.name, hash = %intent.spec_hash, "applied");
                 let replaced = cached.and_then(|c| c.resource_version().map(str::to_owned));

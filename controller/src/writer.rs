@@ -16,7 +16,7 @@ use shared::{VMDistributed, VMDistributedStatus};
 
 use crate::error::{Error, is_status};
 use crate::leader::LeaderGate;
-use crate::managed_fields;
+use crate::managed_fields::{self, Takeover};
 use crate::metrics::Metrics;
 
 /// Field manager of every write.
@@ -127,9 +127,10 @@ impl Writer {
     }
 
     /// Server-side apply of `object` (a complete object with apiVersion, kind, metadata.name and
-    /// the intent's fields only), forcing conflicts. When `live` was written by another manager
-    /// with Update, the ownership of the intent's `spec` fields moves to us first, guarded by the
-    /// live resourceVersion.
+    /// the intent's fields only), forcing conflicts. When `live` was written with Update, by
+    /// another manager or (as `takeover` allows) by our own creation, the ownership of those
+    /// `spec` fields moves to our apply first ([`managed_fields::upgrade`]), guarded by the live
+    /// resourceVersion.
     ///
     /// # Errors
     /// Not the leader, conflicts, API failures.
@@ -139,6 +140,7 @@ impl Writer {
         namespace: &str,
         object: &Value,
         live: Option<&DynamicObject>,
+        takeover: Takeover,
     ) -> Result<DynamicObject, Error> {
         let name = object_name(object)?;
         let api = self.child_api(kind, namespace);
@@ -155,6 +157,7 @@ impl Writer {
                 &fields,
                 &intent_spec,
                 FIELD_MANAGER,
+                takeover,
                 ChildKind::API_VERSION,
                 &now,
             ) {
@@ -164,7 +167,7 @@ impl Writer {
                     {"op": "replace", "path": "/metadata/managedFields", "value": upgraded},
                 ]))?;
                 self.guard("patch")?;
-                tracing::info!(kind = kind.kind(), child = %name, "taking over field ownership of the intent's spec fields");
+                tracing::info!(kind = kind.kind(), child = %name, ?takeover, "taking over field ownership of spec fields written with Update");
                 api.patch(&name, &patch_params(), &Patch::Json::<()>(patch))
                     .await
                     .map_err(|err| {
