@@ -81,6 +81,16 @@ pub struct RunArgs {
     /// Versions pinned into children whose spec sets none.
     #[command(flatten)]
     pub pins: PinArgs,
+    /// How long a first preflight rejection is held before the same generation is dry-run
+    /// again (Go duration; doubled for each rejection in a row, at most 30m). Hidden: the
+    /// default suits every cluster; tests shorten it.
+    #[arg(long, env = "VMD_PREFLIGHT_RECHECK_BASE", default_value = "2m",
+          value_parser = duration, hide = true)]
+    pub preflight_recheck_base: std::time::Duration,
+}
+
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    shared::duration::parse_go_duration(s).map_err(|err| err.to_string())
 }
 
 /// The versions pinned into children whose spec leaves the version to the VictoriaMetrics
@@ -106,12 +116,11 @@ impl PinArgs {
     /// The versions as the rendering takes them (an empty flag pins nothing).
     #[must_use]
     pub fn pinned_versions(&self) -> PinnedVersions {
-        let pin = |version: &str| Some(version.trim().to_owned()).filter(|v| !v.is_empty());
-        PinnedVersions {
-            vmcluster: pin(&self.pinned_vmcluster_version),
-            vmagent: pin(&self.pinned_vmagent_version),
-            vmsingle: pin(&self.pinned_vmsingle_version),
-        }
+        PinnedVersions::from_flags(
+            &self.pinned_vmcluster_version,
+            &self.pinned_vmagent_version,
+            &self.pinned_vmsingle_version,
+        )
     }
 }
 
@@ -203,6 +212,11 @@ mod tests {
         assert_eq!(
             args.pins.pinned_versions(),
             PinnedVersions::operator_defaults()
+        );
+        assert_eq!(args.preflight_recheck_base, shared::preflight::RECHECK_BASE);
+        assert_eq!(
+            run(&["--preflight-recheck-base=1s"]).preflight_recheck_base,
+            std::time::Duration::from_secs(1)
         );
     }
 

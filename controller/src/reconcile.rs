@@ -16,8 +16,10 @@ use kube::{Resource, ResourceExt};
 use shared::VMDistributed;
 use shared::children::ANNOTATION_CREATED_BY;
 use shared::names::ChildKind;
-use shared::rollout::model::PreflightOutcome;
-use shared::rollout::model::{Action, ChildIntent, Decision, Event, EventReason, EventType};
+use shared::preflight::Finding;
+use shared::rollout::model::{
+    Action, ChildFailure, ChildIntent, Decision, Event, EventReason, EventType, PreflightOutcome,
+};
 use shared::rollout::{Observed, decide};
 use shared::versions::PinnedVersions;
 use tracing::Instrument;
@@ -26,7 +28,7 @@ use crate::children::ChildStores;
 use crate::error::Error;
 use crate::managed_fields::Takeover;
 use crate::metrics::{Metrics, ZoneState};
-use crate::writer::{Created, DryRun, Writer};
+use crate::writer::{Created, Writer};
 
 /// Budget of one preflight (all dry-runs in parallel), as the webhook's preflight.
 const PREFLIGHT_BUDGET: Duration = Duration::from_secs(3);
@@ -54,6 +56,12 @@ const UNSEEN_WRITE_TTL: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug, Default)]
 struct Memory {
     preflight: Option<PreflightOutcome>,
+    /// When the preflight in `preflight` was rejected, and how many times in a row the same
+    /// generation was: the rejection is held for [`shared::preflight::recheck_after`] and then
+    /// dry-run again, since its cause may be fixed outside anything this controller watches.
+    preflight_rejected: Option<(Instant, u32)>,
+    /// Child writes the API server failed, until a write of that child succeeds.
+    child_failures: Vec<ChildFailure>,
     vmauth_applied_generation: Option<i64>,
     vmauth_applied_uid: Option<String>,
     /// The resourceVersions our last writes of the CR (status or finalizer) replaced, newest
@@ -89,6 +97,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Versions pinned into children whose spec leaves them unset (`--pinned-*-version`).
     pinned_versions: PinnedVersions,
+    /// How long a first preflight rejection is held before the same generation is dry-run
+    /// again (doubling with each consecutive rejection).
+    preflight_recheck_base: Duration,
     /// True once every child cache holds its first full list.
     caches_filled: tokio::sync::watch::Receiver<bool>,
     memory: Mutex<HashMap<String, Memory>>,
@@ -114,6 +125,7 @@ impl Context {
         });
         Self {
             pinned_versions: PinnedVersions::default(),
+            preflight_recheck_base: shared::preflight::RECHECK_BASE,
             caches_filled,
             writer,
             stores,
@@ -128,6 +140,41 @@ impl Context {
     pub fn with_pinned_versions(mut self, pinned_versions: PinnedVersions) -> Self {
         self.pinned_versions = pinned_versions;
         self
+    }
+
+    /// Hold a first preflight rejection this long before dry-running again (default
+    /// [`shared::preflight::RECHECK_BASE`]).
+    #[must_use]
+    pub fn with_preflight_recheck_base(mut self, base: Duration) -> Self {
+        self.preflight_recheck_base = base;
+        self
+    }
+
+    /// When the preflight rejection of `cr`'s generation in `memory` is to be dry-run again,
+    /// if it holds one.
+    fn preflight_recheck_at(&self, cr: &VMDistributed, memory: &Memory) -> Option<Instant> {
+        let (at, rejections) = memory.preflight_rejected?;
+        let preflight = memory.preflight.as_ref()?;
+        preflight.rejection.as_ref()?;
+        (Some(preflight.generation) == cr.metadata.generation)
+            .then(|| at + shared::preflight::recheck_after(self.preflight_recheck_base, rejections))
+    }
+
+    /// What the decision is made on: the cached children and this process's memory of `cr`.
+    fn observed(&self, cr: &VMDistributed, memory: &Memory) -> Observed {
+        // A rejection held past its time is forgotten: the decision then dry-runs again.
+        let preflight = memory.preflight.clone().filter(|_| {
+            self.preflight_recheck_at(cr, memory)
+                .is_none_or(|at| Instant::now() < at)
+        });
+        Observed {
+            children: self.stores.observed_children(cr),
+            preflight,
+            vmauth_applied_generation: memory.vmauth_applied_generation,
+            vmauth_applied_uid: memory.vmauth_applied_uid.clone(),
+            pinned_versions: self.pinned_versions.clone(),
+            child_failures: memory.child_failures.clone(),
+        }
     }
 
     fn memory(&self, uid: &str) -> Memory {
@@ -238,13 +285,7 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
         );
         return Ok(Next::Done(Requeue::requeue(STALE_RECHECK)));
     }
-    let observed = Observed {
-        children: ctx.stores.observed_children(&cr),
-        preflight: memory.preflight.clone(),
-        vmauth_applied_generation: memory.vmauth_applied_generation,
-        vmauth_applied_uid: memory.vmauth_applied_uid.clone(),
-        pinned_versions: ctx.pinned_versions.clone(),
-    };
+    let observed = ctx.observed(&cr, &memory);
     let decision = decide(&cr, &observed, jiff::Timestamp::now());
     record_zone_metrics(ctx, &cr, &decision);
 
@@ -340,9 +381,26 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
     let mut wrote_children = false;
     let mut again = false;
     for batch in concurrent_batches(&decision.actions) {
-        let results = join_all(batch.iter().map(|action| execute(ctx, &current, action))).await;
-        for result in results {
-            match result? {
+        let results = join_all(
+            batch
+                .iter()
+                .map(|action| execute(ctx, &current, &observed, action)),
+        )
+        .await;
+        let mut failed = None;
+        for (action, result) in batch.iter().zip(results) {
+            let result = match result {
+                Ok(executed) => {
+                    forget_child_failure(ctx, &uid, action);
+                    executed
+                }
+                Err(err) => {
+                    remember_child_failure(ctx, &uid, action, &err);
+                    failed.get_or_insert(err);
+                    continue;
+                }
+            };
+            match result {
                 Executed::Child => wrote_children = true,
                 Executed::Cr(updated) => {
                     remember_superseded(ctx, &uid, &current);
@@ -352,6 +410,10 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
                 }
                 Executed::Preflight => again = true,
             }
+        }
+        if let Some(err) = failed {
+            report_child_failures(ctx, &current).await;
+            return Err(err);
         }
     }
     if cr.meta().deletion_timestamp.is_some()
@@ -367,7 +429,14 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
     if again && !wrote_children {
         return Ok(Next::Again(Box::new(current), current_source));
     }
-    let after = [decision.requeue_after, deferred]
+    // A held preflight rejection is dry-run again when its time is up, whatever else happens
+    // (once up, the decision that follows dry-runs again, so no wake-up is due after that).
+    let now = Instant::now();
+    let recheck = ctx
+        .preflight_recheck_at(&cr, &ctx.memory(&uid))
+        .filter(|at| *at > now)
+        .map(|at| at - now);
+    let after = [decision.requeue_after, deferred, recheck]
         .into_iter()
         .flatten()
         .min();
@@ -378,6 +447,81 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
         (false, None) => return Ok(Next::Done(Requeue::await_change())),
     };
     Ok(Next::Done(Requeue::requeue(requeue)))
+}
+
+/// Record that the API server failed `action` with `err`, replacing an older failure of the
+/// same child. Conflicts, a lost lease and transport errors are not the child's: they are only
+/// retried.
+fn remember_child_failure(ctx: &Context, uid: &str, action: &Action, err: &Error) {
+    let Error::Api {
+        source: source @ kube::Error::Api(status),
+        ..
+    } = err
+    else {
+        return;
+    };
+    let Some((kind, name)) = action.target() else {
+        return;
+    };
+    let (verb, intent) = match action {
+        Action::Create { intent } => ("create", Some(intent)),
+        Action::Apply { intent } => ("apply", Some(intent)),
+        Action::Delete { .. } => ("delete", None),
+        Action::PatchMetadata { .. } => ("patch", None),
+        Action::Preflight { .. } | Action::AddFinalizer | Action::RemoveFinalizer => return,
+    };
+    let failure = ChildFailure {
+        kind,
+        name: name.to_owned(),
+        zone: intent.and_then(|i| i.zone.clone()),
+        spec_hash: intent.map(|i| i.spec_hash.clone()),
+        rejected: matches!(
+            shared::preflight::classify_error(source),
+            Finding::Rejected { .. }
+        ),
+        verb: verb.to_owned(),
+        message: status.message.clone(),
+    };
+    ctx.remember(uid, |m| {
+        m.child_failures
+            .retain(|f| (f.kind, f.name.as_str()) != (kind, name));
+        m.child_failures.push(failure);
+    });
+}
+
+/// A write of this child went through: its failure, if any, is over.
+fn forget_child_failure(ctx: &Context, uid: &str, action: &Action) {
+    let Some((kind, name)) = action.target() else {
+        return;
+    };
+    ctx.remember(uid, |m| {
+        m.child_failures
+            .retain(|f| (f.kind, f.name.as_str()) != (kind, name));
+    });
+}
+
+/// Write the status that reports the child failures just recorded, with their events, before
+/// the failing reconcile backs off: the user sees the cause within the reconcile that met it,
+/// not in the controller's log only. Nothing else is executed; the next attempt retries the
+/// writes.
+async fn report_child_failures(ctx: &Context, cr: &VMDistributed) {
+    let uid = cr.uid().unwrap_or_default();
+    let observed = ctx.observed(cr, &ctx.memory(&uid));
+    let decision = decide(cr, &observed, jiff::Timestamp::now());
+    if !decision.status_changed {
+        return;
+    }
+    match ctx.writer.write_status(cr, &decision.status).await {
+        Ok(written) => {
+            remember_superseded(ctx, &uid, cr);
+            ctx.remember(&uid, |m| m.last_status_write = Some(Instant::now()));
+            publish_events(ctx, &written, &decision.events);
+        }
+        // The next attempt reports it; the write's own error is what the reconcile returns.
+        Err(err) => {
+            tracing::debug!(error = %err, "cannot write the status reporting a failed child write")
+        }
+    }
 }
 
 /// Remember the generation and uid the API server returned for our write of the VMAuth.
@@ -472,7 +616,12 @@ enum Executed {
     Preflight,
 }
 
-async fn execute(ctx: &Context, cr: &VMDistributed, action: &Action) -> Result<Executed, Error> {
+async fn execute(
+    ctx: &Context,
+    cr: &VMDistributed,
+    observed: &Observed,
+    action: &Action,
+) -> Result<Executed, Error> {
     let namespace = cr.namespace().unwrap_or_default();
     let zone = match action {
         Action::Create { intent } | Action::Apply { intent } => intent.zone.clone(),
@@ -571,8 +720,22 @@ async fn execute(ctx: &Context, cr: &VMDistributed, action: &Action) -> Result<E
                 generation,
                 intents,
             } => {
-                let outcome = preflight(ctx, &namespace, *generation, intents).await;
-                ctx.remember(&cr.uid().unwrap_or_default(), |m| m.preflight = Some(outcome));
+                let outcome = preflight(ctx, cr, observed, *generation, intents).await;
+                ctx.remember(&cr.uid().unwrap_or_default(), |m| {
+                    // The n-th rejection in a row of one generation is held longer each time.
+                    let again = m
+                        .preflight
+                        .as_ref()
+                        .is_some_and(|p| p.generation == *generation && p.rejection.is_some());
+                    m.preflight_rejected = outcome.rejection.as_ref().map(|_| {
+                        let count = match m.preflight_rejected {
+                            Some((_, count)) if again => count.saturating_add(1),
+                            _ => 1,
+                        };
+                        (Instant::now(), count)
+                    });
+                    m.preflight = Some(outcome);
+                });
                 Ok(Executed::Preflight)
             }
             Action::AddFinalizer => {
@@ -591,57 +754,46 @@ async fn execute(ctx: &Context, cr: &VMDistributed, action: &Action) -> Result<E
     .await
 }
 
-/// Dry-run every intent in parallel within [`PREFLIGHT_BUDGET`] and classify as SPEC §3 says.
+/// Dry-run every shape in which `intents` are written, in parallel, each within
+/// [`PREFLIGHT_BUDGET`], and word the answers as the webhook's preflight does
+/// (`shared::preflight`): the same verdict and the same user field paths at `kubectl apply`
+/// time and here.
 async fn preflight(
     ctx: &Context,
-    namespace: &str,
+    cr: &VMDistributed,
+    observed: &Observed,
     generation: i64,
     intents: &[ChildIntent],
 ) -> PreflightOutcome {
-    let runs = join_all(intents.iter().map(|intent| async move {
-        let object = intent.without_owner_references().to_object();
-        let result = ctx
-            .writer
-            .dry_run_apply(intent.kind, namespace, &object)
-            .await;
-        (intent, result)
-    }));
-    let results = match tokio::time::timeout(PREFLIGHT_BUDGET, runs).await {
-        Ok(results) => results,
-        Err(_) => {
-            tracing::warn!(generation, "preflight timed out; proceeding without it");
-            return PreflightOutcome {
-                generation,
-                rejection: None,
-            };
+    let namespace = cr.namespace().unwrap_or_default();
+    // The decision renders from the defaulted object; so must the shapes.
+    let defaulted = shared::defaults::apply_defaults(cr);
+    let shapes = shared::preflight::shapes_for(&defaulted, observed, intents);
+    let findings = join_all(shapes.iter().map(|shape| {
+        let object = shape.intent.to_object();
+        let namespace = &namespace;
+        async move {
+            tokio::time::timeout(
+                PREFLIGHT_BUDGET,
+                ctx.writer
+                    .dry_run_apply(shape.intent.kind, namespace, &object),
+            )
+            .await
+            .unwrap_or_else(|_| shared::preflight::no_answer(PREFLIGHT_BUDGET))
         }
-    };
-    let mut rejections = Vec::new();
-    for (intent, result) in results {
-        match result {
-            DryRun::Passed => {}
-            DryRun::Rejected(message) => rejections.push(format!(
-                "{}{} {}: {message}",
-                intent
-                    .zone
-                    .as_deref()
-                    .map(|z| format!("zone {z}: "))
-                    .unwrap_or_default(),
-                intent.kind,
-                intent.name
-            )),
-            DryRun::Unavailable(message) => tracing::warn!(
-                kind = %intent.kind, child = %intent.name, %message,
-                "preflight could not judge this child; proceeding"
-            ),
-        }
+    }))
+    .await;
+    let verdict = shared::preflight::verdict(&defaulted, &shapes, &findings);
+    for warning in &verdict.warnings {
+        tracing::warn!(generation, %warning, "preflight could not judge a child; proceeding");
     }
-    if !rejections.is_empty() {
-        tracing::warn!(generation, rejections = %rejections.join("; "), "preflight rejected the spec");
+    let rejection = verdict.rejection();
+    if let Some(rejection) = &rejection {
+        tracing::warn!(generation, %rejection, "preflight rejected the spec");
     }
     PreflightOutcome {
         generation,
-        rejection: (!rejections.is_empty()).then(|| rejections.join("; ")),
+        rejection,
     }
 }
 

@@ -137,7 +137,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             (writer, recorder, metrics.clone()),
             args.watch_namespace.as_deref(),
             args.concurrency,
-            args.pins.pinned_versions(),
+            (args.pins.pinned_versions(), args.preflight_recheck_base),
             stop,
         )
         .await;
@@ -165,14 +165,16 @@ async fn run_controller(
     (writer, recorder, metrics): (Writer, EventSink, Arc<Metrics>),
     namespace: Option<&str>,
     concurrency: u16,
-    pinned_versions: PinnedVersions,
+    (pinned_versions, preflight_recheck_base): (PinnedVersions, Duration),
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (stores, streams) = children::watch_all(&client, namespace);
     let backoff = Arc::new(Backoff::new(backoff::Policy::default(), metrics.clone()));
     tracing::info!(pinned = ?pinned_versions, "versions pinned where a spec sets none");
     let context = Arc::new(
-        Context::new(writer, stores, recorder, metrics).with_pinned_versions(pinned_versions),
+        Context::new(writer, stores, recorder, metrics)
+            .with_pinned_versions(pinned_versions)
+            .with_preflight_recheck_base(preflight_recheck_base),
     );
     let crs: Api<VMDistributed> = match namespace {
         Some(ns) => Api::namespaced(client, ns),

@@ -48,17 +48,6 @@ pub enum Created {
     AlreadyExists,
 }
 
-/// Result of a server-side dry-run apply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DryRun {
-    /// Accepted.
-    Passed,
-    /// Rejected by the schema or an admission webhook: the spec is wrong.
-    Rejected(String),
-    /// Could not be judged (timeouts, 5xx, RBAC, CRD missing): not the spec's fault.
-    Unavailable(String),
-}
-
 /// Sends writes for the current leader.
 #[derive(Clone)]
 pub struct Writer {
@@ -190,9 +179,12 @@ impl Writer {
 
     /// Server-side dry-run apply with strict field validation (preflight), judged as the
     /// webhook's preflight judges it ([`dry_run_outcome`]).
-    pub async fn dry_run_apply(&self, kind: ChildKind, namespace: &str, object: &Value) -> DryRun {
+    pub async fn dry_run_apply(&self, kind: ChildKind, namespace: &str, object: &Value) -> Finding {
         let Ok(name) = object_name(object) else {
-            return DryRun::Rejected("the rendered object has no name".to_owned());
+            return Finding::Rejected {
+                message: "the rendered object has no name".to_owned(),
+                causes: Vec::new(),
+            };
         };
         let params = PatchParams {
             dry_run: true,
@@ -356,11 +348,10 @@ impl Writer {
 /// What the API server's answer to a dry-run means, as `shared::preflight` judges it for the
 /// webhook too.
 #[must_use]
-pub fn dry_run_outcome(answer: Result<(), &kube::Error>) -> DryRun {
-    match answer.map_err(shared::preflight::classify_error) {
-        Ok(()) | Err(Finding::Accepted) => DryRun::Passed,
-        Err(Finding::Rejected { message, .. }) => DryRun::Rejected(message),
-        Err(Finding::Inconclusive(reason)) => DryRun::Unavailable(reason),
+pub fn dry_run_outcome(answer: Result<(), &kube::Error>) -> Finding {
+    match answer {
+        Ok(()) => Finding::Accepted,
+        Err(err) => shared::preflight::classify_error(err),
     }
 }
 
@@ -440,13 +431,13 @@ mod tests {
             let code = u16::try_from(row["code"].as_u64().unwrap()).unwrap();
             let err = api_error(code, row["message"].as_str().unwrap(), &[]);
             let verdict = match dry_run_outcome(Err(&err)) {
-                DryRun::Passed => "accepted",
-                DryRun::Rejected(_) => "rejected",
-                DryRun::Unavailable(_) => "inconclusive",
+                Finding::Accepted => "accepted",
+                Finding::Rejected { .. } => "rejected",
+                Finding::Inconclusive(_) => "inconclusive",
             };
             assert_eq!(verdict, row["verdict"], "{}", row["what"]);
         }
-        assert_eq!(dry_run_outcome(Ok(())), DryRun::Passed);
+        assert_eq!(dry_run_outcome(Ok(())), Finding::Accepted);
     }
 
     #[test]

@@ -377,6 +377,28 @@ pub struct VMDistributedStatus {
     /// The zone being updated and the phase it is in; the clock of the pause between zones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
+    /// The versions the controller writes into children whose spec leaves the version to the
+    /// VictoriaMetrics operator's default, per kind; absent when no child gets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_versions: Option<PinnedVersions>,
+}
+
+/// The versions the controller pins into children whose spec sets none, per kind. `None` pins
+/// nothing for that kind (the child follows the operator's default). The values and the rule
+/// for which children get them are in [`crate::versions`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(transform = unwrap_descriptions)]
+#[serde(rename_all = "camelCase")]
+pub struct PinnedVersions {
+    /// `clusterVersion` of `VMCluster`s (for example `v1.148.0-cluster`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmcluster: Option<String>,
+    /// `image.tag` of `VMAgent`s (for example `v1.148.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmagent: Option<String>,
+    /// `image.tag` of `VMSingle`s (for example `v1.148.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmsingle: Option<String>,
 }
 
 /// The upstream `updateStatus` values.

@@ -28,6 +28,8 @@ pub const ANNOTATION_SPEC_HASH: &str = "operator.victoriametrics.com/spec-hash";
 pub const ANNOTATION_CREATED_BY: &str = "operator.victoriametrics.com/created-by";
 /// The `status.updateStatus` value of a child that is up and serving.
 pub const OPERATIONAL: &str = "operational";
+/// `status.updateStatus` of a child the VictoriaMetrics operator could not reconcile.
+pub const FAILED: &str = "failed";
 
 /// An owner reference as found on a child; unknown fields ignored.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +91,8 @@ pub struct ChildObject {
     pub update_status: Option<String>,
     /// `status.observedGeneration`, when an integer.
     pub observed_generation: Option<i64>,
+    /// `status.reason`, when a string: why the VictoriaMetrics operator reports `failed`.
+    pub reason: Option<String>,
 }
 
 impl ChildObject {
@@ -137,6 +141,10 @@ impl ChildObject {
             observed_generation: status
                 .and_then(|s| s.get("observedGeneration"))
                 .and_then(as_i64),
+            reason: status
+                .and_then(|s| s.get("reason"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         }
     }
 
@@ -165,6 +173,46 @@ impl ChildObject {
             && self
                 .observed_generation
                 .is_some_and(|observed| observed >= self.generation.unwrap_or(0))
+    }
+
+    /// The VictoriaMetrics operator reports `failed` for the object's current generation (an
+    /// older generation's failure says nothing about the spec now applied): its reason, or a
+    /// placeholder when it gives none.
+    #[must_use]
+    pub fn failure(&self) -> Option<&str> {
+        let at_current = self
+            .observed_generation
+            .is_some_and(|observed| observed >= self.generation.unwrap_or(0));
+        (self.update_status.as_deref() == Some(FAILED) && at_current).then(|| {
+            self.reason
+                .as_deref()
+                .filter(|r| !r.trim().is_empty())
+                .unwrap_or("no reason given")
+        })
+    }
+
+    /// Why the object is not ready, for a status message: it failed (with the operator's
+    /// reason), the operator has not reconciled its current generation, or its status.
+    #[must_use]
+    pub fn not_ready_detail(&self) -> String {
+        let kind = self.kind.map_or("child", ChildKind::kind);
+        let name = &self.name;
+        if let Some(reason) = self.failure() {
+            return format!("{kind} {name} reports failed: {reason}");
+        }
+        let generation = self.generation.unwrap_or(0);
+        match self.observed_generation {
+            Some(observed) if observed >= generation => format!(
+                "{kind} {name} is {}",
+                self.update_status
+                    .as_deref()
+                    .unwrap_or("without updateStatus")
+            ),
+            observed => format!(
+                "the VictoriaMetrics operator has not reconciled {kind} {name} (observedGeneration {}, generation {generation}); is its {kind} controller running?",
+                observed.map_or_else(|| "unset".to_owned(), |o| o.to_string())
+            ),
+        }
     }
 
     /// Whether the child was created by the `VMDistributed` with this UID: it carries the

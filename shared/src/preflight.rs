@@ -65,6 +65,22 @@ impl Finding {
     }
 }
 
+/// How long the controller holds a preflight rejection, by default, before it dry-runs the same
+/// generation again: the cause may be outside the spec (a CRD, an admission policy) and be
+/// fixed without any change the controller watches.
+pub const RECHECK_BASE: Duration = Duration::from_secs(120);
+/// The longest a rejection is held before the next dry-run.
+pub const RECHECK_CAP: Duration = Duration::from_secs(30 * 60);
+
+/// How long the `rejections`-th consecutive rejection of one generation (the first is 1) is
+/// held before the next dry-run: `base` doubled for each earlier rejection, at most
+/// [`RECHECK_CAP`], so a spec that stays wrong costs a few dry-runs an hour.
+#[must_use]
+pub fn recheck_after(base: Duration, rejections: u32) -> Duration {
+    let doublings = rejections.saturating_sub(1).min(31);
+    base.saturating_mul(1 << doublings).min(RECHECK_CAP)
+}
+
 /// What a dry-run that got no answer within `budget` means: nothing about the object.
 #[must_use]
 pub fn no_answer(budget: Duration) -> Finding {
@@ -242,6 +258,27 @@ pub fn shapes(cr: &VMDistributed, observed: &Observed) -> Vec<Shape> {
         });
     }
     out
+}
+
+/// The [`shapes`] in which `intents` (what a generation writes, as the decision lists it in
+/// its preflight) are written: each listed zone child as rendered, and, when the VMAuth is
+/// listed, the VMAuth in every shape.
+#[must_use]
+pub fn shapes_for(cr: &VMDistributed, observed: &Observed, intents: &[ChildIntent]) -> Vec<Shape> {
+    let listed = |kind: ChildKind, name: &str| {
+        intents
+            .iter()
+            .any(|intent| intent.kind == kind && intent.name == name)
+    };
+    shapes(cr, observed)
+        .into_iter()
+        .filter(|shape| match shape.variant {
+            Variant::Zone => listed(shape.intent.kind, &shape.intent.name),
+            _ => intents
+                .iter()
+                .any(|intent| intent.kind == ChildKind::VMAuth),
+        })
+        .collect()
 }
 
 fn zones_where(cr: &VMDistributed, allows: fn(TrafficMode) -> bool) -> BTreeSet<String> {
@@ -660,6 +697,20 @@ mod tests {
         ));
         assert!(
             matches!(no_answer(Duration::from_secs(3)), Finding::Inconclusive(m) if m.contains("3s"))
+        );
+    }
+
+    #[test]
+    fn a_rejection_is_held_twice_as_long_each_time_up_to_half_an_hour() {
+        let minutes: Vec<u64> = (1..=7)
+            .map(|n| recheck_after(RECHECK_BASE, n).as_secs() / 60)
+            .collect();
+        assert_eq!(minutes, [2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(recheck_after(RECHECK_BASE, 0), RECHECK_BASE);
+        assert_eq!(recheck_after(RECHECK_BASE, u32::MAX), RECHECK_CAP);
+        assert_eq!(
+            recheck_after(Duration::from_secs(1), 3),
+            Duration::from_secs(4)
         );
     }
 

@@ -17,8 +17,6 @@
 //! when the child has a license: a pinned `clusterVersion` is left for the operator to suffix,
 //! a pinned `image.tag` gets the suffix here, by the operator's rule ([`enterprise_tag`]).
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::api::{VMDistributed, Zone};
@@ -35,23 +33,21 @@ pub const OPERATOR_DEFAULT_VERSION: &str = "v1.148.0";
 /// `-cluster`).
 pub const OPERATOR_DEFAULT_CLUSTER_VERSION: &str = "v1.148.0-cluster";
 
-/// The versions the controller pins into children whose spec sets none, per kind. `None` pins
-/// nothing for that kind (the child follows the operator's default).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PinnedVersions {
-    /// `clusterVersion` of `VMCluster`s (for example `v1.148.0-cluster`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vmcluster: Option<String>,
-    /// `image.tag` of `VMAgent`s (for example `v1.148.0`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vmagent: Option<String>,
-    /// `image.tag` of `VMSingle`s (for example `v1.148.0`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vmsingle: Option<String>,
-}
+pub use crate::api::PinnedVersions;
 
 impl PinnedVersions {
+    /// The versions set by the controller's and the webhook's `--pinned-*-version` flags (chart
+    /// `controller.pinnedVersions`): an empty value pins nothing for that kind.
+    #[must_use]
+    pub fn from_flags(vmcluster: &str, vmagent: &str, vmsingle: &str) -> Self {
+        let pin = |version: &str| Some(version.trim().to_owned()).filter(|v| !v.is_empty());
+        Self {
+            vmcluster: pin(vmcluster),
+            vmagent: pin(vmagent),
+            vmsingle: pin(vmsingle),
+        }
+    }
+
     /// The defaults of VictoriaMetrics operator [`OPERATOR_RELEASE`]: `VM_METRICS_VERSION` for
     /// `VMAgent` and `VMSingle`, with `-cluster` for the `VMCluster` components.
     #[must_use]

@@ -104,6 +104,17 @@ async fn a_preflight_rejection_is_judged_again_when_the_crd_changes() -> Result<
         })
     })
     .await?;
+    // Worded as the webhook's preflight words it: the field the user wrote, once for both
+    // zones' clusters that inherited it.
+    let message = ready_condition(&refused)
+        .and_then(|c| c["message"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "preflight: spec.zoneCommon.vmcluster.spec.vmstorage.replicaCont: field not declared in schema (refused for VMCluster typo-zone-a in zone zone-a, VMCluster typo-zone-b in zone zone-b)"
+        ),
+        "{message}"
+    );
     assert_eq!(
         refused.data.pointer("/status/preflightGeneration"),
         None,

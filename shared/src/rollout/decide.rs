@@ -26,11 +26,12 @@ use crate::rollout::conditions::{self, DEGRADED, Desired, PROGRESSING, READY};
 use crate::rollout::deletion::{self, DELETION_POLL, has_finalizer};
 use crate::rollout::membership::{self, LiveRefs, Membership, Target};
 use crate::rollout::model::{
-    Action, ChildIntent, Decision, Event, EventReason, EventType, Intents, MetadataPatchReason,
-    Observed, ZoneIntents,
+    Action, ChildFailure, ChildIntent, Decision, Event, EventReason, EventType, Intents,
+    MetadataPatchReason, Observed, ZoneIntents,
 };
 use crate::rollout::patch;
 use crate::validation::validate;
+use crate::versions::{self, PinnedVersions};
 
 /// Condition reason while children are being created, rolled out or removed.
 pub const REASON_ROLLING_OUT: &str = "RollingOut";
@@ -498,7 +499,8 @@ impl<'a> Step<'a> {
             match &self.observed.preflight {
                 Some(result) if result.generation == self.generation => {
                     if let Some(rejection) = &result.rejection {
-                        outcome.invalid = Some(format!("preflight: {rejection}"));
+                        // Worded by `preflight::verdict`, each line already says `preflight:`.
+                        outcome.invalid = Some(rejection.clone());
                         return outcome;
                     }
                     outcome.preflight_generation = Some(self.generation);
@@ -649,6 +651,17 @@ impl<'a> Step<'a> {
         if !waiting {
             return;
         }
+        // A child the VictoriaMetrics operator reports `failed` for the spec it now has will
+        // not become ready by waiting out readyTimeout: halt at once, with its reason.
+        if let Some(failed) = self.failed_in_phase(view, phase) {
+            outcome.degraded = Some((
+                halt_reason,
+                format!(
+                    "zone {zone_name}: {failed}; the rollout is halted until it is ready or the spec changes"
+                ),
+            ));
+            return;
+        }
         if expired {
             let message = match (phase, outcome.waiting_for.take()) {
                 (ZonePhase::Excluding, Some(waiting)) => {
@@ -660,19 +673,39 @@ impl<'a> Step<'a> {
                     return;
                 }
                 (ZonePhase::Applying, _) => format!(
-                    "zone {zone_name} did not become ready within readyTimeout ({}); the rollout is halted until it is ready or the spec changes",
-                    crate::duration::format_go_duration(ready_timeout(self.cr))
+                    "zone {zone_name} did not become ready within readyTimeout ({}){}; the rollout is halted until it is ready or the spec changes",
+                    crate::duration::format_go_duration(ready_timeout(self.cr)),
+                    not_ready_details([view.backend, view.agent])
                 ),
                 _ => format!(
-                    "VMAuth {} did not reach the targets of phase {phase:?} for zone {zone_name} within readyTimeout ({}); the rollout is halted",
+                    "VMAuth {} did not reach the targets of phase {phase:?} for zone {zone_name} within readyTimeout ({}){}; the rollout is halted",
                     vmauth_name(self.cr),
-                    crate::duration::format_go_duration(ready_timeout(self.cr))
+                    crate::duration::format_go_duration(ready_timeout(self.cr)),
+                    not_ready_details([self.vmauth_child()])
                 ),
             };
             outcome.degraded = Some((halt_reason, message));
         } else if let Some(wait) = until(self.now, deadline) {
             outcome.requeue_at_most(wait);
         }
+    }
+
+    /// What the VictoriaMetrics operator reports `failed` among the children the phase waits
+    /// for: in `Applying` the zone's backend and agent once they carry their intent (a failure
+    /// of the old spec is what the update may fix), otherwise the VMAuth.
+    fn failed_in_phase(&self, view: &ZoneView<'_>, phase: ZonePhase) -> Option<String> {
+        let waited_for = match phase {
+            ZonePhase::Applying if view.current => vec![view.backend, view.agent],
+            ZonePhase::Applying => Vec::new(),
+            ZonePhase::Excluding | ZonePhase::Restoring => vec![self.vmauth_child()],
+        };
+        let failed: Vec<String> = waited_for
+            .into_iter()
+            .flatten()
+            .filter(|child| child.failure().is_some())
+            .map(ChildObject::not_ready_detail)
+            .collect();
+        (!failed.is_empty()).then(|| failed.join("; "))
     }
 
     /// A phase other than `Applying` reacts to the zone and the spec as `Applying` does: a zone
@@ -1039,9 +1072,58 @@ impl<'a> Step<'a> {
             .collect()
     }
 
-    fn assemble(&self, outcome: Outcome) -> Decision {
+    /// The failed child writes the decision still wants to make: what the status reports.
+    fn failures<'o>(&'o self, actions: &[Action]) -> Vec<&'o ChildFailure> {
+        self.observed
+            .child_failures
+            .iter()
+            .filter(|failure| actions.iter().any(|action| failure.concerns(action)))
+            .collect()
+    }
+
+    fn assemble(&self, mut outcome: Outcome) -> Decision {
         let views = self.zone_views();
-        let zones = self.zone_statuses(&views);
+        let mut zones = self.zone_statuses(&views);
+        // The status authorizes the writes that follow it: a zone whose new spec this phase
+        // applies is counted as the writes leave it (not ready until the operator reports the
+        // new generation), not as it was before them, or `readyZones` would lag one step.
+        if outcome.rollout.phase == Some(ZonePhase::Applying)
+            && let Some(name) = outcome.rollout.zone.as_deref()
+            && views
+                .iter()
+                .any(|v| v.zone.name == name && v.writable() && !v.current)
+            && let Some(zone) = zones.iter_mut().find(|z| z.name == name)
+        {
+            zone.ready = false;
+        }
+        // A write the API server keeps failing is reported where users look: `Degraded`, the
+        // zone's message and (through the condition) one event per distinct cause.
+        let failures = self.failures(&outcome.actions);
+        if !failures.is_empty() {
+            let reason = if failures.iter().any(|f| f.rejected) {
+                EventReason::ChildRejected
+            } else {
+                EventReason::ChildWriteFailed
+            };
+            let summaries: Vec<String> = failures.iter().map(|f| f.summary()).collect();
+            outcome.degraded = Some((
+                reason,
+                format!(
+                    "{}; retried with backoff until it succeeds or the spec changes",
+                    summaries.join("; ")
+                ),
+            ));
+            for zone in &mut zones {
+                let own: Vec<String> = failures
+                    .iter()
+                    .filter(|f| f.zone.as_deref() == Some(zone.name.as_str()))
+                    .map(|f| f.summary())
+                    .collect();
+                if !own.is_empty() {
+                    zone.message = Some(own.join("; "));
+                }
+            }
+        }
         let ready_count = zones.iter().filter(|z| z.ready).count();
         let halted = outcome
             .degraded
@@ -1133,6 +1215,11 @@ impl<'a> Step<'a> {
             preflight_generation: outcome.preflight_generation,
             zones,
             rollout: (rollout != RolloutStatus::default()).then_some(rollout),
+            pinned_versions: Some(versions::pinned_for(
+                self.cr,
+                &self.observed.pinned_versions,
+            ))
+            .filter(|pinned| *pinned != PinnedVersions::default()),
         };
         let events = events(self.previous, &status);
         Decision {
@@ -1151,6 +1238,21 @@ struct Removal {
     waiting: bool,
     actions: Vec<Action>,
     message: String,
+}
+
+/// `: VMCluster a is expanding; VMAgent a reports failed: …` for the children given, or nothing.
+fn not_ready_details<'c>(children: impl IntoIterator<Item = Option<&'c ChildObject>>) -> String {
+    let details: Vec<String> = children
+        .into_iter()
+        .flatten()
+        .filter(|child| !child.is_ready())
+        .map(ChildObject::not_ready_detail)
+        .collect();
+    if details.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", details.join("; "))
+    }
 }
 
 /// Events for the transitions between `previous` and `next`, never one per retry.
@@ -1234,13 +1336,24 @@ fn condition_events(previous: &VMDistributedStatus, next: &VMDistributedStatus) 
             "ZoneNotReady" => Some(EventReason::ZoneNotReady),
             "VMAuthNotReady" => Some(EventReason::VMAuthNotReady),
             "OwnershipConflict" => Some(EventReason::OwnershipConflict),
+            "ChildRejected" => Some(EventReason::ChildRejected),
+            "ChildWriteFailed" => Some(EventReason::ChildWriteFailed),
             _ => None,
         };
         let same_message = conditions::find(&previous.conditions, DEGRADED)
             .is_some_and(|p| p.message == degraded.message);
+        // For these a new message is a new cause (another child, another refusal) and gets an
+        // event of its own; a halt's message changes with its details, not its cause.
+        let message_is_cause = matches!(
+            reason,
+            Some(
+                EventReason::OwnershipConflict
+                    | EventReason::ChildRejected
+                    | EventReason::ChildWriteFailed
+            )
+        );
         if let Some(reason) = reason
-            && !(was(DEGRADED, &degraded.reason)
-                && (reason != EventReason::OwnershipConflict || same_message))
+            && !(was(DEGRADED, &degraded.reason) && (!message_is_cause || same_message))
         {
             events.push(Event {
                 type_: EventType::Warning,

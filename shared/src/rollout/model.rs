@@ -83,6 +83,13 @@ pub struct Observed {
     /// "Pinned versions"). The default pins nothing.
     #[serde(default)]
     pub pinned_versions: PinnedVersions,
+    /// Child writes of this process that the API server failed, newest for each child, until
+    /// a write of that child succeeds. A failure is reported (`Degraded`, the zone's message,
+    /// one event per distinct cause) only while the decision still wants that same write, so
+    /// a spec change that no longer needs it clears it at once (docs/rollout.md "Failed child
+    /// writes").
+    #[serde(default)]
+    pub child_failures: Vec<ChildFailure>,
 }
 
 impl Observed {
@@ -92,6 +99,68 @@ impl Observed {
         self.children
             .iter()
             .find(|c| c.kind == Some(kind) && c.name == name)
+    }
+}
+
+/// A child write the API server did not accept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChildFailure {
+    /// Kind of the child.
+    #[serde(with = "crate::children::kind_serde")]
+    pub kind: ChildKind,
+    /// Name of the child.
+    pub name: String,
+    /// The zone of the child; `None` for the VMAuth.
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// The spec-hash of the intent whose create or apply failed; `None` for other writes.
+    #[serde(default)]
+    pub spec_hash: Option<String>,
+    /// The API server judged the object itself and refused it (schema, admission; as
+    /// preflight classifies it): retrying the same write cannot succeed. Otherwise the write
+    /// failed for another reason (RBAC, a missing CRD, a server error).
+    pub rejected: bool,
+    /// What was sent: `create`, `apply`, `delete` or `patch`.
+    pub verb: String,
+    /// The API server's message.
+    pub message: String,
+}
+
+impl ChildFailure {
+    /// Whether `action` is the write that failed: same child and, for a create or apply, the
+    /// same intent.
+    #[must_use]
+    pub fn concerns(&self, action: &Action) -> bool {
+        if action.target() != Some((self.kind, self.name.as_str())) {
+            return false;
+        }
+        match action {
+            Action::Create { intent } | Action::Apply { intent } => {
+                self.spec_hash.as_deref() == Some(intent.spec_hash.as_str())
+            }
+            _ => self.spec_hash.is_none(),
+        }
+    }
+
+    /// `the API server refused the apply of VMAgent demo-b in zone b: <its message>`.
+    #[must_use]
+    pub fn summary(&self) -> String {
+        let child = match &self.zone {
+            Some(zone) => format!("{} {} in zone {zone}", self.kind, self.name),
+            None => format!("{} {}", self.kind, self.name),
+        };
+        let verb = &self.verb;
+        let message = self
+            .message
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if self.rejected {
+            format!("the API server refused the {verb} of {child}: {message}")
+        } else {
+            format!("the {verb} of {child} failed: {message}")
+        }
     }
 }
 
@@ -272,13 +341,16 @@ pub enum Action {
         patch: json_patch::Patch,
     },
     /// Server-side dry-run apply (`dryRun=All`, field manager [`FIELD_MANAGER`], `force`,
-    /// `fieldValidation=Strict`) of every intent (already without owner references), in
-    /// parallel within 3 s. Classify as SPEC §3 says, then decide again with
+    /// `fieldValidation=Strict`), in parallel within 3 s, of every shape in which these
+    /// intents are written ([`crate::preflight::shapes_for`]: the VMAuth with every zone, with
+    /// each zone taken out, with none). Judge each answer with
+    /// [`crate::preflight::classify_error`] (no answer: [`crate::preflight::no_answer`]) and word
+    /// them with [`crate::preflight::verdict`], as the webhook does, then decide again with
     /// [`Observed::preflight`] set to the outcome for `generation`. Writes nothing.
     Preflight {
         /// The CR generation these intents were rendered from.
         generation: i64,
-        /// The intents to dry-run.
+        /// The intents this generation writes (already without owner references).
         intents: Vec<ChildIntent>,
     },
     /// Add [`FINALIZER`] to the CR (a JSON Patch on `metadata.finalizers` with a
@@ -345,6 +417,10 @@ pub enum EventReason {
     /// The zone under update is the only zone serving a target, so it stays in it while it is
     /// updated (docs/rollout.md "Serving guard").
     UpdatingInPlace,
+    /// The API server refused a child write (schema, admission policy or webhook).
+    ChildRejected,
+    /// A child write failed for another reason (RBAC, a missing CRD, a server error).
+    ChildWriteFailed,
 }
 
 impl EventReason {
@@ -360,6 +436,8 @@ impl EventReason {
             Self::InvalidSpec => "InvalidSpec",
             Self::OwnershipConflict => "OwnershipConflict",
             Self::UpdatingInPlace => "UpdatingInPlace",
+            Self::ChildRejected => "ChildRejected",
+            Self::ChildWriteFailed => "ChildWriteFailed",
         }
     }
 }

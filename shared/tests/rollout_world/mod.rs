@@ -20,9 +20,10 @@ use shared::children::{ChildObject, LABEL_CLAIM};
 use shared::names::{ChildKind, backend_kind, child_name, vmauth_name};
 use shared::rollout::invariants::{CR_KIND, Change, InvariantChecker};
 use shared::rollout::model::{
-    Action, ChildIntent, Decision, Event, FINALIZER, Observed, PreflightOutcome,
+    Action, ChildFailure, ChildIntent, Decision, Event, FINALIZER, Observed, PreflightOutcome,
 };
 use shared::rollout::{EventReason, decide};
+use shared::versions::PinnedVersions;
 
 /// A child write and the rollout status that authorized it: (kind, name, rollout zone, phase, verb).
 pub type Write = (
@@ -51,11 +52,23 @@ pub struct World {
     pub ready_delay: u32,
     /// Child names whose operator never reports them operational.
     pub broken: BTreeSet<String>,
+    /// Child names the operator reports `failed` for their current generation, with this
+    /// reason (until removed, then `operational`).
+    pub failing: BTreeMap<String, String>,
+    /// Child names the operator never reconciles (its controller for them is not running).
+    pub frozen: BTreeSet<String>,
+    /// Children reported `failed` because of `failing`, to recover once out of it.
+    failed: BTreeSet<(String, String)>,
+    /// Children whose create or apply the API server refuses, with its message.
+    pub refused: BTreeMap<(ChildKind, String), String>,
+    /// The versions the controller pins.
+    pub pins: PinnedVersions,
     pub events: Vec<(Timestamp, Event)>,
     /// Controller process memory, lost on a crash.
     pub memory_preflight: Option<PreflightOutcome>,
     pub memory_vmauth_generation: Option<i64>,
     pub memory_vmauth_uid: Option<String>,
+    pub memory_child_failures: Vec<ChildFailure>,
     /// Judges every state the world passes through.
     pub checker: InvariantChecker,
     /// The objects as the checker last saw them.
@@ -105,10 +118,16 @@ impl World {
             tick: Duration::from_secs(1),
             ready_delay: 2,
             broken: BTreeSet::new(),
+            failing: BTreeMap::new(),
+            frozen: BTreeSet::new(),
+            failed: BTreeSet::new(),
+            refused: BTreeMap::new(),
+            pins: PinnedVersions::default(),
             events: Vec::new(),
             memory_preflight: None,
             memory_vmauth_generation: None,
             memory_vmauth_uid: None,
+            memory_child_failures: Vec::new(),
             checker: InvariantChecker::new("demo"),
             checked: BTreeMap::new(),
             uid_counter: 0,
@@ -128,7 +147,8 @@ impl World {
             preflight: self.memory_preflight.clone(),
             vmauth_applied_generation: self.memory_vmauth_generation,
             vmauth_applied_uid: self.memory_vmauth_uid.clone(),
-            pinned_versions: Default::default(),
+            pinned_versions: self.pins.clone(),
+            child_failures: self.memory_child_failures.clone(),
         }
     }
 
@@ -136,6 +156,7 @@ impl World {
         self.memory_preflight = None;
         self.memory_vmauth_generation = None;
         self.memory_vmauth_uid = None;
+        self.memory_child_failures.clear();
     }
 
     pub fn child(&self, kind: ChildKind, name: &str) -> Option<&SimChild> {
@@ -180,10 +201,49 @@ impl World {
                     "child write without the authorizing status: {action:?}"
                 );
             }
+            if let Some(failure) = self.refusal(action) {
+                // As the controller: remember it, write the status that reports it (with its
+                // events), stop until the next attempt.
+                self.memory_child_failures
+                    .retain(|f| (f.kind, &f.name) != (failure.kind, &failure.name));
+                self.memory_child_failures.push(failure);
+                let report = decide(&self.cr, &self.observed(), self.now);
+                if report.status_changed {
+                    self.cr.status = Some(report.status.clone());
+                    for event in &report.events {
+                        self.events.push((self.now, event.clone()));
+                    }
+                }
+                self.observe();
+                break;
+            }
+            if let Some((kind, name)) = action.target() {
+                self.memory_child_failures
+                    .retain(|f| (f.kind, f.name.as_str()) != (kind, name));
+            }
             self.execute(action);
             self.observe();
         }
         decision
+    }
+
+    /// The failure of `action` when the API server refuses it.
+    fn refusal(&self, action: &Action) -> Option<ChildFailure> {
+        let (verb, intent) = match action {
+            Action::Create { intent } => ("create", intent),
+            Action::Apply { intent } => ("apply", intent),
+            _ => return None,
+        };
+        let message = self.refused.get(&(intent.kind, intent.name.clone()))?;
+        Some(ChildFailure {
+            kind: intent.kind,
+            name: intent.name.clone(),
+            zone: intent.zone.clone(),
+            spec_hash: Some(intent.spec_hash.clone()),
+            rejected: true,
+            verb: verb.to_owned(),
+            message: message.clone(),
+        })
     }
 
     fn execute(&mut self, action: &Action) {
@@ -343,7 +403,7 @@ impl World {
         self.now = self.now.checked_add(self.tick).expect("time");
         self.children
             .retain(|_, c| c.object["metadata"].get("deletionTimestamp").is_none());
-        for child in self.children.values_mut() {
+        for (key, child) in &mut self.children {
             let name = child.object["metadata"]["name"]
                 .as_str()
                 .unwrap_or_default()
@@ -352,6 +412,20 @@ impl World {
             let observed = child.object["status"]["observedGeneration"]
                 .as_i64()
                 .unwrap_or(0);
+            if self.frozen.contains(&name) {
+                continue;
+            }
+            if let Some(reason) = self.failing.get(&name) {
+                child.object["status"] = json!({"updateStatus": "failed", "reason": reason, "observedGeneration": generation});
+                self.failed.insert(key.clone());
+                continue;
+            }
+            if self.failed.remove(key) {
+                // No longer failing: the operator's next reconcile succeeds.
+                child.object["status"] =
+                    json!({"updateStatus": "operational", "observedGeneration": generation});
+                continue;
+            }
             if observed >= generation {
                 continue;
             }
