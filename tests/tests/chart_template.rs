@@ -938,15 +938,25 @@ fn invalid_values_are_rejected_with_the_offending_path() -> Result<()> {
 /// The controller pins, where a spec sets no version, the versions the chart gives it; by
 /// default the VictoriaMetrics operator's own defaults, which the controller's flags also
 /// default to. A value of its own, or an empty one (pin nothing), reaches the flag as written.
+/// The webhook's preflight gets the same flags, so it dry-runs what the controller writes.
 #[test]
 fn the_controller_pins_the_charts_versions() -> Result<()> {
     let defaults = shared::versions::PinnedVersions::operator_defaults();
-    let flags = |sets: &[&str]| -> Result<Vec<String>> {
-        let args = container_args(template(sets)?.deployment("controller")?)?;
+    let flags_of = |component: &str, sets: &[&str]| -> Result<Vec<String>> {
+        let args = container_args(template(sets)?.deployment(component)?)?;
         Ok(args
             .into_iter()
             .filter(|a| a.starts_with("--pinned-"))
             .collect())
+    };
+    let flags = |sets: &[&str]| -> Result<Vec<String>> {
+        let controller = flags_of("controller", sets)?;
+        let webhook = flags_of("webhook", sets)?;
+        ensure!(
+            controller == webhook,
+            "the webhook pins {webhook:?}, the controller {controller:?}"
+        );
+        Ok(controller)
     };
     assert_eq!(
         flags(&[])?,

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+use shared::versions::{
+    OPERATOR_DEFAULT_CLUSTER_VERSION, OPERATOR_DEFAULT_VERSION, PinnedVersions,
+};
 
 /// Admission webhook for VMDistributed: defaulting and validation over HTTPS, and an offline
 /// `check` of manifests.
@@ -75,6 +78,30 @@ pub struct ServeArgs {
     /// quota and CPU affinity].
     #[arg(long, env = "VMD_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+    /// Preflight renders children with the versions the controller pins where a spec sets
+    /// none, so it dry-runs what the controller will write: keep these equal to the
+    /// controller's flags of the same names (the chart sets both from
+    /// `controller.pinnedVersions`). An empty value pins nothing for that kind.
+    #[arg(long, env = "VMD_PINNED_VMCLUSTER_VERSION", default_value = OPERATOR_DEFAULT_CLUSTER_VERSION)]
+    pub pinned_vmcluster_version: String,
+    /// `image.tag` pinned into VMAgents whose spec sets neither it nor `componentVersion`.
+    #[arg(long, env = "VMD_PINNED_VMAGENT_VERSION", default_value = OPERATOR_DEFAULT_VERSION)]
+    pub pinned_vmagent_version: String,
+    /// `image.tag` pinned into VMSingles whose spec sets neither it nor `componentVersion`.
+    #[arg(long, env = "VMD_PINNED_VMSINGLE_VERSION", default_value = OPERATOR_DEFAULT_VERSION)]
+    pub pinned_vmsingle_version: String,
+}
+
+impl ServeArgs {
+    /// The pinned versions, as the controller reads its flags of the same names.
+    #[must_use]
+    pub fn pinned_versions(&self) -> PinnedVersions {
+        PinnedVersions::from_flags(
+            &self.pinned_vmcluster_version,
+            &self.pinned_vmagent_version,
+            &self.pinned_vmsingle_version,
+        )
+    }
 }
 
 /// Flags of `check`.
@@ -87,4 +114,38 @@ pub struct CheckArgs {
 
 fn duration(s: &str) -> Result<Duration, String> {
     shared::duration::parse_go_duration(s).map_err(|err| err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        let mut argv = vec!["vmdistributed-webhook", "serve"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).map(|cli| cli.command) {
+            Ok(Command::Serve(serve)) => *serve,
+            other => panic!("unexpected parse result {other:?}"),
+        }
+    }
+
+    #[test]
+    fn preflight_pins_what_the_controller_pins_by_default_and_takes_its_flags() {
+        assert_eq!(
+            serve(&[]).pinned_versions(),
+            PinnedVersions::operator_defaults()
+        );
+        assert_eq!(
+            serve(&[
+                "--pinned-vmcluster-version=v1.111.0-cluster",
+                "--pinned-vmagent-version=",
+            ])
+            .pinned_versions(),
+            PinnedVersions {
+                vmcluster: Some("v1.111.0-cluster".to_owned()),
+                vmagent: None,
+                vmsingle: Some(OPERATOR_DEFAULT_VERSION.to_owned()),
+            }
+        );
+    }
 }

@@ -55,7 +55,11 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let preflight = if args.preflight {
-            Some(Preflight::connect(args.kubeconfig.as_deref(), args.preflight_timeout).await?)
+            Some(
+                Preflight::connect(args.kubeconfig.as_deref(), args.preflight_timeout)
+                    .await?
+                    .with_pinned_versions(args.pinned_versions()),
+            )
         } else {
             None
         };

@@ -20,6 +20,7 @@ use shared::children::ChildObject;
 use shared::names::ChildKind;
 use shared::preflight::{FIELD_MANAGER, Finding, Shape, Verdict};
 use shared::rollout::model::Observed;
+use shared::versions::PinnedVersions;
 use tracing::debug;
 
 use crate::admission::Review;
@@ -29,12 +30,16 @@ use crate::admission::Review;
 pub struct Preflight {
     client: kube::Client,
     budget: Duration,
+    /// The versions the controller pins (its `--pinned-*-version` flags), so the shapes tried
+    /// are the ones it writes.
+    pinned_versions: PinnedVersions,
 }
 
 impl std::fmt::Debug for Preflight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Preflight")
             .field("budget", &self.budget)
+            .field("pinned_versions", &self.pinned_versions)
             .finish_non_exhaustive()
     }
 }
@@ -58,7 +63,18 @@ impl Preflight {
     /// A preflight using `client`, answering within `budget`.
     #[must_use]
     pub fn new(client: kube::Client, budget: Duration) -> Self {
-        Self { client, budget }
+        Self {
+            client,
+            budget,
+            pinned_versions: PinnedVersions::default(),
+        }
+    }
+
+    /// Render with these pinned versions, as the controller does (none by default).
+    #[must_use]
+    pub fn with_pinned_versions(mut self, pinned_versions: PinnedVersions) -> Self {
+        self.pinned_versions = pinned_versions;
+        self
     }
 
     /// Build a client from `kubeconfig`, or in-cluster/`KUBECONFIG`/`~/.kube/config` otherwise.
@@ -153,8 +169,13 @@ impl Preflight {
             cr.metadata.namespace.clone_from(&review.namespace);
         }
         let namespace = cr.metadata.namespace.clone().unwrap_or_default();
-        // As on creation: nothing observed, so every shape is rendered from the spec alone.
-        let shapes = shared::preflight::shapes(&cr, &Observed::default());
+        // As on creation: nothing observed, so every shape is rendered from the spec alone,
+        // with the versions the controller pins.
+        let observed = Observed {
+            pinned_versions: self.pinned_versions.clone(),
+            ..Observed::default()
+        };
+        let shapes = shared::preflight::shapes(&cr, &observed);
         let (findings, claim) = futures::join!(
             self.dry_run(&namespace, &shapes),
             self.vmauth_claim(&cr, &namespace)
