@@ -793,6 +793,11 @@ async fn preflight(
     }
     PreflightOutcome {
         generation,
+        zone_messages: if rejection.is_some() {
+            verdict.zones
+        } else {
+            Default::default()
+        },
         rejection,
     }
 }

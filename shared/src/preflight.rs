@@ -13,7 +13,7 @@
 //!
 //! Pure: the callers send the requests.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -322,6 +322,9 @@ fn remote_write_zones(cr: &VMDistributed, agent: &ChildIntent, observed: &Observ
 pub struct Verdict {
     /// Why the spec is refused, one line per problem; empty when it passed.
     pub rejections: Vec<String>,
+    /// For each zone with a refused backend or agent, the lines of [`Verdict::rejections`]
+    /// that name it, `; `-separated (the zone's `status.zones[].message`).
+    pub zones: BTreeMap<String, String>,
     /// What could not be checked, one line per reason.
     pub warnings: Vec<String>,
 }
@@ -345,6 +348,8 @@ impl Verdict {
 pub fn verdict(cr: &VMDistributed, shapes: &[Shape], findings: &[Finding]) -> Verdict {
     // What was found, with the shapes it was found for, in first-seen order.
     let mut rejections: Vec<(Problem, Vec<String>)> = Vec::new();
+    // The zones of the refused zone children of each entry of `rejections`.
+    let mut rejected_zones: Vec<BTreeSet<String>> = Vec::new();
     let mut warnings: Vec<(String, Vec<String>)> = Vec::new();
     for (shape, finding) in shapes.iter().zip(findings) {
         match finding {
@@ -353,40 +358,54 @@ pub fn verdict(cr: &VMDistributed, shapes: &[Shape], findings: &[Finding]) -> Ve
                 group(&mut warnings, reason.clone(), shape.describe());
             }
             Finding::Rejected { message, causes } => {
+                let mut problems = Vec::new();
                 if causes.is_empty() {
-                    group(
-                        &mut rejections,
-                        Problem::Child(one_line(message)),
-                        shape.describe(),
-                    );
+                    problems.push(Problem::Child(one_line(message)));
                 }
                 for cause in causes {
-                    let problem = match user_path(cr, shape, &cause.field) {
+                    problems.push(match user_path(cr, shape, &cause.field) {
                         Some(path) => Problem::Field(path, one_line(&cause.message)),
                         // A field the controller sets: only the child can be named.
                         None => {
                             Problem::Child(format!("{}: {}", cause.field, one_line(&cause.message)))
                         }
-                    };
-                    group(&mut rejections, problem, shape.describe());
+                    });
+                }
+                for problem in problems {
+                    let entry = group(&mut rejections, problem, shape.describe());
+                    rejected_zones.resize_with(rejections.len(), BTreeSet::new);
+                    if let (Variant::Zone, Some(zone)) = (&shape.variant, &shape.intent.zone) {
+                        rejected_zones[entry].insert(zone.clone());
+                    }
                 }
             }
         }
     }
+    let rejections: Vec<String> = rejections
+        .into_iter()
+        .map(|(problem, shapes)| match problem {
+            Problem::Field(path, message) => format!(
+                "preflight: {path}: {message} (refused for {})",
+                shapes.join(", ")
+            ),
+            Problem::Child(message) => format!(
+                "preflight: {} rejected by the API server: {message}",
+                shapes.join(", ")
+            ),
+        })
+        .collect();
+    let mut zones: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for (line, names) in rejections.iter().zip(&rejected_zones) {
+        for zone in names {
+            zones.entry(zone.clone()).or_default().push(line);
+        }
+    }
     Verdict {
-        rejections: rejections
+        zones: zones
             .into_iter()
-            .map(|(problem, shapes)| match problem {
-                Problem::Field(path, message) => format!(
-                    "preflight: {path}: {message} (refused for {})",
-                    shapes.join(", ")
-                ),
-                Problem::Child(message) => format!(
-                    "preflight: {} rejected by the API server: {message}",
-                    shapes.join(", ")
-                ),
-            })
+            .map(|(zone, lines)| (zone, lines.join("; ")))
             .collect(),
+        rejections,
         warnings: warnings
             .into_iter()
             .map(|(reason, shapes)| {
@@ -405,15 +424,21 @@ enum Problem {
     Child(String),
 }
 
-/// Add `shape` to the entry for `what`, creating it after the others.
-fn group<T: PartialEq>(list: &mut Vec<(T, Vec<String>)>, what: T, shape: String) {
-    match list.iter_mut().find(|(w, _)| *w == what) {
-        Some((_, shapes)) => {
+/// Add `shape` to the entry for `what`, creating it after the others; returns the entry's
+/// index.
+fn group<T: PartialEq>(list: &mut Vec<(T, Vec<String>)>, what: T, shape: String) -> usize {
+    match list.iter().position(|(w, _)| *w == what) {
+        Some(index) => {
+            let shapes = &mut list[index].1;
             if !shapes.contains(&shape) {
                 shapes.push(shape);
             }
+            index
         }
-        None => list.push((what, vec![shape])),
+        None => {
+            list.push((what, vec![shape]));
+            list.len() - 1
+        }
     }
 }
 
@@ -900,6 +925,21 @@ mod tests {
         );
         assert!(verdict.warnings.is_empty());
         assert!(verdict.rejection().is_some_and(|r| r.contains("; ")));
+        // Each zone is told what of its own was refused.
+        let zones: Vec<(&str, &str)> = verdict
+            .zones
+            .iter()
+            .map(|(zone, message)| (zone.as_str(), message.as_str()))
+            .collect();
+        let both = verdict.rejections.join("; ");
+        assert_eq!(
+            zones,
+            [
+                ("a", verdict.rejections[0].as_str()),
+                ("b", both.as_str()),
+                ("c", verdict.rejections[0].as_str())
+            ]
+        );
     }
 
     #[test]

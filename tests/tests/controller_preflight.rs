@@ -115,6 +115,21 @@ async fn a_preflight_rejection_is_judged_again_when_the_crd_changes() -> Result<
         ),
         "{message}"
     );
+    // And each zone says what of its own was refused.
+    for zone in ["zone-a", "zone-b"] {
+        let zone_message = refused
+            .data
+            .pointer("/status/zones")
+            .and_then(Value::as_array)
+            .and_then(|zones| zones.iter().find(|z| z["name"] == zone))
+            .and_then(|z| z["message"].as_str())
+            .unwrap_or_default();
+        assert!(
+            zone_message.contains("replicaCont") && zone_message.contains(zone),
+            "{zone}: {:?}",
+            refused.data.get("status")
+        );
+    }
     assert_eq!(
         refused.data.pointer("/status/preflightGeneration"),
         None,

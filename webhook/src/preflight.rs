@@ -238,6 +238,7 @@ mod tests {
         let verdict = Verdict {
             rejections: vec!["preflight: a".into(), "preflight: b".into()],
             warnings: vec!["preflight: c not checked".into()],
+            ..Verdict::default()
         };
         let response = apply_verdict(allowed.clone(), verdict);
         assert!(!response.allowed);

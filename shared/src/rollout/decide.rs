@@ -7,7 +7,7 @@
 //! A CR with a `deletionTimestamp` is handed to [`crate::rollout::deletion::decide_deletion`], so
 //! the controller calls `decide` in every case.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -110,6 +110,8 @@ struct Outcome {
     /// What an exclusion waits for, for the message of its timeout.
     waiting_for: Option<String>,
     invalid: Option<String>,
+    /// Per zone, what preflight refused of it.
+    preflight_zones: BTreeMap<String, String>,
     paused: bool,
     ready: bool,
     preflight_generation: Option<i64>,
@@ -501,6 +503,7 @@ impl<'a> Step<'a> {
                     if let Some(rejection) = &result.rejection {
                         // Worded by `preflight::verdict`, each line already says `preflight:`.
                         outcome.invalid = Some(rejection.clone());
+                        outcome.preflight_zones = result.zone_messages.clone();
                         return outcome;
                     }
                     outcome.preflight_generation = Some(self.generation);
@@ -1084,6 +1087,11 @@ impl<'a> Step<'a> {
     fn assemble(&self, mut outcome: Outcome) -> Decision {
         let views = self.zone_views();
         let mut zones = self.zone_statuses(&views);
+        for zone in &mut zones {
+            if let Some(message) = outcome.preflight_zones.get(&zone.name) {
+                zone.message = Some(message.clone());
+            }
+        }
         // The status authorizes the writes that follow it: a zone whose new spec this phase
         // applies is counted as the writes leave it (not ready until the operator reports the
         // new generation), not as it was before them, or `readyZones` would lag one step.

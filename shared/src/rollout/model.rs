@@ -175,6 +175,10 @@ pub struct PreflightOutcome {
     /// the message names the zone, the child and the API server's message.
     #[serde(default)]
     pub rejection: Option<String>,
+    /// With a rejection: for each zone whose backend or agent was refused, what of it was (its
+    /// `status.zones[].message`).
+    #[serde(default)]
+    pub zone_messages: BTreeMap<String, String>,
 }
 
 /// The complete desired state of one child, as rendered (SPEC §4).

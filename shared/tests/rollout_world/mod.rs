@@ -319,7 +319,7 @@ impl World {
             Action::Preflight { generation, .. } => {
                 self.memory_preflight = Some(PreflightOutcome {
                     generation: *generation,
-                    rejection: None,
+                    ..PreflightOutcome::default()
                 });
             }
             Action::AddFinalizer => {
