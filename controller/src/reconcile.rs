@@ -41,8 +41,9 @@ const STALE_RECHECK: Duration = Duration::from_secs(1);
 const NOTE_LIMIT: usize = 1024;
 /// How long a change of only the per-zone details of the status (`zones[]`, `readyZones`) may
 /// wait after our last status write, to be written with the next change. During a rollout the
-/// zone flags change right after each phase's write (the VMAuth drops the zone, the applied
-/// zone turns unready, the VMAuth routes it again); when the phase takes less than this, the
+/// zone flags change right after each phase's write (the VMAuth drops the zone, the VMAuth
+/// routes it again; the applied zone is counted unready by the status that authorizes its
+/// apply already); when the phase takes less than this, the
 /// next transition carries them, one status write instead of two. Three seconds covers phases
 /// of children that become ready within a second or two even on a loaded API server, and
 /// `kubectl get` is never more than that behind.
