@@ -698,8 +698,15 @@ async fn execute(
                 }
                 Ok(Executed::Child)
             }
-            Action::Delete { kind, name, uid } => {
-                ctx.writer.delete_child(*kind, &namespace, name, uid).await?;
+            Action::Delete {
+                kind,
+                name,
+                uid,
+                resource_version,
+            } => {
+                ctx.writer
+                    .delete_child(*kind, &namespace, name, uid, resource_version.as_deref())
+                    .await?;
                 tracing::info!(%kind, child = %name, "deleted");
                 Ok(Executed::Child)
             }
@@ -929,6 +936,7 @@ mod tests {
             kind: ChildKind::VMCluster,
             name: "old".to_owned(),
             uid: "u".to_owned(),
+            resource_version: Some("1".to_owned()),
         };
         let actions = vec![
             Action::AddFinalizer,

@@ -227,22 +227,26 @@ impl Writer {
         }
     }
 
-    /// Delete a child, only if it is still the object with `uid`. Gone already is success.
+    /// Delete a child, only if it is still the object with `uid` and, when given, still at
+    /// `resource_version`: the version the decision to delete it was made on, so a child
+    /// released, claimed by another CR or made a `ref` since is not deleted (409, a conflict to
+    /// decide again on). Gone already is success.
     ///
     /// # Errors
-    /// Not the leader, API failures.
+    /// Not the leader, conflicts, API failures.
     pub async fn delete_child(
         &self,
         kind: ChildKind,
         namespace: &str,
         name: &str,
         uid: &str,
+        resource_version: Option<&str>,
     ) -> Result<(), Error> {
         self.guard("delete")?;
         let params = DeleteParams {
             preconditions: Some(Preconditions {
                 uid: Some(uid.to_owned()),
-                resource_version: None,
+                resource_version: resource_version.map(str::to_owned),
             }),
             ..DeleteParams::background()
         };

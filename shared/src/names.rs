@@ -205,6 +205,26 @@ pub fn is_ref(cr: &VMDistributed, zone: &Zone, kind: ChildKind) -> bool {
     }
 }
 
+/// Whether the child of `kind` named `name` is a `ref` of `cr` (some zone's `<kind>.ref`, or
+/// `vmauth.ref`): an object that is never created, deleted or given an owner reference, even
+/// if this CR once created it (SPEC §2).
+#[must_use]
+pub fn is_referenced(cr: &VMDistributed, kind: ChildKind, name: &str) -> bool {
+    match kind {
+        ChildKind::VMAuth => cr
+            .spec
+            .vmauth
+            .as_ref()
+            .and_then(|a| a.reference.as_ref())
+            .is_some_and(|r| r.name == name),
+        _ => cr.spec.zones.iter().any(|zone| {
+            zone_child(zone, kind)
+                .and_then(|c| c.reference.as_ref())
+                .is_some_and(|r| r.name == name)
+        }),
+    }
+}
+
 /// The name of the shared VMAuth: `vmauth.ref.name`, else `vmauth.name`, else `metadata.name`.
 #[must_use]
 pub fn vmauth_name(cr: &VMDistributed) -> String {

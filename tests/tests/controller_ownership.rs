@@ -1,6 +1,7 @@
 //! Ownership of the children, with the controller as a real process against a real API server,
 //! the upstream VictoriaMetrics CRDs and the simulated operator: what the spec stops sending
-//! disappears from the children the controller created (unless another manager owns it). Every
+//! disappears from the children the controller created (unless another manager owns it), and a
+//! `ref` is never deleted or given an owner reference even when this CR once created it. Every
 //! test replays the states it saw through watches and checks the SPEC §5 invariants on each.
 
 mod controller_support;
@@ -9,11 +10,14 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use controller_support::{Env, StateRecorder, is_operational};
-use kube::api::{Patch, PatchParams};
-use serde_json::json;
+use kube::ResourceExt;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use serde_json::{Value, json};
 use shared::names::ChildKind;
 
 const LONG: Duration = Duration::from_secs(90);
+const CLAIM: &str = "operator.victoriametrics.com/vmdistributed";
+const CREATED_BY: &str = "operator.victoriametrics.com/created-by";
 
 /// A two-zone CR whose zones, VMAgents and VMAuth carry settings the tests later remove.
 const REMOVALS: &str = r#"apiVersion: operator.victoriametrics.com/v1alpha1
@@ -207,6 +211,172 @@ async fn fields_dropped_from_the_spec_disappear_from_created_children() -> Resul
         "unauthenticated access is closed"
     );
     recorder.check("shrink")?;
+    drop(controller);
+    Ok(())
+}
+
+/// A two-zone CR with the default `retain: false`; every child is created by it.
+fn created(name: &str) -> String {
+    format!(
+        r#"apiVersion: operator.victoriametrics.com/v1alpha1
+kind: VMDistributed
+metadata:
+  name: {name}
+spec:
+  zoneRemovalPolicy: Delete
+  zoneCommon:
+    readyTimeout: 20s
+    updatePause: 1s
+    vmcluster:
+      spec:
+        clusterVersion: v1.110.0-cluster
+        vminsert: {{replicaCount: 1}}
+        vmselect: {{replicaCount: 1}}
+        vmstorage: {{replicaCount: 1}}
+  zones:
+    - name: zone-a
+    - name: zone-b
+"#
+    )
+}
+
+/// Whether a child carries nothing of a `VMDistributed`: no claim, no created-by, no owner
+/// reference.
+fn unmarked(child: &Value) -> bool {
+    child
+        .pointer(&format!("/metadata/labels/{}", CLAIM.replace('/', "~1")))
+        .is_none()
+        && child
+            .pointer(&format!(
+                "/metadata/annotations/{}",
+                CREATED_BY.replace('/', "~1")
+            ))
+            .is_none()
+        && owner_references(child).is_empty()
+}
+
+fn owner_references(child: &Value) -> Vec<Value> {
+    child
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// SPEC §2, §5: a `ref` is never deleted or given an owner reference, even when this CR
+/// created it. A created zone and the created VMAuth are switched to `ref`; the CR is then
+/// deleted in the foreground while the garbage collector runs (which deletes every dependent
+/// that still names the CR before any finalizer can act): both survive, and from the moment
+/// the controller let go of them no state of theirs carries an owner reference again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_zone_and_vmauth_switched_to_ref_survive_the_deletion_of_their_cr() -> Result<()>
+{
+    let env = Env::new("ctl-to-ref", "300ms").await?;
+    env.cp.ensure_controller_manager().await?;
+    let controller = env.controller()?;
+    controller.wait_ready(Duration::from_secs(30)).await?;
+    env.apply(&created("keep")).await?;
+    let cr = env.wait_operational("keep", LONG).await?;
+    let cr_uid = cr.uid().unwrap_or_default();
+    let cluster = env.child_value(ChildKind::VMCluster, "keep-zone-a").await?;
+    let auth = env.child_value(ChildKind::VMAuth, "keep").await?;
+    for child in [&cluster, &auth] {
+        assert_eq!(owner_references(child).len(), 1, "{child}");
+        assert_eq!(
+            child.pointer(&format!(
+                "/metadata/annotations/{}",
+                CREATED_BY.replace('/', "~1")
+            )),
+            Some(&json!(cr_uid))
+        );
+    }
+    let recorder = StateRecorder::start(&env.client, &env.ns).await?;
+
+    env.patch_spec(
+        "keep",
+        json!({
+            "vmauth": {"ref": {"name": "keep"}},
+            "zones": [
+                {"name": "zone-a", "vmcluster": {"ref": {"name": "keep-zone-a"}}},
+                {"name": "zone-b"}
+            ]
+        }),
+    )
+    .await?;
+    env.wait_cr("keep", LONG, "the refs taken over", |cr| {
+        is_operational(cr) && cr.metadata.generation == Some(2)
+    })
+    .await?;
+    for (kind, name) in [
+        (ChildKind::VMCluster, "keep-zone-a"),
+        (ChildKind::VMAuth, "keep"),
+    ] {
+        let child = env.child_value(kind, name).await?;
+        assert!(
+            owner_references(&child).is_empty(),
+            "{kind} {name}: {child}"
+        );
+        assert_eq!(
+            child.pointer(&format!(
+                "/metadata/annotations/{}",
+                CREATED_BY.replace('/', "~1")
+            )),
+            None,
+            "{kind} {name} still says this CR created it"
+        );
+    }
+
+    env.crs()
+        .delete("keep", &DeleteParams::foreground())
+        .await?;
+    env.wait_until(LONG, "the CR is gone", || async {
+        Ok(env.crs().get_opt("keep").await?.is_none())
+    })
+    .await?;
+    for (kind, name, before) in [
+        (ChildKind::VMCluster, "keep-zone-a", &cluster),
+        (ChildKind::VMAuth, "keep", &auth),
+    ] {
+        let kept = env.child_value(kind, name).await?;
+        assert_eq!(
+            kept.pointer("/metadata/uid"),
+            before.pointer("/metadata/uid"),
+            "{kind} {name} was re-created"
+        );
+        assert!(unmarked(&kept), "{kind} {name} not released: {kept}");
+        // Watched through the switch and the deletion: once the controller removed its owner
+        // reference, no state of it names the CR again, and it is never deleted.
+        let states: Vec<_> = recorder
+            .records()
+            .into_iter()
+            .filter(|r| r.kind == kind.kind() && r.name == name)
+            .collect();
+        ensure!(!states.is_empty(), "no state of {kind} {name} recorded");
+        ensure!(
+            states.iter().all(|r| !r.deleted),
+            "{kind} {name} was deleted"
+        );
+        let released_at = states
+            .iter()
+            .position(|r| owner_references(&r.object).is_empty())
+            .unwrap_or(states.len());
+        ensure!(
+            states[released_at..]
+                .iter()
+                .all(|r| owner_references(&r.object).is_empty()),
+            "{kind} {name} got an owner reference back"
+        );
+    }
+    for (kind, name) in [
+        (ChildKind::VMCluster, "keep-zone-b"),
+        (ChildKind::VMAgent, "keep-zone-a"),
+        (ChildKind::VMAgent, "keep-zone-b"),
+    ] {
+        assert!(
+            env.child(kind, name).await?.is_none(),
+            "created {kind} {name} survived"
+        );
+    }
     drop(controller);
     Ok(())
 }

@@ -22,7 +22,7 @@ use crate::children::{
     ANNOTATION_CREATED_BY, ANNOTATION_SPEC_HASH, ChildObject, LABEL_CLAIM, LABEL_MANAGED_BY,
     LABEL_ZONE, MANAGED_BY_VALUE, OwnerRef,
 };
-use crate::names::{ChildKind, backend_kind, child_name, is_ref, vmauth_name};
+use crate::names::{ChildKind, backend_kind, child_name, is_ref, is_referenced, vmauth_name};
 use crate::rollout::membership::{self, Membership};
 use crate::rollout::model::{ChildIntent, Intents, Observed, ZoneIntents};
 use crate::spec::{adopts_by_name, zone_child_spec, zone_remote_write};
@@ -265,13 +265,7 @@ pub fn render_vmauth_ordered(
         map.insert("waitForConfigReload".into(), Value::Bool(true));
         map.insert("defaultTargetRefs".into(), Value::Array(vec![write, read]));
     }
-    let mut intent = finish_named(cr, None, ChildKind::VMAuth, name, spec, observed);
-    // The VMAuth is created only when it is not a ref.
-    if is_ref(cr, &Zone::default(), ChildKind::VMAuth) {
-        intent.annotations.remove(ANNOTATION_CREATED_BY);
-        intent.owner_references.clear();
-    }
-    intent
+    finish_named(cr, None, ChildKind::VMAuth, name, spec, observed)
 }
 
 /// One named entry of `defaultTargetRefs`. The VictoriaMetrics operator requires a unique `name`
@@ -357,7 +351,8 @@ fn finish(
 /// created-by and the owner reference go on children this CR created, and on children that
 /// do not exist yet and that it may create (the intent is then what is POSTed). An existing
 /// child that was not created by this CR (adopted) never gets created-by; `ref`s never get
-/// either.
+/// either, also when this CR once created them (the marks are then removed, see
+/// `rollout::patch::forget_creation`).
 fn finish_named(
     cr: &VMDistributed,
     zone: Option<&Zone>,
@@ -377,10 +372,11 @@ fn finish_named(
     let spec_hash = hash::spec_hash(&spec);
     let mut annotations = BTreeMap::new();
     annotations.insert(ANNOTATION_SPEC_HASH.to_owned(), spec_hash.clone());
-    let created = match observed.find(kind, name) {
-        Some(child) => counts_as_created(cr, child),
-        None => may_create(cr, zone, kind),
-    };
+    let created = !is_referenced(cr, kind, name)
+        && match observed.find(kind, name) {
+            Some(child) => counts_as_created(cr, child),
+            None => may_create(cr, zone, kind),
+        };
     let mut owner_references = Vec::new();
     if created && !uid.is_empty() {
         annotations.insert(ANNOTATION_CREATED_BY.to_owned(), uid.clone());

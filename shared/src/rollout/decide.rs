@@ -19,7 +19,7 @@ use crate::api::{
 };
 use crate::children::ChildObject;
 use crate::defaults::{apply_defaults, ready_timeout, update_pause};
-use crate::names::{ChildKind, backend_kind, child_name, vmauth_name};
+use crate::names::{ChildKind, backend_kind, child_name, is_referenced, vmauth_name};
 use crate::render::{self, may_create, owner_reference, render_intents, vmauth_enabled};
 use crate::rollout::compare::contains;
 use crate::rollout::conditions::{self, DEGRADED, Desired, PROGRESSING, READY};
@@ -427,6 +427,10 @@ impl<'a> Step<'a> {
         }
     }
 
+    /// The owner reference of a child this CR created follows `retain`; a `ref` of any kind
+    /// carries neither an owner reference nor created-by, also when this CR created it before
+    /// it became a `ref` (otherwise the CR's deletion, or the garbage collector after a
+    /// foreground deletion, would delete it).
     fn owner_reference_fix(
         &self,
         kind: ChildKind,
@@ -435,17 +439,24 @@ impl<'a> Step<'a> {
         retain: bool,
         actions: &mut Vec<Action>,
     ) {
-        if uid.is_empty() || !child.created_by(uid) {
+        if uid.is_empty() {
             return;
         }
-        let is_ref = kind == ChildKind::VMAuth
-            && self
-                .cr
-                .spec
-                .vmauth
-                .as_ref()
-                .is_some_and(|a| a.reference.is_some());
-        if retain || is_ref {
+        if is_referenced(self.cr, kind, &child.name) {
+            if let Some(patch) = patch::forget_creation(child, uid) {
+                actions.push(Action::PatchMetadata {
+                    kind,
+                    name: child.name.clone(),
+                    reason: MetadataPatchReason::ForgetCreation,
+                    patch,
+                });
+            }
+            return;
+        }
+        if !child.created_by(uid) {
+            return;
+        }
+        if retain {
             if let Some(patch) = patch::remove_owner_reference(child, uid) {
                 actions.push(Action::PatchMetadata {
                     kind,
@@ -966,12 +977,13 @@ impl<'a> Step<'a> {
                 handback.waiting = true;
                 continue;
             }
-            if delete && child.created_by(uid) {
-                handback.actions.push(Action::Delete {
-                    kind: ChildKind::VMAuth,
-                    name: child.name.clone(),
-                    uid: child.uid.clone(),
-                });
+            if delete
+                && child.created_by(uid)
+                && !is_referenced(self.cr, ChildKind::VMAuth, &child.name)
+            {
+                handback
+                    .actions
+                    .push(Action::delete(ChildKind::VMAuth, child));
                 continue;
             }
             let members = membership::handback(self.cr, self.observed, child);
@@ -1032,12 +1044,8 @@ impl<'a> Step<'a> {
                 removal.waiting = true;
                 continue;
             }
-            if delete && child.created_by(uid) {
-                removal.actions.push(Action::Delete {
-                    kind,
-                    name: child.name.clone(),
-                    uid: child.uid.clone(),
-                });
+            if delete && child.created_by(uid) && !is_referenced(self.cr, kind, &child.name) {
+                removal.actions.push(Action::delete(kind, child));
                 continue;
             }
             if let Some(patch) = patch::release(child, uid) {

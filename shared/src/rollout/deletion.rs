@@ -2,7 +2,8 @@
 //! [`decide_deletion`].
 //!
 //! With `retain: false` the children this CR created are deleted and the finalizer waits until
-//! they are gone; adopted and referenced children are released. With `retain: true` everything is
+//! they are gone; adopted and referenced children are released (a `ref` also when this CR once
+//! created it). With `retain: true` everything is
 //! released. A VMAuth that survives first routes to every zone that survives (a rollout may have
 //! excluded one). Then the finalizer goes. Garbage collection is not relied upon, and a child
 //! claimed by another CR is never touched.
@@ -12,7 +13,7 @@ use std::time::Duration;
 use crate::api::VMDistributed;
 use crate::children::ChildObject;
 use crate::defaults::apply_defaults;
-use crate::names::ChildKind;
+use crate::names::{ChildKind, is_referenced};
 use crate::render::render_vmauth_named;
 use crate::rollout::compare::contains;
 use crate::rollout::membership::{LiveRefs, Membership, Target, member_kind, member_name};
@@ -69,7 +70,8 @@ pub fn decide_deletion(cr: &VMDistributed, observed: &Observed) -> Decision {
         if !carries_our_marks(child, name, uid) {
             continue;
         }
-        let survives = retain || !child.created_by(uid);
+        // A `ref` survives even when this CR created it before it became one.
+        let survives = retain || !child.created_by(uid) || is_referenced(cr, kind, &child.name);
         if kind == ChildKind::VMAuth
             && survives
             && !child.is_deleting()
@@ -85,11 +87,7 @@ pub fn decide_deletion(cr: &VMDistributed, observed: &Observed) -> Decision {
             if child.is_deleting() {
                 waiting = true;
             } else {
-                decision.actions.push(Action::Delete {
-                    kind,
-                    name: child.name.clone(),
-                    uid: child.uid.clone(),
-                });
+                decision.actions.push(Action::delete(kind, child));
             }
         } else if let Some(patch) = patch::release(child, uid) {
             decision.actions.push(Action::PatchMetadata {
@@ -124,9 +122,11 @@ fn restore_every_zone(
         for target in Target::ALL {
             let name = member_name(&cr, zone, target);
             let routed = live.target(target).contains(&name);
-            let survives = observed
-                .find(member_kind(&cr, target), &name)
-                .is_some_and(|c| !c.is_deleting() && (retain || !c.created_by(uid)));
+            let kind = member_kind(&cr, target);
+            let survives = observed.find(kind, &name).is_some_and(|c| {
+                !c.is_deleting()
+                    && (retain || !c.created_by(uid) || is_referenced(&cr, kind, &name))
+            });
             let allowed = target.allowed_by(zone.traffic_mode.unwrap_or_default());
             if routed || (survives && allowed) {
                 membership.of_mut(target).insert(zone.name.clone());

@@ -291,6 +291,9 @@ pub enum MetadataPatchReason {
     RemoveOwnerReference,
     /// `retain` is false and a created child lacks its owner reference: add it.
     AddOwnerReference,
+    /// A child this CR created is now a `ref`: remove created-by and the owner reference, so it
+    /// is never deleted with the CR.
+    ForgetCreation,
 }
 
 /// One write the controller performs. Every child write uses the CR's namespace.
@@ -320,7 +323,9 @@ pub enum Action {
         intent: ChildIntent,
     },
     /// DELETE the child with preconditions `uid` (never delete another object of the same
-    /// name). 404 counts as done.
+    /// name) and `resource_version` when known (never delete it after it changed since the
+    /// observation that made it ours to delete: released, claimed by another CR, made a `ref`).
+    /// 404 counts as done; 409 means decide again.
     Delete {
         /// Kind of the child.
         #[serde(with = "crate::children::kind_serde")]
@@ -329,6 +334,9 @@ pub enum Action {
         name: String,
         /// UID the object must still have.
         uid: String,
+        /// The resourceVersion the decision saw.
+        #[serde(default)]
+        resource_version: Option<String>,
     },
     /// PATCH the child with `application/json-patch+json` (RFC 6902). The patch starts with a
     /// `test` of `/metadata/uid` (and of the owner reference it removes), so a stale decision
@@ -365,6 +373,17 @@ pub enum Action {
 }
 
 impl Action {
+    /// The [`Action::Delete`] of an observed `child` of `kind`, guarded by what was observed.
+    #[must_use]
+    pub fn delete(kind: ChildKind, child: &ChildObject) -> Self {
+        Self::Delete {
+            kind,
+            name: child.name.clone(),
+            uid: child.uid.clone(),
+            resource_version: child.resource_version.clone(),
+        }
+    }
+
     /// Whether the action writes a child (and so needs the live re-read of the CR first).
     #[must_use]
     pub fn is_child_write(&self) -> bool {

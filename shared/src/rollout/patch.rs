@@ -1,7 +1,9 @@
-//! JSON Patches on children's metadata: releasing a child and adding or removing the owner
-//! reference. Every patch starts with a `test` of the object's uid, and every removal of an
-//! owner reference with a `test` of that reference's uid, so a patch computed from a stale
-//! observation fails (422) instead of editing the wrong object or the wrong list entry.
+//! JSON Patches on children's metadata: releasing a child, forgetting that a `ref` was created
+//! here, and adding or removing the owner reference. Every patch starts with a `test` of the
+//! object's uid, every removal of an owner reference with a `test` of that reference's uid, and
+//! every removal of the claim label or of created-by with a `test` of its value, so a patch
+//! computed from a stale observation fails (422) instead of editing the wrong object, the wrong
+//! list entry, or a child another CR claimed meanwhile.
 
 use serde_json::{Value, json};
 
@@ -44,8 +46,14 @@ fn owner_reference_removals(child: &ChildObject, cr_uid: &str) -> Vec<Value> {
 pub fn release(child: &ChildObject, cr_uid: &str) -> Option<json_patch::Patch> {
     let mut ops = vec![uid_test(child)];
     for label in [LABEL_CLAIM, LABEL_ZONE] {
-        if child.labels.contains_key(label) {
-            ops.push(json!({"op": "remove", "path": format!("/metadata/labels/{}", escape_pointer(label))}));
+        if let Some(value) = child.labels.get(label) {
+            let path = format!("/metadata/labels/{}", escape_pointer(label));
+            if label == LABEL_CLAIM {
+                // The claim may have passed to another CR since the observation (released, then
+                // adopted): never take that CR's claim away.
+                ops.push(json!({"op": "test", "path": path, "value": value}));
+            }
+            ops.push(json!({"op": "remove", "path": path}));
         }
     }
     // managed-by is a shared, well-known label: remove it only when it says it is ours.
@@ -56,6 +64,33 @@ pub fn release(child: &ChildObject, cr_uid: &str) -> Option<json_patch::Patch> {
         if child.annotations.contains_key(annotation) {
             ops.push(json!({"op": "remove", "path": format!("/metadata/annotations/{}", escape_pointer(annotation))}));
         }
+    }
+    ops.extend(owner_reference_removals(child, cr_uid));
+    if ops.len() == 1 {
+        return None;
+    }
+    into_patch(ops)
+}
+
+/// The patch that makes a child this CR created (created-by with `cr_uid`, or an owner
+/// reference to it) a plain `ref`: the created-by annotation and every owner reference to
+/// `cr_uid` removed, so neither the CR's deletion nor the garbage collector deletes it. Labels
+/// and spec-hash stay: a `ref` is still claimed and written. `None` when it carries neither.
+#[must_use]
+pub fn forget_creation(child: &ChildObject, cr_uid: &str) -> Option<json_patch::Patch> {
+    let mut ops = vec![uid_test(child)];
+    if child
+        .annotations
+        .get(ANNOTATION_CREATED_BY)
+        .map(String::as_str)
+        == Some(cr_uid)
+    {
+        let path = format!(
+            "/metadata/annotations/{}",
+            escape_pointer(ANNOTATION_CREATED_BY)
+        );
+        ops.push(json!({"op": "test", "path": path, "value": cr_uid}));
+        ops.push(json!({"op": "remove", "path": path}));
     }
     ops.extend(owner_reference_removals(child, cr_uid));
     if ops.len() == 1 {

@@ -283,7 +283,9 @@ impl World {
                 );
             }
             Action::Apply { intent } => self.apply(intent, &rollout),
-            Action::Delete { kind, name, uid } => {
+            Action::Delete {
+                kind, name, uid, ..
+            } => {
                 let key = (kind.kind().to_owned(), name.clone());
                 if let Some(child) = self.children.get_mut(&key)
                     && child.object["metadata"]["uid"] == json!(uid)
