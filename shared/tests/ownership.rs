@@ -1,6 +1,7 @@
 //! Ownership rules of SPEC §2–§5 that the pure decision enforces: a `ref` is never deleted or
 //! given an owner reference even when this CR created it, metadata patches test what they
-//! remove, and deletes are guarded by what was observed.
+//! remove, deletes are guarded by what was observed, and the UPDATE protections hold in the
+//! controller against the stored state.
 
 mod rollout_world;
 
@@ -11,6 +12,7 @@ use shared::names::ChildKind;
 use shared::rollout::decide;
 use shared::rollout::model::{Action, MetadataPatchReason, Observed};
 use shared::rollout::patch;
+use shared::validation::{ALLOW_RENAME_ANNOTATION, validate, validate_stored};
 
 fn settled_world(n: usize) -> World {
     let mut world = World::new(zones_cr(n, "v1"));
@@ -251,4 +253,146 @@ fn releasing_tests_the_claim_it_removes() {
         "ownerReferences": [{"uid": "cr-uid"}]}});
     let patch: json_patch::Patch = serde_json::from_value(release).expect("patch");
     assert!(json_patch::patch(&mut object, &patch).is_err());
+}
+
+/// The CR of the rename cases: two zones, their children as the controller created them, and
+/// the names recorded in `status.zones[]`.
+fn stored(spec_zones: Value, annotations: Value) -> (shared::VMDistributed, Vec<ChildObject>) {
+    let mut cr = cr_from(json!({
+        "zoneRemovalPolicy": "Delete",
+        "zoneCommon": {"vmcluster": {"spec": {"vminsert": {}, "vmselect": {}}}},
+        "zones": spec_zones
+    }));
+    cr.metadata.annotations = serde_json::from_value(annotations).expect("annotations");
+    cr.status = Some(
+        serde_json::from_value(json!({"zones": [
+            {"name": "z0", "vmcluster": "demo-z0", "vmagent": "demo-z0"},
+            {"name": "z1", "vmcluster": "demo-z1", "vmagent": "demo-z1"}
+        ]}))
+        .expect("status"),
+    );
+    let child = |kind: &str, name: &str, zone: &str| {
+        ChildObject::from_value(
+            &json!({"kind": kind, "metadata": {"name": name, "uid": name,
+                "labels": {LABEL_CLAIM: "demo", "operator.victoriametrics.com/zone": zone}}}),
+            None,
+        )
+    };
+    let children = vec![
+        child("VMCluster", "demo-z0", "z0"),
+        child("VMAgent", "demo-z0", "z0"),
+        child("VMCluster", "demo-z1", "z1"),
+        child("VMAgent", "demo-z1", "z1"),
+    ];
+    (cr, children)
+}
+
+#[test]
+fn the_controller_refuses_a_rename_the_webhook_would_refuse_with_the_same_message() {
+    let renamed = json!([{"name": "z0", "vmcluster": {"name": "fresh"}}, {"name": "z1"}]);
+    let (cr, children) = stored(renamed.clone(), json!(null));
+    let report = validate_stored(&cr, &children);
+    assert_eq!(report.errors.len(), 1, "{report:?}");
+    assert_eq!(report.errors[0].path, "spec.zones[0].vmcluster.name");
+    // The webhook's judgement of the same change, with the old object.
+    let (old, _) = stored(json!([{"name": "z0"}, {"name": "z1"}]), json!(null));
+    let webhook = validate(&cr, Some(&old));
+    assert_eq!(webhook.errors, report.errors);
+
+    // The documented annotation lets it through.
+    let (allowed, children) = stored(renamed, json!({ALLOW_RENAME_ANNOTATION: "true"}));
+    assert!(validate_stored(&allowed, &children).is_valid());
+
+    // The decision refuses it as InvalidSpec and writes nothing.
+    let mut cr = cr;
+    cr.metadata.finalizers = Some(vec![shared::rollout::model::FINALIZER.to_owned()]);
+    let observed = Observed {
+        children,
+        ..Observed::default()
+    };
+    let decision = decide(&cr, &observed, jiff::Timestamp::UNIX_EPOCH);
+    assert!(decision.actions.is_empty(), "{:?}", decision.actions);
+    let ready = decision
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "InvalidSpec")
+    );
+    assert!(ready.message.contains("\"demo-z0\""), "{}", ready.message);
+}
+
+#[test]
+fn a_rename_is_found_by_the_zone_label_and_by_the_recorded_name() {
+    // A template rename moves both kinds of every zone.
+    let (mut cr, children) = stored(json!([{"name": "z0"}, {"name": "z1"}]), json!(null));
+    cr.spec.zone_common.as_mut().expect("zoneCommon").vmagent =
+        Some(serde_json::from_value(json!({"name": "agent-%ZONE%"})).expect("common"));
+    let report = validate_stored(&cr, &children);
+    let paths: Vec<&str> = report.errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "spec.zoneCommon.vmagent.name",
+            "spec.zoneCommon.vmagent.name"
+        ]
+    );
+
+    // Without the zone label, the name recorded in the status still finds the old child.
+    let (cr, mut children) = stored(
+        json!([{"name": "z0", "vmcluster": {"name": "fresh"}}, {"name": "z1"}]),
+        json!(null),
+    );
+    for child in &mut children {
+        child.labels.remove("operator.victoriametrics.com/zone");
+    }
+    assert_eq!(validate_stored(&cr, &children).errors.len(), 1);
+
+    // A recorded name with no claimed child behind it orphans nothing.
+    let (cr, mut children) = stored(
+        json!([{"name": "z0", "vmcluster": {"name": "fresh"}}, {"name": "z1"}]),
+        json!(null),
+    );
+    children.retain(|c| !(c.kind == Some(ChildKind::VMCluster) && c.name == "demo-z0"));
+    assert!(validate_stored(&cr, &children).is_valid());
+    // Neither does a child claimed by another CR, or one already being deleted.
+    let (cr, mut children) = stored(
+        json!([{"name": "z0", "vmcluster": {"name": "fresh"}}, {"name": "z1"}]),
+        json!(null),
+    );
+    children[0]
+        .labels
+        .insert(LABEL_CLAIM.to_owned(), "other".to_owned());
+    assert!(validate_stored(&cr, &children).is_valid());
+    children[0]
+        .labels
+        .insert(LABEL_CLAIM.to_owned(), "demo".to_owned());
+    children[0].deletion_timestamp = Some("2026-01-01T00:00:00Z".to_owned());
+    assert!(validate_stored(&cr, &children).is_valid());
+    // An unchanged spec is valid.
+    let (cr, children) = stored(json!([{"name": "z0"}, {"name": "z1"}]), json!(null));
+    assert!(validate_stored(&cr, &children).is_valid());
+}
+
+#[test]
+fn the_controller_refuses_a_backend_type_change() {
+    let (mut cr, children) = stored(json!([{"name": "z0"}, {"name": "z1"}]), json!(null));
+    cr.spec.backend_type = Some(shared::api::BackendType::VMSingle);
+    cr.spec.zone_common = None;
+    let report = validate_stored(&cr, &children);
+    assert_eq!(report.errors.len(), 1, "{report:?}");
+    assert_eq!(report.errors[0].path, "spec.backendType");
+    let message = &report.errors[0].message;
+    assert!(
+        message.contains("cannot change from VMCluster to VMSingle")
+            && message.contains("VMCluster demo-z0, VMCluster demo-z1"),
+        "{message}"
+    );
+    // Allowing renames does not allow it.
+    cr.metadata.annotations =
+        Some([(ALLOW_RENAME_ANNOTATION.to_owned(), "true".to_owned())].into());
+    assert!(!validate_stored(&cr, &children).is_valid());
 }

@@ -30,7 +30,7 @@ use crate::rollout::model::{
     MetadataPatchReason, Observed, ZoneIntents,
 };
 use crate::rollout::patch;
-use crate::validation::validate;
+use crate::validation::validate_stored;
 use crate::versions::{self, PinnedVersions};
 
 /// Condition reason while children are being created, rolled out or removed.
@@ -484,7 +484,7 @@ impl<'a> Step<'a> {
             ..Outcome::default()
         };
         // 1. Invalid spec: nothing is written.
-        let report = validate(stored, None);
+        let report = validate_stored(stored, &self.observed.children);
         if !report.is_valid() {
             outcome.invalid = Some(report.error_summary());
             return outcome;

@@ -31,7 +31,9 @@
 //!   a **warning** naming those zones and the version the controller pins instead;
 //! - on UPDATE ([`validate`] with `old`): `backendType` cannot change; a zone in both objects
 //!   keeps its resolved child names unless the annotation [`ALLOW_RENAME_ANNOTATION`] is `"true"`;
-//!   a removed zone gets a **warning** naming the children released or deleted;
+//!   a removed zone gets a **warning** naming the children released or deleted; the controller
+//!   ([`validate_stored`]) judges `backendType` and renames against the children this object
+//!   claims and `status.zones[]` instead;
 //! - on UPDATE, an object whose `spec` equals the old `spec`, or that has a
 //!   `metadata.deletionTimestamp`, is not validated at all (metadata and finalizer changes must
 //!   never be blocked).
@@ -45,6 +47,7 @@ mod update;
 use serde_json::Value;
 
 use crate::api::{GROUP, KIND, VERSION, VMDistributed};
+use crate::children::ChildObject;
 use crate::parse::{strict, strict_cr};
 
 pub use dns::{DNS_LABEL_MAX, child_name_problem, dns_label_problem, name_limit};
@@ -128,6 +131,17 @@ pub fn validate(cr: &VMDistributed, old: Option<&VMDistributed>) -> Report {
     if let Some(old) = old {
         update::check(cr, old, &mut report);
     }
+    report
+}
+
+/// Validate `cr` as the controller does: [`validate`] without an old object, plus the UPDATE
+/// rules (`backendType`, renames) judged against the stored state, the observed `children`
+/// and `status.zones[]` (SPEC §3), since a change that bypassed the webhook reaches the
+/// controller unchecked.
+#[must_use]
+pub fn validate_stored(cr: &VMDistributed, children: &[ChildObject]) -> Report {
+    let mut report = validate(cr, None);
+    update::check_stored(cr, children, &mut report);
     report
 }
 
