@@ -21,6 +21,13 @@ pub const GROUP: &str = "operator.victoriametrics.com";
 pub const VERSION: &str = "v1alpha1";
 /// Kind of the custom resource.
 pub const KIND: &str = "VMDistributed";
+
+/// The most zones one object may have (`spec.zones`, CRD `maxItems` and validation). Each
+/// zone's agent writes to every zone and a rollout renders the VMAuth once per zone left out,
+/// so the work an object causes grows with the square of its zones; it runs in the webhook,
+/// whose workers every namespace shares, and on the controller's single thread, next to the
+/// lease renewal. Sixteen is more zones than any region has.
+pub const MAX_ZONES: usize = 16;
 /// The literal replaced by a zone's name in `zoneCommon` names and specs.
 pub const ZONE_PLACEHOLDER: &str = "%ZONE%";
 
@@ -131,9 +138,9 @@ pub struct VMDistributedSpec {
     /// Settings shared by every zone; names and specs may contain %ZONE%.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone_common: Option<ZoneCommon>,
-    /// The zones, at least one. Their order is the rollout order among healthy zones and the read
-    /// order of the VMAuth.
-    #[schemars(length(min = 1))]
+    /// The zones, at least one and at most 16. Their order is the rollout order among healthy
+    /// zones and the read order of the VMAuth.
+    #[schemars(length(min = 1, max = MAX_ZONES))]
     pub zones: Vec<Zone>,
 }
 

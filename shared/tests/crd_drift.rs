@@ -51,6 +51,10 @@ fn crd_has_the_documented_shape() {
 
     let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
     assert_eq!(spec["properties"]["zones"]["minItems"], 1);
+    assert_eq!(
+        spec["properties"]["zones"]["maxItems"],
+        shared::api::MAX_ZONES
+    );
     assert_eq!(spec["required"][0], "zones");
     let zone = &spec["properties"]["zones"]["items"];
     assert_eq!(

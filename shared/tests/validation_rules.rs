@@ -151,6 +151,37 @@ fn zones_rules() {
     }
 }
 
+/// Rendering and the rollout are quadratic in zones (every agent writes to every zone, the
+/// VMAuth is rendered once per zone left out), so their number is bounded; the bound is
+/// checked before any per-zone rule, and only the count is reported.
+#[test]
+fn zones_are_limited_to_sixteen() {
+    let zones = |n: usize| -> Value {
+        (0..n)
+            .map(|i| json!({"name": format!("zone-{i}")}))
+            .collect::<Vec<_>>()
+            .into()
+    };
+    let report = validate_value(&with(|v| v["spec"]["zones"] = zones(16)), None);
+    assert!(report.is_valid(), "{report:#?}");
+    let report = validate_value(&with(|v| v["spec"]["zones"] = zones(17)), None);
+    assert_errors(
+        &report,
+        &[("spec.zones", "at most 16 zones are supported, got 17")],
+    );
+    // Thousands of invalid zones: one error, not one per zone.
+    let many = with(|v| {
+        v["spec"]["zones"] = (0..5000)
+            .map(|_| json!({"name": "Not_A_Label"}))
+            .collect::<Vec<_>>()
+            .into();
+    });
+    assert_errors(
+        &validate_value(&many, None),
+        &[("spec.zones", "at most 16 zones are supported, got 5000")],
+    );
+}
+
 #[test]
 fn child_name_rules() {
     let long = |n: usize| "c".repeat(n);

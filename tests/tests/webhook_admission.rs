@@ -22,12 +22,14 @@ use k8s_openapi::api::admissionregistration::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::OnceCell;
 
 /// The running webhook: its HTTPS port and the CA that signed its certificate.
 struct Webhook {
     tls_port: u16,
     ca_pem: String,
+    ca_der: rustls::pki_types::CertificateDer<'static>,
     _process: SupervisedProcess,
     _certs: tempfile::TempDir,
 }
@@ -74,6 +76,7 @@ async fn start_webhook(cp: &ControlPlane, preflight: bool) -> Result<Webhook> {
     Ok(Webhook {
         tls_port,
         ca_pem: ca.cert_pem(),
+        ca_der: ca.cert_der(),
         _process: process,
         _certs: dir,
     })
@@ -739,5 +742,187 @@ async fn a_vmauth_claimed_by_another_object_gets_a_warning() -> Result<()> {
     let first = manifest("first", &valid_spec("  vmauth: {name: shared-auth}\n"));
     let stderr = apply_ok(cp, &scope.ns, &first)?;
     assert!(!stderr.contains("already claimed"), "{stderr}");
+    Ok(())
+}
+
+/// A TLS connection to the webhook's HTTPS port, trusting its test CA.
+async fn connect(hook: &Webhook) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(hook.ca_der.clone())?;
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", hook.tls_port)).await?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?;
+    Ok(
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await?,
+    )
+}
+
+/// Read an HTTP/1.1 answer until the server closes the connection (or `limit` passes);
+/// (status code, body).
+async fn read_answer(
+    stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    limit: Duration,
+) -> Result<(u16, String)> {
+    let mut raw = Vec::new();
+    let read = tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+            // The answer is complete once its declared body is there.
+            let text = String::from_utf8_lossy(&raw);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head.lines().find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                });
+                if length.is_some_and(|len| body.len() >= len) {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    if read.is_err() && !text.contains("\r\n\r\n") {
+        bail!("no answer within {limit:?} (got {text:?})");
+    }
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow!("not an HTTP answer: {text:?}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// The bench review of a 3-zone object, with `zones` zones instead.
+fn review_with_zones(zones: usize) -> Result<Vec<u8>> {
+    let mut review: Value = serde_json::from_str(&std::fs::read_to_string(
+        harness::workspace_root().join("webhook/bench/review-3zones.json"),
+    )?)?;
+    review["request"]["object"]["spec"]["zones"] = (0..zones)
+        .map(|i| serde_json::json!({"name": format!("zone-{i}")}))
+        .collect::<Vec<_>>()
+        .into();
+    Ok(serde_json::to_vec(&review)?)
+}
+
+/// More than 16 zones: the CRD refuses the object (`maxItems`) before the validating webhook
+/// sees it, and the webhook itself denies it too (for a CRD installed without the limit, and
+/// `check`), with the field path and the limit.
+#[tokio::test]
+async fn more_than_sixteen_zones_are_refused_by_the_crd_and_the_webhook() -> Result<()> {
+    let (scope, cp) = scope("zonelimit", false).await?;
+    let zones: Vec<String> = (0..17).map(|i| format!("{{name: zone-{i}}}")).collect();
+    let spec = format!(
+        "  zoneCommon:\n    vmcluster:\n      spec: {{vminsert: {{}}, vmselect: {{}}, vmstorage: {{}}}}\n  zones: [{}]",
+        zones.join(", ")
+    );
+    let stderr = apply_denied(cp, &scope.ns, &manifest("seventeen", &spec))?;
+    assert!(
+        stderr.contains("spec.zones") && stderr.contains("must have at most 16 items"),
+        "{stderr}"
+    );
+    // Sixteen are fine.
+    let sixteen: Vec<String> = (0..16).map(|i| format!("{{name: zone-{i}}}")).collect();
+    let spec = format!(
+        "  zoneCommon:\n    vmcluster:\n      spec: {{vminsert: {{}}, vmselect: {{}}, vmstorage: {{}}}}\n  zones: [{}]",
+        sixteen.join(", ")
+    );
+    apply_ok(cp, &scope.ns, &manifest("sixteen", &spec))?;
+
+    let hook = webhook(cp, false).await?;
+    let body = review_with_zones(17)?;
+    let mut stream = connect(hook).await?;
+    stream
+        .write_all(
+            format!(
+                "POST /validate HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await?;
+    stream.write_all(&body).await?;
+    let (code, answer) = read_answer(&mut stream, Duration::from_secs(10)).await?;
+    assert_eq!(code, 200, "{answer}");
+    let review: Value = serde_json::from_str(&answer)?;
+    assert_eq!(review["response"]["allowed"], false, "{answer}");
+    let message = review["response"]["status"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("spec.zones: at most 16 zones are supported, got 17"),
+        "{message}"
+    );
+    Ok(())
+}
+
+/// A request that declares a body over the limit is answered 413 at once, before any of the
+/// body is sent, and many such requests (each sending part of a huge body) leave the webhook's
+/// memory where it was.
+#[tokio::test]
+async fn request_bodies_over_the_limit_are_refused_before_they_are_read() -> Result<()> {
+    let cp = ControlPlane::shared().await?;
+    let hook = webhook(cp, false).await?;
+    let pid = hook._process.pid();
+    let head = |length: u64| {
+        format!(
+            "POST /validate HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n"
+        )
+    };
+    // Over 4 MiB (and under the 8 MiB the limit used to be): refused without waiting for it.
+    let mut stream = connect(hook).await?;
+    stream.write_all(head(5 * 1024 * 1024).as_bytes()).await?;
+    let (code, body) = read_answer(&mut stream, Duration::from_secs(3)).await?;
+    assert_eq!(code, 413, "{body}");
+    assert!(body.contains("4 MiB"), "{body}");
+
+    let before = harness::operator_world::rss_bytes(pid)?;
+    let chunk = vec![b' '; 64 * 1024];
+    let requests = (0..32).map(|_| {
+        let chunk = &chunk;
+        let head = head(1 << 30);
+        async move {
+            let mut stream = connect(hook).await?;
+            stream.write_all(head.as_bytes()).await?;
+            // The answer comes before any of the gigabyte is sent.
+            let answer = read_answer(&mut stream, Duration::from_secs(10)).await?;
+            // Whatever is sent after it is not taken in: the server closes the connection or
+            // stops reading (then the writes block, hence the time limit).
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                for _ in 0..16 {
+                    if stream.write_all(chunk).await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .await;
+            Ok::<_, anyhow::Error>(answer)
+        }
+    });
+    for answer in futures::future::join_all(requests).await {
+        let (code, body) = answer?;
+        assert_eq!(code, 413, "{body}");
+    }
+    let after = harness::operator_world::rss_bytes(pid)?;
+    assert!(
+        after < before + 16 * 1024 * 1024,
+        "the webhook grew from {before} to {after} bytes"
+    );
     Ok(())
 }

@@ -77,6 +77,12 @@ impl Preflight {
         self
     }
 
+    /// The versions the controller pins, which the rendered children carry.
+    #[must_use]
+    pub fn pinned_versions(&self) -> &PinnedVersions {
+        &self.pinned_versions
+    }
+
     /// Build a client from `kubeconfig`, or in-cluster/`KUBECONFIG`/`~/.kube/config` otherwise.
     ///
     /// # Errors
@@ -158,24 +164,17 @@ impl Preflight {
     }
 
     /// Add the preflight verdict to an allowed validation response.
-    pub async fn check(&self, review: &Review, response: AdmissionResponse) -> AdmissionResponse {
-        let uid = review.uid.as_str();
-        let Ok(cr) = shared::parse::strict::<VMDistributed>(&review.object) else {
-            // Validation decoded it already; nothing to add if it does not decode now.
-            return response;
-        };
-        let mut cr = shared::defaults::apply_defaults(&cr);
-        if cr.metadata.namespace.is_none() {
-            cr.metadata.namespace.clone_from(&review.namespace);
-        }
-        let namespace = cr.metadata.namespace.clone().unwrap_or_default();
-        // As on creation: nothing observed, so every shape is rendered from the spec alone,
-        // with the versions the controller pins.
-        let observed = Observed {
-            pinned_versions: self.pinned_versions.clone(),
-            ..Observed::default()
-        };
-        let shapes = shared::preflight::shapes(&cr, &observed);
+    pub async fn check(
+        &self,
+        uid: &str,
+        plan: Plan,
+        response: AdmissionResponse,
+    ) -> AdmissionResponse {
+        let Plan {
+            cr,
+            namespace,
+            shapes,
+        } = plan;
         let (findings, claim) = futures::join!(
             self.dry_run(&namespace, &shapes),
             self.vmauth_claim(&cr, &namespace)
@@ -190,6 +189,42 @@ impl Preflight {
         );
         apply_verdict(response, verdict)
     }
+}
+
+/// What a preflight of one review dry-runs: the defaulted object and every shape of every
+/// child. Rendering them is CPU work that grows with the size of the spec, so it is done with
+/// the rest of the review's judgement, off the async workers when the review is large
+/// (`crate::routes`); only the dry-runs are I/O.
+#[derive(Debug)]
+pub struct Plan {
+    cr: VMDistributed,
+    namespace: String,
+    shapes: Vec<Shape>,
+}
+
+/// The preflight of an allowed review, rendered with the versions the controller pins
+/// ([`Preflight::pinned_versions`]); `None` when the object does not decode (validation
+/// decoded it already, so this does not happen).
+#[must_use]
+pub fn plan(review: &Review, pinned_versions: &PinnedVersions) -> Option<Plan> {
+    let cr = shared::parse::strict::<VMDistributed>(&review.object).ok()?;
+    let mut cr = shared::defaults::apply_defaults(&cr);
+    if cr.metadata.namespace.is_none() {
+        cr.metadata.namespace.clone_from(&review.namespace);
+    }
+    let namespace = cr.metadata.namespace.clone().unwrap_or_default();
+    // As on creation: nothing observed, so every shape is rendered from the spec alone,
+    // with the versions the controller pins.
+    let observed = Observed {
+        pinned_versions: pinned_versions.clone(),
+        ..Observed::default()
+    };
+    let shapes = shared::preflight::shapes(&cr, &observed);
+    Some(Plan {
+        cr,
+        namespace,
+        shapes,
+    })
 }
 
 fn apply_verdict(mut response: AdmissionResponse, verdict: Verdict) -> AdmissionResponse {

@@ -12,9 +12,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
 use kube::core::admission::AdmissionResponse;
+use shared::versions::PinnedVersions;
 use tracing::{debug, info, warn};
 
-use crate::admission::{self, MAX_BODY_BYTES, Prepared};
+use crate::admission::{self, BadRequest, MAX_BODY_BYTES, Prepared};
 use crate::metrics::{Endpoint, Metrics, Outcome};
 use crate::preflight::Preflight;
 
@@ -113,6 +114,63 @@ async fn serve(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> Re
     response
 }
 
+/// Reviews up to this size are judged on the async worker that read them; larger ones on the
+/// blocking pool.
+///
+/// With at most 16 zones (validation refuses more before any per-zone work), judging a review
+/// is bounded, but it still grows with the size of the free-form specs: defaulting, merging
+/// `zoneCommon` into every zone and rendering every shape of every child for preflight copy
+/// them once per zone and shape, so a review near [`MAX_BODY_BYTES`] costs tens of
+/// milliseconds of CPU. On an async worker (one per core) that would stall every other
+/// request, health checks included. Realistic reviews are a few kilobytes (the benchmark's
+/// 3-zone review is 2 KB) and take microseconds, less than a hop to the blocking pool costs,
+/// so they stay inline.
+const INLINE_REVIEW_BYTES: usize = 64 * 1024;
+
+/// The CPU-bound part of an admission request, decided.
+enum Judged {
+    /// Allowed without looking at the spec; the reason is for the log.
+    Bypass(Box<AdmissionResponse>, &'static str),
+    /// Defaulted or validated.
+    Decided(Box<Decided>),
+}
+
+/// A review's decision, before preflight.
+struct Decided {
+    uid: String,
+    response: AdmissionResponse,
+    /// For an allowed validation with preflight on: what to dry-run.
+    preflight: Option<crate::preflight::Plan>,
+}
+
+/// Parse, default or validate, and render the preflight's children (with the pinned versions
+/// of the preflight, when it is on): everything but I/O.
+fn judge(
+    endpoint: Endpoint,
+    body: &[u8],
+    preflight: Option<&PinnedVersions>,
+) -> Result<Judged, BadRequest> {
+    let review = match admission::prepare(body)? {
+        Prepared::Review(review) => review,
+        Prepared::Bypass { response, why } => return Ok(Judged::Bypass(response, why)),
+    };
+    let (response, plan) = match endpoint {
+        Endpoint::Mutate => (admission::mutate(&review), None),
+        Endpoint::Validate => {
+            let response = admission::validate(&review);
+            let plan = preflight
+                .filter(|_| response.allowed)
+                .and_then(|pinned| crate::preflight::plan(&review, pinned));
+            (response, plan)
+        }
+    };
+    Ok(Judged::Decided(Box::new(Decided {
+        uid: review.uid,
+        response,
+        preflight: plan,
+    })))
+}
+
 async fn answer(state: &AppState, endpoint: Endpoint, request: Request) -> (Outcome, Response) {
     let declared = request_length(&request);
     let body = match read_body(request.into_body(), declared).await {
@@ -125,16 +183,45 @@ async fn answer(state: &AppState, endpoint: Endpoint, request: Request) -> (Outc
             );
             return (
                 Outcome::Error,
-                plain(StatusCode::PAYLOAD_TOO_LARGE, "request body exceeds 8 MiB"),
+                plain(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE),
             );
         }
         Err(BodyError::Read(reason)) => {
             return (Outcome::Error, plain(StatusCode::BAD_REQUEST, &reason));
         }
     };
-    let review = match admission::prepare(&body) {
-        Ok(Prepared::Review(review)) => review,
-        Ok(Prepared::Bypass { response, why }) => {
+    let judged = if body.len() <= INLINE_REVIEW_BYTES {
+        judge(
+            endpoint,
+            &body,
+            state.preflight.as_ref().map(Preflight::pinned_versions),
+        )
+    } else {
+        let pinned = state
+            .preflight
+            .as_ref()
+            .map(|p| p.pinned_versions().clone());
+        match tokio::task::spawn_blocking(move || judge(endpoint, &body, pinned.as_ref())).await {
+            Ok(judged) => judged,
+            Err(err) => {
+                warn!(endpoint = endpoint.as_str(), error = %err, "judging the review failed");
+                return (
+                    Outcome::Error,
+                    plain(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "judging the review failed",
+                    ),
+                );
+            }
+        }
+    };
+    let Decided {
+        uid,
+        response,
+        preflight: plan,
+    } = match judged {
+        Ok(Judged::Decided(decided)) => *decided,
+        Ok(Judged::Bypass(response, why)) => {
             debug!(uid = %response.uid, endpoint = endpoint.as_str(), why, "allowed without review");
             return (Outcome::Allowed, review_response(*response));
         }
@@ -143,16 +230,10 @@ async fn answer(state: &AppState, endpoint: Endpoint, request: Request) -> (Outc
             return (Outcome::Error, plain(StatusCode::BAD_REQUEST, &bad.0));
         }
     };
-    let uid = review.uid.as_str();
-    let response = match endpoint {
-        Endpoint::Mutate => admission::mutate(&review),
-        Endpoint::Validate => {
-            let response = admission::validate(&review);
-            match (&state.preflight, response.allowed) {
-                (Some(preflight), true) => preflight.check(&review, response).await,
-                _ => response,
-            }
-        }
+    let uid = uid.as_str();
+    let response = match (&state.preflight, plan) {
+        (Some(preflight), Some(plan)) => preflight.check(uid, plan, response).await,
+        _ => response,
     };
     let outcome = if response.allowed {
         debug!(
@@ -168,6 +249,11 @@ async fn answer(state: &AppState, endpoint: Endpoint, request: Request) -> (Outc
     };
     (outcome, review_response(response))
 }
+
+/// The answer to a body over [`MAX_BODY_BYTES`].
+const TOO_LARGE: &str = "request body exceeds 4 MiB: an AdmissionReview of any object \
+     Kubernetes can store (1.5 MiB in etcd, twice that for an update's object and oldObject) \
+     is smaller";
 
 /// A 200 response carrying the review, or a 500 if it cannot be encoded.
 fn review_response(response: AdmissionResponse) -> Response {

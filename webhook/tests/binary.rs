@@ -66,6 +66,35 @@ fn check_reads_stdin_and_exits_1_with_field_paths_on_errors() {
 }
 
 #[test]
+fn check_refuses_more_than_sixteen_zones_naming_the_limit() {
+    let zones: Vec<String> = (0..17).map(|i| format!("{{name: zone-{i}}}")).collect();
+    let yaml = format!(
+        "apiVersion: operator.victoriametrics.com/v1alpha1\nkind: VMDistributed\nmetadata: {{name: x, namespace: ns}}\nspec:\n  zoneCommon: {{vmcluster: {{spec: {{vminsert: {{}}, vmselect: {{}}, vmstorage: {{}}}}}}}}\n  zones: [{}]\n",
+        zones.join(", ")
+    );
+    let mut child = Command::new(BIN)
+        .args(["check", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("spec.zones: at most 16 zones are supported, got 17"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn check_of_a_missing_file_exits_1() {
     let out = Command::new(BIN)
         .args(["check", "-f", "/nonexistent/file.yaml"])

@@ -403,7 +403,7 @@ async fn other_kinds_get_400() {
 }
 
 #[tokio::test]
-async fn bodies_over_8_mib_declared_in_content_length_are_refused_without_reading() {
+async fn bodies_over_the_limit_declared_in_content_length_are_refused_without_reading() {
     use futures::StreamExt as _;
     let app = app();
     let polled = Arc::new(AtomicUsize::new(0));
@@ -427,7 +427,7 @@ async fn bodies_over_8_mib_declared_in_content_length_are_refused_without_readin
 }
 
 #[tokio::test]
-async fn streamed_bodies_over_8_mib_are_cut_off_at_the_limit() {
+async fn streamed_bodies_over_the_limit_are_cut_off_at_it() {
     use futures::StreamExt as _;
     let app = app();
     let produced = Arc::new(AtomicUsize::new(0));

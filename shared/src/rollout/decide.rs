@@ -249,7 +249,16 @@ impl<'a> Step<'a> {
             now,
             previous,
             generation: cr.metadata.generation.unwrap_or(0),
-            intents: render_intents(cr, observed),
+            // Rendering grows with the square of the zones; an object over the limit (stored
+            // under an older CRD) is refused by validation before any intent is used.
+            intents: if cr.spec.zones.len() > crate::api::MAX_ZONES {
+                Intents {
+                    zones: Vec::new(),
+                    vmauth: None,
+                }
+            } else {
+                render_intents(cr, observed)
+            },
         }
     }
 

@@ -6,7 +6,9 @@
 //!
 //! Rules (errors unless noted):
 //! - `metadata.name` is set and at most 63 characters (it is a label value on every child);
-//! - `spec.zones` has at least one zone; each zone name is a DNS-1123 label, unique;
+//! - `spec.zones` has at least one zone and at most [`MAX_ZONES`]; over the limit nothing
+//!   else is checked (the other rules' work grows with the zones);
+//! - each zone name is a DNS-1123 label, unique;
 //! - every resolved child name ([`crate::names`]) is a DNS-1123 label within the length limit of
 //!   its kind ([`name_limit`]: VMCluster 42, VMAgent 42, VMSingle 54, VMAuth 56);
 //! - no two zones resolve to the same child of one kind; a `zoneCommon.<kind>.name` without
@@ -46,7 +48,7 @@ mod update;
 
 use serde_json::Value;
 
-use crate::api::{GROUP, KIND, VERSION, VMDistributed};
+use crate::api::{GROUP, KIND, MAX_ZONES, VERSION, VMDistributed};
 use crate::children::ChildObject;
 use crate::parse::{strict, strict_cr};
 
@@ -125,6 +127,17 @@ pub fn validate(cr: &VMDistributed, old: Option<&VMDistributed>) -> Report {
         return Report::default();
     }
     let mut report = Report::default();
+    if cr.spec.zones.len() > MAX_ZONES {
+        report.error(
+            "spec.zones",
+            format!(
+                "at most {MAX_ZONES} zones are supported, got {} (every zone's agent writes to \
+                 every zone, so the work of each change grows with the square of the zones)",
+                cr.spec.zones.len()
+            ),
+        );
+        return report;
+    }
     rules::check(cr, &mut report);
     routing::check(cr, &mut report);
     pinning::check(cr, &mut report);
@@ -141,7 +154,10 @@ pub fn validate(cr: &VMDistributed, old: Option<&VMDistributed>) -> Report {
 #[must_use]
 pub fn validate_stored(cr: &VMDistributed, children: &[ChildObject]) -> Report {
     let mut report = validate(cr, None);
-    update::check_stored(cr, children, &mut report);
+    // Over the zone limit only the limit is reported (see `validate`).
+    if cr.spec.zones.len() <= MAX_ZONES {
+        update::check_stored(cr, children, &mut report);
+    }
     report
 }
 
