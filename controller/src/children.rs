@@ -10,6 +10,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use shared::VMDistributed;
 use shared::children::ChildObject;
+use shared::defaults::vmauth_enabled;
 use shared::names::{ChildKind, child_name, vmauth_name, zone_kinds};
 
 use crate::cached_child::{CachedChild, WatchedChild};
@@ -28,18 +29,20 @@ pub struct ChildStores {
 pub type ChildStream =
     std::pin::Pin<Box<dyn Stream<Item = Result<WatchedChild, watcher::Error>> + Send>>;
 
-/// Start (lazily: the streams do nothing until polled) a watch of every child kind across all
-/// namespaces. The caches hold [`CachedChild`]ren: trimmed, compressed, and marked when their
-/// `managedFields` hold entries the ownership upgrade before an apply would act on (normally
-/// not), so an apply reads the object live only then.
+/// Start (lazily: the streams do nothing until polled) a watch of each of `kinds` (the kinds
+/// whose CRDs are served) across all namespaces, or in `namespace`. The caches hold
+/// [`CachedChild`]ren: trimmed, compressed, and marked when their `managedFields` hold entries
+/// the ownership upgrade before an apply would act on (normally not), so an apply reads the
+/// object live only then.
 #[must_use]
 pub fn watch_all(
     client: &Client,
     namespace: Option<&str>,
+    kinds: &[ChildKind],
 ) -> (ChildStores, Vec<(ChildKind, ChildStream)>) {
     let mut stores = Vec::new();
     let mut streams = Vec::new();
-    for kind in ChildKind::ALL {
+    for &kind in kinds {
         let resource = api_resource(kind);
         let cache = Arc::new(KindCache::default());
         stores.push((kind, Arc::clone(&cache)));
@@ -77,6 +80,18 @@ impl ChildStores {
     pub fn cached(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<Arc<CachedChild>> {
         let (_, cache) = self.stores.iter().find(|(k, _)| *k == kind)?;
         cache.get(namespace, name)
+    }
+
+    /// The kinds `cr` writes (its zones' backend and agent, the VMAuth unless disabled) that
+    /// are not watched because their CRDs are not served.
+    #[must_use]
+    pub fn missing_kinds(&self, cr: &VMDistributed) -> Vec<ChildKind> {
+        let mut needed = zone_kinds(cr).to_vec();
+        if vmauth_enabled(cr) {
+            needed.push(ChildKind::VMAuth);
+        }
+        needed.retain(|kind| !self.stores.iter().any(|(k, _)| k == kind));
+        needed
     }
 
     /// Wait until every cache has its first full list.

@@ -144,35 +144,83 @@ const SETTLE: Duration = Duration::from_secs(2);
 /// How often CRDs that forbid reconciling are checked again without a change being seen.
 const RECHECK: Duration = Duration::from_secs(10);
 
-/// Whether the served CRDs allow reconciling, kept current while the process runs.
+/// What the served CRDs allow, kept current while the process runs.
 pub struct CrdState {
-    /// True while the served CRDs are this project's and the child CRDs are there.
+    /// True while the served `VMDistributed` CRD is this project's: nothing is reconciled
+    /// otherwise.
     pub usable: watch::Receiver<bool>,
+    /// The child kinds whose CRDs are served: the controller watches these and leaves alone
+    /// the objects that need another kind (their deletion still finishes).
+    pub served: watch::Receiver<Vec<ChildKind>>,
     /// Increases after every change of a watched CRD, once it has been checked: the
     /// controller restarts, forgetting what it judged under the old definitions (preflight
-    /// verdicts in particular).
+    /// verdicts in particular) and watching the kinds now served.
     pub restarts: watch::Receiver<u64>,
 }
 
-/// Watch the CRDs and keep `readiness` and [`CrdState`] current: a CRD that forbids
-/// reconciling (another project's `VMDistributed` CRD, missing child CRDs) makes `/readyz` fail
-/// with what to change, is logged as an error and, by the replica that acts, recorded as a
-/// Warning event on the `VMDistributed` CRD; the CRDs being usable again makes it ready again.
-/// The CRDs passed the start-up checks when this is called.
-pub fn guard(
+/// What one check of the CRDs found.
+enum Checked {
+    /// Reconciling is refused (another project's `VMDistributed` CRD, or none).
+    Refused(StartupProblem),
+    /// This project's CRD is served, and these child kinds.
+    Served(Vec<ChildKind>),
+    /// The API server did not answer.
+    Unknown(String),
+}
+
+async fn check(client: &Client) -> Checked {
+    match startup::check_crd(client).await {
+        Ok(()) => {}
+        Err(StartupProblem::Api(reason)) => return Checked::Unknown(reason),
+        Err(problem) => return Checked::Refused(problem),
+    }
+    match startup::served_child_kinds(client).await {
+        Ok(kinds) => Checked::Served(kinds),
+        Err(problem) => Checked::Unknown(problem.to_string()),
+    }
+}
+
+/// Check the CRDs now, then watch them, keeping `readiness` and [`CrdState`] current.
+///
+/// A `VMDistributed` CRD that forbids reconciling (another project's) makes `/readyz` fail with
+/// what to change and stops reconciling. Missing child CRDs (the VictoriaMetrics operator
+/// uninstalled first) make `/readyz` fail naming them, but the controller goes on without
+/// those kinds: a missing kind has no objects to delete or release, so deletions finish.
+/// Either is logged as an error and, by the replica that acts, recorded as a Warning event on
+/// the `VMDistributed` CRD; the CRDs being usable again makes it ready again, without a
+/// restart. This project's CRD passed the start-up check when this is called.
+pub async fn guard(
     client: &Client,
     readiness: Arc<Readiness>,
     reporter: Reporter,
     acting: watch::Receiver<bool>,
 ) -> CrdState {
+    // Watch first, so that a change made while the first check runs is not missed.
     let mut changes = spawn(client);
-    let (usable_tx, usable) = watch::channel(true);
+    let mut state = Guard {
+        client: client.clone(),
+        readiness,
+        reporter,
+        acting,
+        usable: None,
+        served: None,
+    };
+    // Until the first check answers, assume every kind: a check that cannot be made is
+    // repeated, and a kind found missing then restarts the controller without it.
+    let recheck = state.apply(check(client).await).await;
+    let (usable_tx, usable) = watch::channel(state.usable.unwrap_or(true));
+    let (served_tx, served) = watch::channel(
+        state
+            .served
+            .clone()
+            .unwrap_or_else(|| ChildKind::ALL.to_vec()),
+    );
     let (restarts_tx, restarts) = watch::channel(0u64);
-    let client = client.clone();
     tokio::spawn(async move {
-        // Checks that could not be made (the API server did not answer) are made again later.
-        let mut recheck = false;
+        let mut recheck = recheck;
         loop {
+            // Something wrong is looked at again regularly, in case a change went unseen.
+            let degraded = !*usable_tx.borrow() || served_tx.borrow().len() < ChildKind::ALL.len();
             let changed = tokio::select! {
                 result = changes.changed() => {
                     if result.is_err() {
@@ -180,52 +228,106 @@ pub fn guard(
                     }
                     true
                 }
-                () = tokio::time::sleep(RECHECK), if recheck || !*usable_tx.borrow() => false,
+                () = tokio::time::sleep(RECHECK), if recheck || degraded => false,
             };
             if changed {
                 tokio::time::sleep(SETTLE).await;
                 changes.borrow_and_update();
             }
-            let result = async {
-                startup::check_crd(&client).await?;
-                startup::check_vm_crds(&client).await
+            recheck = state.apply(check(&state.client).await).await;
+            if let Some(usable) = state.usable {
+                usable_tx.send_if_modified(|u| std::mem::replace(u, usable) != usable);
             }
-            .await;
-            recheck = false;
-            match result {
-                Ok(()) => {
-                    if !*usable_tx.borrow() {
-                        tracing::info!(
-                            "the served CustomResourceDefinitions are usable again: resuming"
-                        );
-                        readiness.set_ready();
-                        usable_tx.send_replace(true);
-                    }
-                }
-                Err(StartupProblem::Api(reason)) => {
-                    tracing::warn!(%reason, "cannot check the CustomResourceDefinitions; trying again");
-                    recheck = true;
-                }
-                Err(problem) => {
-                    if *usable_tx.borrow() {
-                        tracing::error!("refusing to reconcile: {problem}");
-                        readiness.set_not_ready(problem.to_string());
-                        usable_tx.send_replace(false);
-                        if *acting.borrow() {
-                            publish_event(&client, &reporter, &problem).await;
-                        }
-                    }
-                }
-            }
-            if changed {
+            // Compared with what the controller was started with, not with the last check:
+            // the first check may not have answered.
+            let kinds_changed = state.served.as_ref().is_some_and(|kinds| {
+                served_tx.send_if_modified(|s| {
+                    let modified = s != kinds;
+                    s.clone_from(kinds);
+                    modified
+                })
+            });
+            if changed || kinds_changed {
                 restarts_tx.send_modify(|n| *n += 1);
             }
         }
     });
-    CrdState { usable, restarts }
+    CrdState {
+        usable,
+        served,
+        restarts,
+    }
 }
 
-/// One Warning event on the `VMDistributed` CRD saying why nothing is reconciled.
+/// The guard's view of the CRDs and what it reports them through.
+struct Guard {
+    client: Client,
+    readiness: Arc<Readiness>,
+    reporter: Reporter,
+    acting: watch::Receiver<bool>,
+    /// Whether this project's CRD allows reconciling; `None` before a check answered.
+    usable: Option<bool>,
+    /// The child kinds served; `None` before a check answered.
+    served: Option<Vec<ChildKind>>,
+}
+
+impl Guard {
+    /// Take in a check; whether to check again soon.
+    async fn apply(&mut self, checked: Checked) -> bool {
+        match checked {
+            Checked::Unknown(reason) => {
+                tracing::warn!(%reason, "cannot check the CustomResourceDefinitions; trying again");
+                true
+            }
+            Checked::Refused(problem) => {
+                if self.usable != Some(false) {
+                    tracing::error!("refusing to reconcile: {problem}");
+                    self.readiness.set_not_ready(problem.to_string());
+                    self.usable = Some(false);
+                    self.report(&problem).await;
+                }
+                false
+            }
+            Checked::Served(kinds) => {
+                if self.usable == Some(false) {
+                    tracing::info!(
+                        "the served CustomResourceDefinitions are usable again: resuming"
+                    );
+                }
+                let was_usable = self.usable == Some(true);
+                self.usable = Some(true);
+                let news = !was_usable || self.served.as_ref() != Some(&kinds);
+                match startup::missing_vm_crds(&kinds) {
+                    Some(problem) => {
+                        self.readiness.set_not_ready(problem.to_string());
+                        if news {
+                            tracing::error!("{problem}");
+                            self.report(&problem).await;
+                        }
+                    }
+                    None => {
+                        if news && self.served.is_some() && was_usable {
+                            tracing::info!(
+                                "every VictoriaMetrics CustomResourceDefinition is served again: resuming"
+                            );
+                        }
+                        self.readiness.set_ready();
+                    }
+                }
+                self.served = Some(kinds);
+                false
+            }
+        }
+    }
+
+    async fn report(&self, problem: &StartupProblem) {
+        if *self.acting.borrow() {
+            publish_event(&self.client, &self.reporter, problem).await;
+        }
+    }
+}
+
+/// One Warning event on the `VMDistributed` CRD saying what is not reconciled, and why.
 async fn publish_event(client: &Client, reporter: &Reporter, problem: &StartupProblem) {
     let reason = match problem {
         StartupProblem::ForeignCrd(_) => "ForeignCRD",
@@ -240,9 +342,10 @@ async fn publish_event(client: &Client, reporter: &Reporter, problem: &StartupPr
     let event = KubeEvent {
         type_: EventType::Warning,
         reason: reason.to_owned(),
-        note: Some(crate::reconcile::truncate_note(&format!(
-            "refusing to reconcile: {problem}"
-        ))),
+        note: Some(crate::reconcile::truncate_note(&match problem {
+            StartupProblem::VmCrdsMissing(_) => problem.to_string(),
+            _ => format!("refusing to reconcile: {problem}"),
+        })),
         action: "CheckCRD".to_owned(),
         secondary: None,
     };

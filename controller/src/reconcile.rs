@@ -224,6 +224,14 @@ pub async fn reconcile(cr: Arc<VMDistributed>, ctx: Arc<Context>) -> Result<Requ
     if filled.wait_for(|f| *f).await.is_err() {
         return Ok(Requeue::requeue(Duration::from_secs(1)));
     }
+    // A kind whose CRD is not served cannot be written; the object waits until the CRD is back
+    // (which restarts the controller, reconciling everything). Its deletion goes ahead: there
+    // is nothing of that kind to delete or release.
+    let missing = ctx.stores.missing_kinds(&cr);
+    if !missing.is_empty() && cr.meta().deletion_timestamp.is_none() {
+        tracing::info!(cr = %key(&cr), ?missing, "waiting for the CustomResourceDefinitions of kinds this object needs");
+        return Ok(Requeue::await_change());
+    }
     let span = tracing::info_span!("reconcile", cr = %key(&cr));
     let started = Instant::now();
     let result = step_loop(cr, &ctx).instrument(span).await;

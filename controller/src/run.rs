@@ -12,6 +12,7 @@ use kube::runtime::events::Reporter;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, Config, ResourceExt};
 use shared::VMDistributed;
+use shared::names::ChildKind;
 use shared::versions::PinnedVersions;
 use tokio::sync::watch;
 
@@ -65,7 +66,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = http_task.await;
         return Ok(());
     }
-    readiness.set_ready();
 
     let election = if args.leader_elect {
         tracing::info!(%identity, lease = %format!("{lease_namespace}/{}", args.lease_name), "waiting to lead");
@@ -87,14 +87,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         controller: FIELD_MANAGER.to_owned(),
         instance: Some(identity.clone()),
     };
-    // The CRDs passed the checks at start; a later change is checked again, and restarts the
-    // controller so that nothing judged under the old definitions is kept.
+    // This project's CRD passed the checks at start; the guard finds which child CRDs are
+    // served (and sets readiness), and a later change is checked again and restarts the
+    // controller, so that nothing judged under the old definitions is kept.
     let crds = crd_watch::guard(
         &client,
         readiness.clone(),
         reporter.clone(),
         election.acting.clone(),
-    );
+    )
+    .await;
     let mut usable = crds.usable.clone();
     let mut acting = election.acting.clone();
     let mut shutdown = shutdown_rx.clone();
@@ -132,10 +134,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             client: client.clone(),
             reporter: reporter.clone(),
         };
+        let served = crds.served.borrow().clone();
         run_controller(
             client.clone(),
             (writer, recorder, metrics.clone()),
-            args.watch_namespace.as_deref(),
+            (args.watch_namespace.as_deref(), &served),
             args.concurrency,
             (args.pins.pinned_versions(), args.preflight_recheck_base),
             stop,
@@ -163,12 +166,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 async fn run_controller(
     client: Client,
     (writer, recorder, metrics): (Writer, EventSink, Arc<Metrics>),
-    namespace: Option<&str>,
+    (namespace, served): (Option<&str>, &[ChildKind]),
     concurrency: u16,
     (pinned_versions, preflight_recheck_base): (PinnedVersions, Duration),
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (stores, streams) = children::watch_all(&client, namespace);
+    if served.len() < ChildKind::ALL.len() {
+        tracing::warn!(
+            ?served,
+            "watching only the child kinds whose CRDs are served; objects that need another wait"
+        );
+    }
+    let (stores, streams) = children::watch_all(&client, namespace, served);
     let backoff = Arc::new(Backoff::new(backoff::Policy::default(), metrics.clone()));
     tracing::info!(pinned = ?pinned_versions, "versions pinned where a spec sets none");
     let context = Arc::new(
@@ -239,10 +248,11 @@ async fn checks_pass(
             .then_some((lease_namespace, args.lease_name.as_str())),
         args.watch_namespace.as_deref(),
     );
+    // Missing VictoriaMetrics CRDs are not checked here: the controller runs without them
+    // (crate::crd_watch::guard reports them).
     loop {
         let result = async {
             startup::check_crd(client).await?;
-            startup::check_vm_crds(client).await?;
             startup::check_rbac(client, &needed).await
         }
         .await;

@@ -1,6 +1,6 @@
-//! Checks made once at start: the served VMDistributed CRD is this project's, the
-//! VictoriaMetrics CRDs exist, and RBAC allows every verb the controller uses. Each failure
-//! message says what to change.
+//! Checks of the cluster: the served VMDistributed CRD is this project's, which VictoriaMetrics
+//! CRDs exist, and RBAC allows every verb the controller uses. Each failure message says what
+//! to change.
 
 use futures::future::join_all;
 use k8s_openapi::api::authorization::v1::{
@@ -27,9 +27,10 @@ pub enum StartupProblem {
         "CustomResourceDefinition {CRD_NAME} is not this project's: {0}. The VictoriaMetrics operator's own VMDistributed CRD is served; its typed status would drop this controller's rollout state. Install this project's CRD (kubectl apply --server-side --force-conflicts -f charts/vmdistributed/files/crds/vmdistributed.yaml, or the vmdistributed chart with crds.install=true) and disable the operator chart's VMDistributed CRD and controller (see docs/install.md)"
     )]
     ForeignCrd(String),
-    /// VictoriaMetrics CRDs are missing.
+    /// VictoriaMetrics CRDs are missing. Not fatal: objects that need them wait, the others
+    /// are reconciled, and deletions finish (there is nothing of a missing kind to delete).
     #[error(
-        "the VictoriaMetrics operator CRDs are missing for {0} (operator.victoriametrics.com/v1beta1): install the VictoriaMetrics operator (v0.74.0 or newer) or its CRDs first"
+        "the VictoriaMetrics operator CRDs are missing for {0} (operator.victoriametrics.com/v1beta1): VMDistributed objects that need them wait (deleting them works); install the VictoriaMetrics operator (v0.74.0 or newer) or its CRDs"
     )]
     VmCrdsMissing(String),
     /// RBAC forbids verbs the controller needs.
@@ -98,17 +99,12 @@ pub fn crd_problem(crd: &serde_json::Value) -> Option<String> {
     }
 }
 
-/// Verify that the API server serves the four VictoriaMetrics kinds at `v1beta1`.
+/// The VictoriaMetrics kinds whose CRDs the API server serves at `v1beta1`, in
+/// [`ChildKind::ALL`] order.
 ///
 /// # Errors
-/// [`StartupProblem::VmCrdsMissing`] naming the missing kinds.
-pub async fn check_vm_crds(client: &Client) -> Result<(), StartupProblem> {
-    let all = [
-        ChildKind::VMCluster,
-        ChildKind::VMSingle,
-        ChildKind::VMAgent,
-        ChildKind::VMAuth,
-    ];
+/// [`StartupProblem::Api`] when discovery fails for another reason than the group being absent.
+pub async fn served_child_kinds(client: &Client) -> Result<Vec<ChildKind>, StartupProblem> {
     let served: Vec<String> = match client
         .list_api_group_resources(ChildKind::API_VERSION)
         .await
@@ -122,16 +118,21 @@ pub async fn check_vm_crds(client: &Client) -> Result<(), StartupProblem> {
             )));
         }
     };
-    let missing: Vec<&str> = all
+    Ok(ChildKind::ALL
+        .into_iter()
+        .filter(|kind| served.iter().any(|name| name == kind.plural()))
+        .collect())
+}
+
+/// [`StartupProblem::VmCrdsMissing`] naming the kinds not in `served`, if any.
+#[must_use]
+pub fn missing_vm_crds(served: &[ChildKind]) -> Option<StartupProblem> {
+    let missing: Vec<&str> = ChildKind::ALL
         .iter()
-        .filter(|kind| !served.iter().any(|name| name == kind.plural()))
+        .filter(|kind| !served.contains(kind))
         .map(|kind| kind.kind())
         .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(StartupProblem::VmCrdsMissing(missing.join(", ")))
-    }
+    (!missing.is_empty()).then(|| StartupProblem::VmCrdsMissing(missing.join(", ")))
 }
 
 /// One permission the controller needs.

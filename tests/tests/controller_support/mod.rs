@@ -49,6 +49,13 @@ impl Env {
         harness::install_crypto_provider();
         let cp = ControlPlane::shared().await?;
         cp.install_crds().await?;
+        Self::on(cp, prefix, ready_delay).await
+    }
+
+    /// As [`Env::new`], on a control plane of the test's own (whose CRDs it installs itself:
+    /// tests that remove CRDs must not share theirs).
+    pub async fn on(cp: &'static ControlPlane, prefix: &str, ready_delay: &str) -> Result<Self> {
+        harness::install_crypto_provider();
         let client = cp.client().await?;
         let ns = harness::create_namespace(&client, prefix).await?;
         let sim_bin = harness::sim_operator_binary()?;
