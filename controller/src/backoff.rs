@@ -156,6 +156,19 @@ impl Backoff {
         }
     }
 
+    /// Forget the failures of objects that no longer exist (`live` is every object there is).
+    pub fn retain_objects(&self, live: &[Arc<VMDistributed>]) {
+        let uids: std::collections::HashSet<String> =
+            live.iter().filter_map(|cr| cr.uid()).collect();
+        if let Ok(mut failing) = self.failing.lock() {
+            let before = failing.len();
+            failing.retain(|uid, _| uids.contains(uid));
+            if failing.len() != before {
+                self.metrics.set_backing_off(failing.len());
+            }
+        }
+    }
+
     /// Run `reconcile` for `cr` unless it is backing off; record the outcome.
     ///
     /// # Errors

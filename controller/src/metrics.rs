@@ -1,6 +1,6 @@
 //! Prometheus metrics of the controller, served on `/metrics`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -80,6 +80,9 @@ pub struct Metrics {
     last_success_unix_ms: AtomicI64,
     zone_counts: Mutex<HashMap<String, HashMap<ZoneState, i64>>>,
     rollout_started: Mutex<HashMap<String, Instant>>,
+    /// The objects (`namespace/name` → (namespace, name)) with `operator_object_status`
+    /// series: a metric family cannot list its series, and they must go with their object.
+    status_objects: Mutex<HashMap<String, (String, String)>>,
 }
 
 impl Default for Metrics {
@@ -191,6 +194,7 @@ impl Metrics {
             last_success_unix_ms: AtomicI64::new(0),
             zone_counts: Mutex::new(HashMap::new()),
             rollout_started: Mutex::new(HashMap::new()),
+            status_objects: Mutex::new(HashMap::new()),
         }
     }
 
@@ -262,6 +266,18 @@ impl Metrics {
     /// Set the `operator_object_status` series of the `VMDistributed` `namespace/name`: 1 for
     /// `status`, 0 for the others. `None` (the object is being deleted) removes its series.
     pub fn set_object_status(&self, namespace: &str, name: &str, status: Option<UpdateStatus>) {
+        if let Ok(mut objects) = self.status_objects.lock() {
+            let key = format!("{namespace}/{name}");
+            if status.is_some() {
+                objects.insert(key, (namespace.to_owned(), name.to_owned()));
+            } else {
+                objects.remove(&key);
+            }
+        }
+        self.write_object_status(namespace, name, status);
+    }
+
+    fn write_object_status(&self, namespace: &str, name: &str, status: Option<UpdateStatus>) {
         let current = status.map(status_label);
         for label in OBJECT_STATUSES {
             let labels = vec![
@@ -280,6 +296,42 @@ impl Metrics {
                     self.object_status.remove(&labels);
                 }
             }
+        }
+    }
+
+    /// Drop the per-object series and state of every object whose `namespace/name` is not in
+    /// `live`.
+    pub fn retain_objects(&self, live: &HashSet<String>) {
+        self.forget_objects_where(|key| !live.contains(key));
+    }
+
+    /// Drop every per-object series and state: a replica that does not act exports none
+    /// (its values would only grow stale).
+    pub fn forget_objects(&self) {
+        self.forget_objects_where(|_| true);
+    }
+
+    fn forget_objects_where(&self, gone: impl Fn(&str) -> bool) {
+        let removed: Vec<(String, String)> = match self.status_objects.lock() {
+            Ok(mut objects) => {
+                let keys: Vec<String> = objects.keys().filter(|k| gone(k)).cloned().collect();
+                keys.iter().filter_map(|k| objects.remove(k)).collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        for (namespace, name) in removed {
+            self.write_object_status(&namespace, &name, None);
+        }
+        let zone_keys: Vec<String> = self
+            .zone_counts
+            .lock()
+            .map(|all| all.keys().filter(|k| gone(k)).cloned().collect())
+            .unwrap_or_default();
+        for key in zone_keys {
+            self.set_zones(&key, None);
+        }
+        if let Ok(mut started) = self.rollout_started.lock() {
+            started.retain(|key, _| !gone(key));
         }
     }
 

@@ -4,7 +4,7 @@
 //! `shared::rollout::model`). Nothing here waits for readiness: every wait is a requeue or a
 //! watch event.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -197,6 +197,18 @@ impl Context {
             memory.remove(uid);
         }
     }
+
+    /// Drop what is kept for objects that no longer exist (`live` is every object there is):
+    /// their memory and their metric series. A deletion that ran no cleanup step here (an
+    /// object without the finalizer, or deleted while another replica acted) leaves both.
+    pub fn retain_objects(&self, live: &[Arc<VMDistributed>]) {
+        let uids: HashSet<String> = live.iter().filter_map(|cr| cr.uid()).collect();
+        if let Ok(mut memory) = self.memory.lock() {
+            memory.retain(|uid, _| uids.contains(uid));
+        }
+        let keys: HashSet<String> = live.iter().map(|cr| key(cr)).collect();
+        self.metrics.retain_objects(&keys);
+    }
 }
 
 /// Where events go.
@@ -206,6 +218,10 @@ pub struct EventSink {
     pub client: kube::Client,
     /// Reporting controller and instance.
     pub reporter: kube::runtime::events::Reporter,
+    /// Events are published in the background after the reconcile that decided them; a
+    /// replica that stopped acting meanwhile must not publish them (the new leader decides
+    /// and reports the same transition).
+    pub gate: Arc<crate::leader::LeaderGate>,
 }
 
 /// `namespace/name` of a CR, as logged and used for metrics.
@@ -851,6 +867,10 @@ fn publish_events(ctx: &Context, cr: &VMDistributed, events: &[Event]) {
     tokio::spawn(
         async move {
             for kube_event in kube_events {
+                if !sink.gate.may_act() {
+                    tracing::debug!(reason = %kube_event.reason, "not acting: event not published");
+                    continue;
+                }
                 // A fresh recorder per event: kube's recorder folds events with the same reason
                 // into one series and keeps the first note, but every event here is a distinct
                 // transition (ZoneUpdated for each zone) and must show its own note.

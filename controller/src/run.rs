@@ -102,6 +102,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut shutdown = shutdown_rx.clone();
     loop {
         metrics.set_leader(false);
+        // Only the acting replica's per-object gauges are current; a replica that stopped
+        // acting (or restarts the controller) shows none rather than stale ones.
+        metrics.forget_objects();
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => break,
             lead = acting.wait_for(|a| *a) => if lead.is_err() { break },
@@ -133,6 +136,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let recorder = EventSink {
             client: client.clone(),
             reporter: reporter.clone(),
+            gate: election.gate.clone(),
         };
         let served = crds.served.borrow().clone();
         run_controller(
@@ -193,6 +197,8 @@ async fn run_controller(
     // they are the largest part of most objects and the decision reads neither (status writes
     // go to the status subresource, which ignores metadata).
     let (cr_reader, cr_writer) = reflector::store();
+    let live = cr_reader.clone();
+    let forgetting = (Arc::clone(&context), Arc::clone(&backoff));
     let names = Arc::new(NameIndex::default());
     let cr_names = Arc::clone(&names);
     let cr_stream = watcher(crs, children::watcher_config())
@@ -203,6 +209,16 @@ async fn run_controller(
         })
         .inspect_ok(move |event| cr_names.observe(event))
         .reflect(cr_writer)
+        .inspect_ok(move |event| {
+            // After a deletion, or a re-list that may have missed some: what this process
+            // keeps per object (memory, metric series, backoff) goes with the object. The
+            // store already reflects the event here.
+            if matches!(event, watcher::Event::Delete(_) | watcher::Event::InitDone) {
+                let live = live.state();
+                forgetting.0.retain_objects(&live);
+                forgetting.1.retain_objects(&live);
+            }
+        })
         .touched_objects();
     let mut controller = Controller::for_stream(cr_stream, cr_reader)
         .with_config(ControllerConfig::default().concurrency(concurrency));
