@@ -16,11 +16,16 @@
 //! 3. N CRs of 3 zones rolling out together vs one alone in the same setup, with the CPU each
 //!    process used and the API requests served meanwhile;
 //! 4. controller RSS with many CRs (all operational, caches filled).
+//!
+//! Every rollout of measurements 1–3 is also judged by the rollout invariant checker the tests use
+//! (`harness::state_recorder`, `shared::rollout::invariants`) on every state its watches saw: a
+//! fast controller that broke the serving guarantees would fail the benchmark, not win it.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use futures::StreamExt;
+use harness::state_recorder::StateRecorder;
 use harness::{ControlPlane, ProcessSpec, SupervisedProcess};
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::watcher;
@@ -146,6 +151,7 @@ struct Together {
     cpu_used: String,
     requests: f64,
     rss_kib: u64,
+    states_checked: usize,
 }
 
 async fn many_together(many: usize, ready_delay_ms: u64) -> Result<Together> {
@@ -155,6 +161,7 @@ async fn many_together(many: usize, ready_delay_ms: u64) -> Result<Together> {
         Some(MANY_AT_ONCE),
     )
     .await?;
+    let recorder = StateRecorder::start(&w.client, &w.ns).await?;
     let api: Api<VMDistributed> = Api::namespaced(w.client.clone(), &w.ns);
     let names: Vec<String> = (0..many).map(|i| format!("cr-{i}")).collect();
     let solo = ["solo".to_owned()];
@@ -212,6 +219,8 @@ async fn many_together(many: usize, ready_delay_ms: u64) -> Result<Together> {
         .collect::<Vec<_>>()
         .join(", ");
     let rss_kib = rss_kib(w.controller.pid())?;
+    let states_checked = check_invariants(&recorder, &names)?;
+    eprintln!("rollout invariants held on {states_checked} states ({many} CRs together)");
     eprintln!(
         "{many} CRs together (ready delay {ready_delay_ms} ms): {seconds:.2} s, one alone {solo_seconds:.2} s; RSS {rss_kib} KiB; CPU {cpu_used}"
     );
@@ -223,6 +232,7 @@ async fn many_together(many: usize, ready_delay_ms: u64) -> Result<Together> {
         cpu_used,
         requests: total,
         rss_kib,
+        states_checked,
     })
 }
 
@@ -530,16 +540,32 @@ async fn timed_rollout(w: &World, name: &str, generation: i64) -> Result<Round> 
     })
 }
 
+/// Replays every recorded state of each CR in `names` through the shared invariant checker;
+/// fails on the first CR with a violation. Returns the number of states checked.
+fn check_invariants(recorder: &StateRecorder, names: &[String]) -> Result<usize> {
+    let mut states = 0;
+    for name in names {
+        states += recorder
+            .check(name)
+            .with_context(|| format!("rollout invariants of {name}"))?
+            .states;
+    }
+    Ok(states)
+}
+
 /// Measurements 1 and 2, one entry per round.
 struct Singles {
     first_write_ms: Vec<f64>,
     rollout_s: Vec<f64>,
     overhead_ms: Vec<f64>,
+    /// States the invariant checker judged, over both CRs.
+    states_checked: usize,
 }
 
 /// One CR, repeated rollouts; then one with no pause for the overhead.
 async fn single_rollouts(rounds: i64) -> Result<Singles> {
     let w = world("bench-one").await?;
+    let recorder = StateRecorder::start(&w.client, &w.ns).await?;
     let api: Api<VMDistributed> = Api::namespaced(w.client.clone(), &w.ns);
     harness::apply_yaml(&w.client, Some(&w.ns), &manifest("one", "v1.0.0")).await?;
     harness::apply_yaml(
@@ -567,10 +593,13 @@ async fn single_rollouts(rounds: i64) -> Result<Singles> {
             nopause.with_operator.as_secs_f64()
         );
     }
+    let states_checked = check_invariants(&recorder, &["one".to_owned(), "nopause".to_owned()])?;
+    eprintln!("rollout invariants held on {states_checked} states (one CR at a time)");
     Ok(Singles {
         first_write_ms,
         rollout_s,
         overhead_ms,
+        states_checked,
     })
 }
 
@@ -642,10 +671,14 @@ async fn main() -> Result<()> {
             median(singles.overhead_ms.clone()),
             percentile(singles.overhead_ms, 1.0)
         );
+        println!(
+            "| rollout invariants (shared checker), one CR at a time | held on all {} states |",
+            singles.states_checked
+        );
     }
     for t in &together {
         println!(
-            "| {} CRs × 3 zones rolling out together (ready delay {} ms) | {:.2} s vs {:.2} s for one alone in the same setup: **{:.2}×**; {:.0} API requests; CPU used: {}; controller RSS after: {:.1} MiB |",
+            "| {} CRs × 3 zones rolling out together (ready delay {} ms) | {:.2} s vs {:.2} s for one alone in the same setup: **{:.2}×**; {:.0} API requests; CPU used: {}; controller RSS after: {:.1} MiB; invariants held on {} states |",
             t.crs,
             t.ready_delay_ms,
             t.seconds,
@@ -653,7 +686,8 @@ async fn main() -> Result<()> {
             t.seconds / t.solo_seconds,
             t.requests,
             t.cpu_used,
-            t.rss_kib as f64 / 1024.0
+            t.rss_kib as f64 / 1024.0,
+            t.states_checked
         );
     }
     if let Some(rss) = rss {

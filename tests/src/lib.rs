@@ -76,6 +76,7 @@ pub mod paths;
 pub mod pki;
 pub mod resources;
 pub mod sim;
+pub mod state_recorder;
 pub mod supervisor;
 
 pub use control_plane::{CONTROLLER_MANAGER_CONTROLLERS, ControlPlane, Options};
