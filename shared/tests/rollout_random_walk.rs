@@ -299,3 +299,25 @@ proptest! {
         run(&s)?;
     }
 }
+
+/// A scenario the random walk found: every zone `read-write`, a version rollout, zone 3 made
+/// `read-only` while it runs, another version, then zone 3 made `write-only`.
+#[test]
+fn a_zone_moved_from_read_only_to_write_only_during_rollouts_keeps_every_target_served() {
+    let s = Scenario {
+        modes: vec![0, 0, 0, 0, 0],
+        never_ready: None,
+        missing_ref: None,
+        retain: false,
+        events: vec![
+            (Event::Version, 15, vec![]),
+            (Event::Mode(3, 1), 42, vec![]),
+            (Event::Version, 15, vec![]),
+            (Event::Mode(3, 2), 0, vec![]),
+        ],
+        delete_at_end: false,
+    };
+    if let Err(e) = run(&s) {
+        panic!("{e}");
+    }
+}

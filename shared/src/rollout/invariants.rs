@@ -556,17 +556,21 @@ impl InvariantChecker {
 
     /// At most one zone fails to serve a target its mode allows and that it was in before: it is
     /// missing from it (in any VMAuth the CR answers for) or not ready for it. (A target a zone
-    /// was never in, such as `write` right after a switch from `read-only`, is not one it left.)
+    /// was never in since its mode last allowed it, such as `write` right after a switch from
+    /// `read-only`, is not one it left.)
     fn check_one_out(&mut self, routes: &[Routes], zones: &[ZoneState], at: Option<u64>) {
         let mut out = Vec::new();
         for zone in zones {
             let mut missing = Vec::new();
             let mut unready = Vec::new();
             for target in Target::ALL {
+                let key = (zone.name.clone(), target);
                 if !target.allowed_by(zone.mode) {
+                    // A mode that takes the target away ends the zone's time in it: given back
+                    // later, the target is one the zone joins anew, not one it left.
+                    self.ever_routed.remove(&key);
                     continue;
                 }
-                let key = (zone.name.clone(), target);
                 let inside = !routes.is_empty()
                     && routes
                         .iter()
