@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use futures::StreamExt;
+use harness::proc_stats::{cpu_seconds, process_name, status_kib};
 use harness::state_recorder::StateRecorder;
 use harness::{ControlPlane, ProcessSpec, SupervisedProcess};
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
@@ -93,16 +94,6 @@ async fn bump(api: &Api<VMDistributed>, name: &str, version: &str) -> Result<()>
 
 fn rss_kib(pid: u32) -> Result<u64> {
     status_kib(pid, "VmRSS:")
-}
-
-/// A `kB` line of `/proc/PID/status` (`VmRSS:`, `VmHWM:`).
-fn status_kib(pid: u32, field: &str) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("{field} missing"))
 }
 
 /// `apiserver_request_total` summed by verb, resource and subresource (every client, every
@@ -361,30 +352,6 @@ fn spawn_controller(
                 .flatten(),
         ),
     )
-}
-
-/// Name of a process (`/proc/PID/comm`).
-fn process_name(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|name| name.trim().to_owned())
-        .unwrap_or_default()
-}
-
-/// User + system CPU seconds a process has used so far (0 if it is gone).
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the parenthesized command name; utime and stime are the 14th and 15th.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |t| {
-        t.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
-    });
-    ticks / 100.0 // USER_HZ is 100 on Linux
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -74,6 +74,7 @@ pub mod manifests;
 pub mod operator_world;
 pub mod paths;
 pub mod pki;
+pub mod proc_stats;
 pub mod resources;
 pub mod sim;
 pub mod state_recorder;
