@@ -238,6 +238,32 @@ fn a_zone_out_while_another_is_unready_is_reported() {
 }
 
 #[test]
+fn zones_routed_for_writes_before_their_backends_were_first_ready_are_not_out() {
+    // A new CR: the agents became ready before the clusters (the docs let a zone join `write`
+    // once its agent is ready), so every zone is routed but none has served yet.
+    let mut seq = Seq::new();
+    seq.cr(cr(&THREE, None, false));
+    for zone in ["a", "b", "c"] {
+        seq.child("VMCluster", child("VMCluster", zone, 1, false));
+        seq.child("VMAgent", child("VMAgent", zone, 1, true));
+    }
+    seq.child("VMAuth", vmauth(&["a", "b", "c"], &[]));
+    seq.child("VMAgent", child("VMAgent", "a", 1, true));
+    for zone in ["a", "b", "c"] {
+        seq.child("VMCluster", child("VMCluster", zone, 1, true));
+    }
+    seq.child("VMAuth", vmauth(&["a", "b", "c"], &["a", "b", "c"]));
+    seq.cr(cr(&THREE, None, true));
+    let replay = seq.run();
+    assert!(replay.violations.is_empty(), "{:?}", replay.violations);
+
+    // Once they served, two of them going unready is two zones out.
+    seq.child("VMCluster", child("VMCluster", "a", 1, false));
+    seq.child("VMCluster", child("VMCluster", "b", 1, false));
+    only(&seq.run(), Invariant::MoreThanOneZoneOut);
+}
+
+#[test]
 fn a_child_written_outside_its_applying_phase_is_reported() {
     let mut seq = settled(&THREE);
     seq.cr(cr(&THREE, Some(("a", "Excluding")), false));

@@ -186,8 +186,8 @@ pub struct InvariantChecker {
     objects: BTreeMap<(String, String), Value>,
     /// Last seen `metadata.generation` of each zone child, by uid.
     generations: HashMap<String, i64>,
-    /// (zone, target) pairs that were routed at least once: only a target a zone was in can be
-    /// one it is out of.
+    /// (zone, target) pairs that were served (routed and ready) at least once: only a target a
+    /// zone was in can be one it is out of.
     ever_routed: BTreeSet<(String, Target)>,
     /// The zones that last served each target of each VMAuth (by uid), while any did.
     last_serving: HashMap<(String, Target), BTreeSet<String>>,
@@ -554,7 +554,7 @@ impl InvariantChecker {
         }
     }
 
-    /// At most one zone fails to serve a target its mode allows and that it was in before: it is
+    /// At most one zone fails to serve a target its mode allows and that it served before: it is
     /// missing from it (in any VMAuth the CR answers for) or not ready for it. (A target a zone
     /// was never in since its mode last allowed it, such as `write` right after a switch from
     /// `read-only`, is not one it left.)
@@ -583,7 +583,10 @@ impl InvariantChecker {
                         unready.push(target);
                     }
                 }
-                if inside {
+                // A zone counts as in the target once it served it: routed and ready. The docs
+                // let a new zone join `write` as soon as its agent is ready, before its backend
+                // first is; until then it has served nothing it could be out of.
+                if inside && zone.ready_for(target) {
                     self.ever_routed.insert(key);
                 }
             }
