@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use shared::rollout::invariants::{Change, Invariant, InvariantChecker, Replay};
 
 /// Builds a sequence of changes with increasing positions.
+#[derive(Clone)]
 struct Seq {
     changes: Vec<Change>,
 }
@@ -203,6 +204,24 @@ fn taking_out_the_only_serving_zone_is_reported() {
         messages.iter().any(|m| m.contains("target read")),
         "{messages:?}"
     );
+}
+
+#[test]
+fn traffic_moved_in_one_edit_must_not_pass_through_an_empty_target() {
+    // a takes the writes; one edit makes it read-only and b write-only.
+    let before = [("a", "read-write"), ("b", "read-only")];
+    let after = [("a", "read-only"), ("b", "write-only")];
+    let mut seq = settled(&before);
+    seq.cr(cr(&after, None, false));
+    let mut moved = seq.clone();
+    // Right: b joins write as a leaves it.
+    moved.child("VMAuth", vmauth(&["b"], &["a"]));
+    moved.cr(cr(&after, None, true));
+    let replay = moved.run();
+    assert!(replay.violations.is_empty(), "{:?}", replay.violations);
+    // Wrong: a leaves write before b, which could take it, joined.
+    seq.child("VMAuth", vmauth(&[], &["a"]));
+    only(&seq.run(), Invariant::TargetLeftUnserved);
 }
 
 #[test]

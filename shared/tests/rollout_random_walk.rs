@@ -23,6 +23,8 @@ enum Event {
     Port,
     /// A zone's `trafficMode`.
     Mode(usize, usize),
+    /// Two zones' `trafficMode`s in one edit (traffic moved from one zone to another).
+    Modes((usize, usize), (usize, usize)),
     /// A change of one zone's agent only.
     ZoneChange(usize),
     /// A zone's backend fails on its own until healed (at most one zone is broken at a time).
@@ -40,6 +42,8 @@ fn event() -> impl Strategy<Value = Event> {
         4 => Just(Event::Version),
         3 => Just(Event::Port),
         2 => (0usize..5, 0usize..4).prop_map(|(z, m)| Event::Mode(z, m)),
+        2 => ((0usize..5, 0usize..4), (0usize..5, 0usize..4))
+            .prop_map(|(a, b)| Event::Modes(a, b)),
         2 => (0usize..5).prop_map(Event::ZoneChange),
         2 => (0usize..5).prop_map(Event::Break),
         1 => Just(Event::Heal),
@@ -155,6 +159,17 @@ impl Walk {
         });
     }
 
+    /// Set `(zone, mode)` pairs in one edit.
+    fn set_modes(&mut self, changes: &[(usize, usize)]) {
+        let n = self.n;
+        self.world.edit(|cr| {
+            for (zone, mode) in changes {
+                let mode: TrafficMode = serde_json::from_value(json!(MODES[*mode])).expect("mode");
+                cr.spec.zones[zone % n].traffic_mode = Some(mode);
+            }
+        });
+    }
+
     fn heal(&mut self) {
         self.world.broken.clear();
         self.broken = None;
@@ -178,10 +193,13 @@ impl Walk {
                 if self.broken.is_some() {
                     return;
                 }
-                let zone = zone % self.n;
-                let mode: TrafficMode = serde_json::from_value(json!(MODES[*mode])).expect("mode");
-                self.world
-                    .edit(|cr| cr.spec.zones[zone].traffic_mode = Some(mode));
+                self.set_modes(&[(*zone, *mode)]);
+            }
+            Event::Modes(a, b) => {
+                if self.broken.is_some() {
+                    return;
+                }
+                self.set_modes(&[*a, *b]);
             }
             Event::ZoneChange(zone) => {
                 let zone = zone % self.n;
@@ -314,6 +332,27 @@ fn a_zone_moved_from_read_only_to_write_only_during_rollouts_keeps_every_target_
             (Event::Mode(3, 1), 42, vec![]),
             (Event::Version, 15, vec![]),
             (Event::Mode(3, 2), 0, vec![]),
+        ],
+        delete_at_end: false,
+    };
+    if let Err(e) = run(&s) {
+        panic!("{e}");
+    }
+}
+
+/// A scenario the random walk found: reads moved from zone 0 to zone 1 in one edit while a
+/// remote-write URL change was on its way, so zone 1 could not join `read` yet.
+#[test]
+fn reads_moved_to_another_zone_during_a_url_change_never_empty_read() {
+    let s = Scenario {
+        modes: vec![0, 2],
+        never_ready: None,
+        missing_ref: None,
+        retain: false,
+        events: vec![
+            (Event::Version, 2, vec![]),
+            (Event::Port, 5, vec![]),
+            (Event::Modes((1, 0), (2, 2)), 6, vec![]),
         ],
         delete_at_end: false,
     };

@@ -201,6 +201,48 @@ fn the_only_serving_zone_is_updated_in_place() {
     }
 }
 
+/// Traffic moved from one zone to another in one edit while the zone that gains it is being
+/// updated: the zone that loses it stays in the target until the other one can take it, so the
+/// target never passes through empty.
+#[test]
+fn traffic_moved_to_a_zone_under_update_waits_for_it_before_leaving() {
+    for (gains, loses, target) in [
+        ("write-only", "read-only", "write"),
+        ("read-only", "write-only", "read"),
+    ] {
+        let (before, _) = if target == "write" {
+            ("read-only", "")
+        } else {
+            ("write-only", "")
+        };
+        let mut world = zones_with_modes(&[before, "read-write"]);
+        settled(&mut world);
+        common_cluster(&mut world, |spec| spec["clusterVersion"] = json!("v2"));
+        run_until(&mut world, 200, "z0 Applying", |w| {
+            phase(w) == (Some("z0".into()), Some(ZonePhase::Applying))
+        });
+        world.edit(|cr| {
+            cr.spec.zones[0].traffic_mode =
+                Some(serde_json::from_value(json!(gains)).expect("mode"));
+            cr.spec.zones[1].traffic_mode =
+                Some(serde_json::from_value(json!(loses)).expect("mode"));
+        });
+        world.check_invariants();
+        assert!(
+            world.run_until_settled(2000),
+            "{target}: {:?}",
+            world.status()
+        );
+        let status = world.status();
+        let (z0, z1) = (&status.zones[0], &status.zones[1]);
+        if target == "write" {
+            assert!(z0.in_write && !z1.in_write, "{status:?}");
+        } else {
+            assert!(z0.in_read && !z1.in_read, "{status:?}");
+        }
+    }
+}
+
 #[test]
 fn a_zone_beside_one_that_never_became_ready_is_updated_in_place() {
     let mut world = World::new(zones_cr(2, "v1"));

@@ -507,8 +507,9 @@ impl InvariantChecker {
 
     /// A target that had a serving zone keeps one, unless its last ones stay routed (updated in
     /// place, or unready on their own): what must never happen is a change that takes a zone
-    /// out of the target (while its mode still allows the target) and leaves the target with
-    /// no serving zone, when that zone was among the last ones that served it.
+    /// out of the target (while its mode still allows the target, or another existing zone's
+    /// mode allows it) and leaves the target with no serving zone, when that
+    /// zone was among the last ones that served it.
     fn check_serving(
         &mut self,
         name: &str,
@@ -537,10 +538,21 @@ impl InvariantChecker {
             let (Some(before), Some(last)) = (before, self.last_serving.get(&key)) else {
                 continue;
             };
+            // A zone whose mode no longer allows the target may leave it only once another
+            // zone serves it, when another zone is meant to: traffic moved from one zone to
+            // another in one edit must not pass through an empty target.
             let taken_out: Vec<String> = zones
                 .iter()
                 .filter(|z| before.contains(&z.name) && !members.contains(&z.name))
-                .filter(|z| last.contains(&z.name) && target.allowed_by(z.mode))
+                .filter(|z| {
+                    last.contains(&z.name)
+                        && (target.allowed_by(z.mode)
+                            || zones.iter().any(|other| {
+                                other.name != z.name
+                                    && target.allowed_by(other.mode)
+                                    && other.exists
+                            }))
+                })
                 .map(|z| z.name.clone())
                 .collect();
             if !taken_out.is_empty() {

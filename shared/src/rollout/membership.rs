@@ -188,15 +188,20 @@ pub fn serves(
     zone: &Zone,
     target: Target,
 ) -> bool {
+    target.allowed_by(zone.traffic_mode.unwrap_or_default())
+        && live.target(target).contains(&member_name(cr, zone, target))
+        && ready_for(cr, observed, zone, target)
+}
+
+/// Whether `zone` could carry `target`'s traffic now: its backend (for `write` also its agent)
+/// is ready.
+fn ready_for(cr: &VMDistributed, observed: &Observed, zone: &Zone, target: Target) -> bool {
     let ready = |kind: ChildKind| {
         observed
             .find(kind, &child_name(cr, zone, kind))
             .is_some_and(ChildObject::is_ready)
     };
-    target.allowed_by(zone.traffic_mode.unwrap_or_default())
-        && live.target(target).contains(&member_name(cr, zone, target))
-        && ready(backend_kind(cr))
-        && (target == Target::Read || ready(ChildKind::VMAgent))
+    ready(backend_kind(cr)) && (target == Target::Read || ready(ChildKind::VMAgent))
 }
 
 /// The zone under update: `status.rollout.zone` in phase `Excluding` or `Applying`. It leaves
@@ -225,20 +230,13 @@ pub fn kept_in_place(cr: &VMDistributed, observed: &Observed, zone: &Zone) -> Ve
         .is_some_and(|r| {
             r.phase == Some(ZonePhase::Excluding) && r.zone.as_deref() == Some(zone.name.as_str())
         });
-    let ready = |kind: ChildKind| {
-        observed
-            .find(kind, &child_name(cr, zone, kind))
-            .is_some_and(ChildObject::is_ready)
-    };
     Target::ALL
         .into_iter()
         .filter(|target| {
             let routed = live
                 .target(*target)
                 .contains(&member_name(cr, zone, *target));
-            let could_serve = excluding
-                && ready(backend_kind(cr))
-                && (*target == Target::Read || ready(ChildKind::VMAgent));
+            let could_serve = excluding && ready_for(cr, observed, zone, *target);
             let exists = observed
                 .find(member_kind(cr, *target), &member_name(cr, zone, *target))
                 .is_some();
@@ -360,7 +358,50 @@ pub fn derive(cr: &VMDistributed, observed: &Observed, under_update: Option<&str
             membership.read.insert(zone.name.clone());
         }
     }
+    hand_over(cr, observed, &live, &mut membership);
     membership
+}
+
+/// Traffic moved from one zone to another in one edit (docs/rollout.md "Traffic-mode changes"):
+/// a zone whose `trafficMode` no longer allows a target stays in it until a member of the target
+/// is ready for it, while another zone is meant to take it. The zone that gains the traffic may
+/// not join at once (it is under update, or not every agent writes to it yet), and the target
+/// must not pass through empty meanwhile.
+fn hand_over(
+    cr: &VMDistributed,
+    observed: &Observed,
+    live: &LiveRefs,
+    membership: &mut Membership,
+) {
+    let mode = |zone: &Zone| zone.traffic_mode.unwrap_or_default();
+    let exists = |zone: &Zone| {
+        [backend_kind(cr), ChildKind::VMAgent]
+            .into_iter()
+            .all(|kind| observed.find(kind, &child_name(cr, zone, kind)).is_some())
+    };
+    for target in Target::ALL {
+        let meant = cr
+            .spec
+            .zones
+            .iter()
+            .any(|zone| target.allowed_by(mode(zone)) && exists(zone));
+        let served = cr
+            .spec
+            .zones
+            .iter()
+            .filter(|zone| membership.of(target).contains(&zone.name))
+            .any(|zone| ready_for(cr, observed, zone, target));
+        if !meant || served {
+            continue;
+        }
+        for zone in &cr.spec.zones {
+            if !target.allowed_by(mode(zone))
+                && live.target(target).contains(&member_name(cr, zone, target))
+            {
+                membership.of_mut(target).insert(zone.name.clone());
+            }
+        }
+    }
 }
 
 /// What a VMAuth that this CR stops managing routes to when it is handed back (it keeps working
