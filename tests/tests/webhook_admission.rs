@@ -885,12 +885,14 @@ async fn request_bodies_over_the_limit_are_refused_before_they_are_read() -> Res
             "POST /validate HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n"
         )
     };
-    // Over 4 MiB (and under the 8 MiB the limit used to be): refused without waiting for it.
+    // Just over 8 MiB: refused without waiting for it.
     let mut stream = connect(hook).await?;
-    stream.write_all(head(5 * 1024 * 1024).as_bytes()).await?;
+    stream
+        .write_all(head(8 * 1024 * 1024 + 1).as_bytes())
+        .await?;
     let (code, body) = read_answer(&mut stream, Duration::from_secs(3)).await?;
     assert_eq!(code, 413, "{body}");
-    assert!(body.contains("4 MiB"), "{body}");
+    assert!(body.contains("8 MiB"), "{body}");
 
     let before = harness::operator_world::rss_bytes(pid)?;
     let chunk = vec![b' '; 64 * 1024];

@@ -251,7 +251,7 @@ async fn answer(state: &AppState, endpoint: Endpoint, request: Request) -> (Outc
 }
 
 /// The answer to a body over [`MAX_BODY_BYTES`].
-const TOO_LARGE: &str = "request body exceeds 4 MiB: an AdmissionReview of any object \
+const TOO_LARGE: &str = "request body exceeds 8 MiB: an AdmissionReview of any object \
      Kubernetes can store (1.5 MiB in etcd, twice that for an update's object and oldObject) \
      is smaller";
 
