@@ -265,6 +265,57 @@ mod tests {
         assert_eq!(finding(Ok(())), Finding::Accepted);
     }
 
+    /// What the webhook dry-runs is what the controller writes: children whose spec leaves the
+    /// version unset carry the versions pinned by the `--pinned-*-version` flags.
+    #[test]
+    fn dry_run_objects_carry_the_pinned_versions() {
+        let object = serde_json::json!({
+            "apiVersion": "operator.victoriametrics.com/v1alpha1", "kind": "VMDistributed",
+            "metadata": {"name": "pins", "namespace": "ns"},
+            "spec": {"zones": [{"name": "zone-a"}, {"name": "zone-b"}],
+                "zoneCommon": {"vmcluster": {"spec": {"vmstorage": {"replicaCount": 1}}}}}
+        });
+        let review = Review {
+            uid: "u".into(),
+            namespace: Some("ns".into()),
+            object,
+            old_object: None,
+        };
+        let pins = PinnedVersions::from_flags("v1.2.3-cluster", "v1.2.3", "");
+        let plan = plan(&review, &pins).expect("a plan");
+        let version = |kind: &str, pointer: &str| -> Vec<Option<String>> {
+            plan.shapes
+                .iter()
+                .filter(|s| s.intent.kind.kind() == kind)
+                .map(|s| {
+                    s.intent
+                        .spec
+                        .pointer(pointer)
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned)
+                })
+                .collect()
+        };
+        assert_eq!(
+            version("VMCluster", "/clusterVersion"),
+            vec![Some("v1.2.3-cluster".to_owned()); 2]
+        );
+        assert_eq!(
+            version("VMAgent", "/image/tag"),
+            vec![Some("v1.2.3".to_owned()); 2]
+        );
+        // Without pins, the versions are left to the operator.
+        let plan = super::plan(&review, &PinnedVersions::default()).expect("a plan");
+        assert!(
+            plan.shapes
+                .iter()
+                .all(|s| s.intent.spec.pointer("/clusterVersion").is_none()
+                    && s.intent.spec.pointer("/image/tag").is_none()),
+            "{:?}",
+            plan.shapes
+        );
+    }
+
     #[test]
     fn a_rejection_denies_and_warnings_are_kept() {
         let allowed = AdmissionResponse::invalid("");
