@@ -507,3 +507,59 @@ fn renaming_the_vmauth_mid_rollout_hands_the_old_one_back_with_every_zone() {
         }
     }
 }
+
+/// A rename the annotation allows: the zone's new cluster is created and joins `read` once every
+/// agent writes to it, the other zones stay in `read` while only their agents change, and every
+/// state keeps the invariants.
+#[test]
+fn an_allowed_rename_keeps_the_other_zones_in_read() {
+    let mut world = zones_with_modes(&["read-write", "read-write", "read-write"]);
+    settled(&mut world);
+    world.edit(|cr| {
+        cr.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(
+                "operator.victoriametrics.com/allow-rename".into(),
+                "true".into(),
+            );
+        cr.spec.zones[0].vmcluster =
+            Some(serde_json::from_value(json!({"name": "demo-z0-new"})).expect("cluster"));
+    });
+    world.check_invariants();
+    for zone in ["z1", "z2"] {
+        run_until(&mut world, 400, "an agent-only update", |w| {
+            phase(w) == (Some(zone.into()), Some(ZonePhase::Applying))
+        });
+        let status = world.status();
+        let view = status.zones.iter().find(|z| z.name == zone).expect("zone");
+        assert!(view.in_read && !view.in_write, "{zone}: {status:?}");
+    }
+    settled(&mut world);
+    let status = world.status();
+    assert_eq!(status.zones[0].vmcluster.as_deref(), Some("demo-z0-new"));
+    assert!(
+        status.zones.iter().all(|z| z.in_read && z.in_write),
+        "{status:?}"
+    );
+}
+
+/// A change of one zone's agent only leaves that zone in `read`: its backend is untouched.
+#[test]
+fn an_agent_only_change_keeps_the_zone_in_read() {
+    let mut world = zones_with_modes(&["read-write", "read-write"]);
+    settled(&mut world);
+    world.edit(|cr| {
+        cr.spec.zones[1].vmagent =
+            Some(serde_json::from_value(json!({"spec": {"replicaCount": 3}})).expect("agent"));
+    });
+    run_until(&mut world, 200, "z1 Applying", |w| {
+        phase(w) == (Some("z1".into()), Some(ZonePhase::Applying))
+    });
+    let status = world.status();
+    assert!(
+        status.zones[1].in_read && !status.zones[1].in_write,
+        "{status:?}"
+    );
+    settled(&mut world);
+}

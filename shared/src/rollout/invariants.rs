@@ -186,8 +186,8 @@ pub struct InvariantChecker {
     objects: BTreeMap<(String, String), Value>,
     /// Last seen `metadata.generation` of each zone child, by uid.
     generations: HashMap<String, i64>,
-    /// (zone, target) pairs that were served (routed and ready) at least once: only a target a
-    /// zone was in can be one it is out of.
+    /// (member name, target) pairs that were served (routed and ready) at least once: only a
+    /// target a zone's member was in can be one it is out of.
     ever_routed: BTreeSet<(String, Target)>,
     /// The zones that last served each target of each VMAuth (by uid), while any did.
     last_serving: HashMap<(String, Target), BTreeSet<String>>,
@@ -576,7 +576,9 @@ impl InvariantChecker {
             let mut missing = Vec::new();
             let mut unready = Vec::new();
             for target in Target::ALL {
-                let key = (zone.name.clone(), target);
+                // Keyed by the member's name, not the zone's: a renamed cluster is a new
+                // member, which joins as a new zone does, not one the zone left.
+                let key = (zone.member_name(target).to_owned(), target);
                 if !target.allowed_by(zone.mode) {
                     // A mode that takes the target away ends the zone's time in it: given back
                     // later, the target is one the zone joins anew, not one it left.

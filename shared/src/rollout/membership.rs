@@ -10,9 +10,10 @@ use serde_json::Value;
 use crate::api::{TrafficMode, VMDistributed, Zone, ZonePhase};
 use crate::children::ChildObject;
 use crate::names::{ChildKind, backend_kind, child_name, vmauth_name};
-use crate::render::backend_url;
 use crate::render::remote_write_url;
 use crate::render::url::addresses_backend;
+use crate::render::{backend_url, render_zone};
+use crate::rollout::compare::contains;
 use crate::rollout::model::Observed;
 
 /// `crd.kind` of the VMAuth target ref that routes writes to the agents. Target refs are told
@@ -253,6 +254,33 @@ pub fn kept_in_place(cr: &VMDistributed, observed: &Observed, zone: &Zone) -> Ve
         .collect()
 }
 
+/// Whether the zone under update keeps serving reads because its update leaves its backend
+/// alone (docs/rollout.md "Serving guard"): it is in the live `read` refs, its mode allows
+/// reads, and its backend is ready and already carries its intent, so only its agent changes.
+/// Such a zone leaves `write` only. This is what keeps `read` whole while a change moves
+/// through the agents alone (a new zone or a renamed cluster in every `remoteWrite` list):
+/// taking each zone out of `read` for its agent's update would leave a renamed zone's new
+/// cluster, which joins `read` only once every agent writes to it, and the zone under update
+/// both out.
+fn serves_reads_unchanged(
+    cr: &VMDistributed,
+    observed: &Observed,
+    live: &LiveRefs,
+    zone: &Zone,
+) -> bool {
+    let kind = backend_kind(cr);
+    let name = child_name(cr, zone, kind);
+    if !Target::Read.allowed_by(zone.traffic_mode.unwrap_or_default()) || !live.read.contains(&name)
+    {
+        return false;
+    }
+    let Some(backend) = observed.find(kind, &name).filter(|b| b.is_ready()) else {
+        return false;
+    };
+    let intent = render_zone(cr, zone, observed).backend;
+    backend.spec_hash() == Some(intent.spec_hash.as_str()) && contains(&backend.spec, &intent.spec)
+}
+
 /// Whether every existing agent of the CR writes to `zone`'s backend where it listens now (the
 /// URL of its live spec; of its intent while it does not exist): the condition for a ready zone
 /// to join reads, so reads never reach a zone that misses what was written after it joined.
@@ -335,6 +363,9 @@ pub fn derive(cr: &VMDistributed, observed: &Observed, under_update: Option<&str
         if under_update == Some(zone.name.as_str()) {
             for target in kept_in_place(cr, observed, zone) {
                 membership.of_mut(target).insert(zone.name.clone());
+            }
+            if serves_reads_unchanged(cr, observed, &live, zone) {
+                membership.read.insert(zone.name.clone());
             }
             continue;
         }
