@@ -4,10 +4,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser, Subcommand, ValueEnum};
-use shared::versions::{
-    OPERATOR_DEFAULT_CLUSTER_VERSION, OPERATOR_DEFAULT_VERSION, PinnedVersions,
-};
+use clap::{ArgAction, Parser, Subcommand};
+pub use vmdistributed_runtime::{LogFormat, PinArgs};
 
 /// Zone-by-zone rollouts of VictoriaMetrics clusters described by `VMDistributed` objects.
 #[derive(Debug, Parser)]
@@ -93,37 +91,6 @@ fn duration(s: &str) -> Result<std::time::Duration, String> {
     shared::duration::parse_go_duration(s).map_err(|err| err.to_string())
 }
 
-/// The versions pinned into children whose spec leaves the version to the VictoriaMetrics
-/// operator's default, so that an operator upgrade with a new default is not rolled out to every
-/// zone at once (docs/rollout.md "Pinned versions"). The defaults are those of the operator
-/// release this controller is tested with; keep them equal to your operator's
-/// (`VM_METRICS_VERSION` and the per-kind `VM_*DEFAULT_VERSION` settings). Changing one rolls it
-/// out zone by zone. An empty value pins nothing for that kind.
-#[derive(Debug, Clone, clap::Args)]
-pub struct PinArgs {
-    /// `clusterVersion` of VMClusters whose spec sets neither it nor every component's tag.
-    #[arg(long, env = "VMD_PINNED_VMCLUSTER_VERSION", default_value = OPERATOR_DEFAULT_CLUSTER_VERSION)]
-    pub pinned_vmcluster_version: String,
-    /// `image.tag` of VMAgents whose spec sets neither it nor `componentVersion`.
-    #[arg(long, env = "VMD_PINNED_VMAGENT_VERSION", default_value = OPERATOR_DEFAULT_VERSION)]
-    pub pinned_vmagent_version: String,
-    /// `image.tag` of VMSingles whose spec sets neither it nor `componentVersion`.
-    #[arg(long, env = "VMD_PINNED_VMSINGLE_VERSION", default_value = OPERATOR_DEFAULT_VERSION)]
-    pub pinned_vmsingle_version: String,
-}
-
-impl PinArgs {
-    /// The versions as the rendering takes them (an empty flag pins nothing).
-    #[must_use]
-    pub fn pinned_versions(&self) -> PinnedVersions {
-        PinnedVersions::from_flags(
-            &self.pinned_vmcluster_version,
-            &self.pinned_vmagent_version,
-            &self.pinned_vmsingle_version,
-        )
-    }
-}
-
 /// Flags of `render`.
 #[derive(Debug, clap::Args)]
 pub struct RenderArgs {
@@ -133,15 +100,6 @@ pub struct RenderArgs {
     /// Versions pinned into children whose spec sets none, as the controller's flags.
     #[command(flatten)]
     pub pins: PinArgs,
-}
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 impl RunArgs {
@@ -183,6 +141,8 @@ fn hostname() -> String {
 
 #[cfg(test)]
 mod tests {
+    use shared::versions::PinnedVersions;
+
     use super::*;
 
     fn run(args: &[&str]) -> RunArgs {

@@ -11,7 +11,6 @@ mod crd_watch;
 mod error;
 mod http;
 mod leader;
-mod logging;
 mod managed_fields;
 mod metrics;
 mod name_index;
@@ -33,7 +32,11 @@ fn main() -> ExitCode {
         Command::Render(args) => render(&args.file, &args.pins.pinned_versions()),
         Command::Run(args) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            if let Err(err) = logging::init(args.log_format, &args.log_level) {
+            if let Err(err) = vmdistributed_runtime::logging::init(
+                args.log_format,
+                &args.log_level,
+                vmdistributed_runtime::logging::ModulePath::Shown,
+            ) {
                 eprintln!("error: {err:#}");
                 return ExitCode::from(2);
             }

@@ -4,10 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Parser, Subcommand, ValueEnum};
-use shared::versions::{
-    OPERATOR_DEFAULT_CLUSTER_VERSION, OPERATOR_DEFAULT_VERSION, PinnedVersions,
-};
+use clap::{ArgAction, Parser, Subcommand};
+pub use vmdistributed_runtime::{LogFormat, PinArgs};
 
 /// Admission webhook for VMDistributed: defaulting and validation over HTTPS, and an offline
 /// `check` of manifests.
@@ -26,15 +24,6 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Default and validate VMDistributed manifests offline; exit code 1 on any error.
     Check(CheckArgs),
-}
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable text.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// Flags of `serve`.
@@ -79,29 +68,10 @@ pub struct ServeArgs {
     #[arg(long, env = "VMD_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
     /// Preflight renders children with the versions the controller pins where a spec sets
-    /// none, so it dry-runs what the controller will write: keep these equal to the
-    /// controller's flags of the same names (the chart sets both from
-    /// `controller.pinnedVersions`). An empty value pins nothing for that kind.
-    #[arg(long, env = "VMD_PINNED_VMCLUSTER_VERSION", default_value = OPERATOR_DEFAULT_CLUSTER_VERSION)]
-    pub pinned_vmcluster_version: String,
-    /// `image.tag` pinned into VMAgents whose spec sets neither it nor `componentVersion`.
-    #[arg(long, env = "VMD_PINNED_VMAGENT_VERSION", default_value = OPERATOR_DEFAULT_VERSION)]
-    pub pinned_vmagent_version: String,
-    /// `image.tag` pinned into VMSingles whose spec sets neither it nor `componentVersion`.
-    #[arg(long, env = "VMD_PINNED_VMSINGLE_VERSION", default_value = OPERATOR_DEFAULT_VERSION)]
-    pub pinned_vmsingle_version: String,
-}
-
-impl ServeArgs {
-    /// The pinned versions, as the controller reads its flags of the same names.
-    #[must_use]
-    pub fn pinned_versions(&self) -> PinnedVersions {
-        PinnedVersions::from_flags(
-            &self.pinned_vmcluster_version,
-            &self.pinned_vmagent_version,
-            &self.pinned_vmsingle_version,
-        )
-    }
+    /// none, so it dry-runs what the controller will write: the same flags as the controller's
+    /// (the chart sets both from `controller.pinnedVersions`).
+    #[command(flatten)]
+    pub pins: PinArgs,
 }
 
 /// Flags of `check`.
@@ -118,6 +88,8 @@ fn duration(s: &str) -> Result<Duration, String> {
 
 #[cfg(test)]
 mod tests {
+    use shared::versions::{OPERATOR_DEFAULT_VERSION, PinnedVersions};
+
     use super::*;
 
     fn serve(args: &[&str]) -> ServeArgs {
@@ -132,7 +104,7 @@ mod tests {
     #[test]
     fn preflight_pins_what_the_controller_pins_by_default_and_takes_its_flags() {
         assert_eq!(
-            serve(&[]).pinned_versions(),
+            serve(&[]).pins.pinned_versions(),
             PinnedVersions::operator_defaults()
         );
         assert_eq!(
@@ -140,6 +112,7 @@ mod tests {
                 "--pinned-vmcluster-version=v1.111.0-cluster",
                 "--pinned-vmagent-version=",
             ])
+            .pins
             .pinned_versions(),
             PinnedVersions {
                 vmcluster: Some("v1.111.0-cluster".to_owned()),

@@ -5,7 +5,6 @@
 pub mod admission;
 pub mod cli;
 pub mod cpus;
-pub mod logging;
 pub mod metrics;
 pub mod preflight;
 pub mod routes;

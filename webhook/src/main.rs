@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser as _;
+use vmdistributed_runtime::logging::{self, ModulePath};
 use vmdistributed_webhook::cli::{CheckArgs, Cli, Command, ServeArgs};
 use vmdistributed_webhook::metrics::Metrics;
 use vmdistributed_webhook::preflight::Preflight;
 use vmdistributed_webhook::routes::AppState;
-use vmdistributed_webhook::{logging, server};
+use vmdistributed_webhook::server;
 
 /// Admission is allocation-heavy (one JSON document in, one out, per request); mimalloc's
 /// thread-local free lists cost less than glibc malloc there.
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
 
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    logging::init(args.log_format, &args.log_level)?;
+    logging::init(args.log_format, &args.log_level, ModulePath::Hidden)?;
     if args.preflight && args.preflight_timeout >= args.request_timeout {
         anyhow::bail!(
             "--preflight-timeout ({:?}) must be shorter than --request-timeout ({:?})",
@@ -58,7 +59,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             Some(
                 Preflight::connect(args.kubeconfig.as_deref(), args.preflight_timeout)
                     .await?
-                    .with_pinned_versions(args.pinned_versions()),
+                    .with_pinned_versions(args.pins.pinned_versions()),
             )
         } else {
             None
