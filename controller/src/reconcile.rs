@@ -1,7 +1,7 @@
 //! One reconcile step: read the cluster into an [`Observed`], let the pure decision say what to
 //! do, then write the status (with a resourceVersion precondition), emit events and execute the
-//! child writes, in that order (SPEC §5 "Consistency"; the rules are in
-//! `shared::rollout::model`). Nothing here waits for readiness: every wait is a requeue or a
+//! child writes, in that order (docs/rollout.md "Crash safety"; the rules are in
+//! `shared::model`). Nothing here waits for readiness: every wait is a requeue or a
 //! watch event.
 
 use std::collections::{HashMap, HashSet};
@@ -15,11 +15,11 @@ use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Reco
 use kube::{Resource, ResourceExt};
 use shared::VMDistributed;
 use shared::children::ANNOTATION_CREATED_BY;
-use shared::names::ChildKind;
-use shared::preflight::Finding;
-use shared::rollout::model::{
+use shared::model::{
     Action, ChildFailure, ChildIntent, Decision, Event, EventReason, EventType, PreflightOutcome,
 };
+use shared::names::ChildKind;
+use shared::preflight::Finding;
 use shared::rollout::{Observed, decide};
 use shared::versions::PinnedVersions;
 use tracing::Instrument;

@@ -10,6 +10,7 @@ pub mod crd;
 pub mod defaults;
 pub mod duration;
 pub mod merge;
+pub mod model;
 pub mod names;
 pub mod parse;
 mod path;

@@ -1,5 +1,6 @@
 //! The pure logic of `vmdistributed-controller render -f FILE|-`: the children a
-//! `VMDistributed` renders to (SPEC §4), printed as YAML, offline.
+//! `VMDistributed` renders to (docs/cli.md "`vmdistributed-controller render`"), printed as
+//! YAML, offline.
 //!
 //! Input is multi-document YAML; documents of other kinds are skipped with a note on stderr, and
 //! a YAML syntax error names the document and the line. Each valid `VMDistributed` is defaulted
@@ -17,11 +18,10 @@ use crate::api::{KIND, TrafficMode};
 use crate::check::{Parsed, parse_document, split_documents};
 use crate::cli::CliOutput;
 use crate::defaults::default_in_place;
+use crate::model::{ChildIntent, Membership, Observed};
 use crate::names::ChildKind;
 use crate::parse::strict;
 use crate::render::{render_vmauth, render_zone};
-use crate::rollout::membership::Membership;
-use crate::rollout::model::{ChildIntent, Observed};
 use crate::validation::validate_value;
 use crate::versions::PinnedVersions;
 

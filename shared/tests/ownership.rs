@@ -8,9 +8,9 @@ mod rollout_world;
 use rollout_world::{World, cr_from, zones_cr};
 use serde_json::{Value, json};
 use shared::children::{ANNOTATION_CREATED_BY, ChildObject, LABEL_CLAIM};
+use shared::model::{Action, MetadataPatchReason, Observed};
 use shared::names::ChildKind;
 use shared::rollout::decide;
-use shared::rollout::model::{Action, MetadataPatchReason, Observed};
 use shared::rollout::patch;
 use shared::validation::{ALLOW_RENAME_ANNOTATION, validate, validate_stored};
 
@@ -111,7 +111,7 @@ fn refs_still_marked() -> (shared::VMDistributed, Observed) {
         "zoneCommon": {"vmcluster": {"spec": {"vminsert": {}, "vmselect": {}}}},
         "zones": [{"name": "z0", "vmcluster": {"ref": {"name": "demo-z0"}}}, {"name": "z1"}]
     }));
-    cr.metadata.finalizers = Some(vec![shared::rollout::model::FINALIZER.to_owned()]);
+    cr.metadata.finalizers = Some(vec![shared::model::FINALIZER.to_owned()]);
     let marked = |kind: &str, name: &str, zone: Option<&str>| {
         let mut labels = json!({LABEL_CLAIM: "demo"});
         if let Some(zone) = zone {
@@ -184,7 +184,8 @@ fn a_ref_still_marked_as_created_is_released_not_deleted_with_its_cr() {
 #[test]
 fn a_ref_loses_created_by_and_owner_reference_and_its_intent_carries_neither() {
     let (cr, observed) = refs_still_marked();
-    let intents = shared::render::render_intents(&shared::defaults::apply_defaults(&cr), &observed);
+    let intents =
+        shared::rollout::render_intents(&shared::defaults::apply_defaults(&cr), &observed);
     for intent in [
         &intents.zones[0].backend,
         intents.vmauth.as_ref().expect("vmauth"),
@@ -305,7 +306,7 @@ fn the_controller_refuses_a_rename_the_webhook_would_refuse_with_the_same_messag
 
     // The decision refuses it as InvalidSpec and writes nothing.
     let mut cr = cr;
-    cr.metadata.finalizers = Some(vec![shared::rollout::model::FINALIZER.to_owned()]);
+    cr.metadata.finalizers = Some(vec![shared::model::FINALIZER.to_owned()]);
     let observed = Observed {
         children,
         ..Observed::default()

@@ -3,13 +3,13 @@
 use serde_json::{Value, json};
 use shared::VMDistributed;
 use shared::children::ChildObject;
+use shared::model::{Membership, Observed};
 use shared::names::ChildKind;
 use shared::render::{
-    self, EMPTY_TARGET_URL, remote_write_url, render_agent_spec, render_intents, render_vmauth,
-    spec_hash,
+    self, EMPTY_TARGET_URL, remote_write_url, render_agent_spec, render_vmauth, spec_hash,
 };
-use shared::rollout::membership::{LiveRefs, Membership};
-use shared::rollout::model::Observed;
+use shared::rollout::membership::LiveRefs;
+use shared::rollout::render_intents;
 
 fn cr(value: Value) -> VMDistributed {
     let mut object = json!({

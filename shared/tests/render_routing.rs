@@ -8,9 +8,9 @@
 use regex::Regex;
 use serde_json::{Value, json};
 use shared::VMDistributed;
+use shared::model::Membership;
+use shared::model::Observed;
 use shared::render::render_vmauth;
-use shared::rollout::membership::Membership;
-use shared::rollout::model::Observed;
 
 fn cr(backend: &str) -> VMDistributed {
     serde_json::from_value(json!({

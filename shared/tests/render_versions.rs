@@ -5,8 +5,8 @@
 
 use serde_json::{Value, json};
 use shared::VMDistributed;
-use shared::render::render_intents;
-use shared::rollout::model::{Intents, Observed};
+use shared::model::{Intents, Observed};
+use shared::rollout::render_intents;
 use shared::versions::PinnedVersions;
 
 fn cr(spec: Value) -> VMDistributed {

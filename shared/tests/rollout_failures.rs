@@ -284,7 +284,7 @@ fn ready_zones_is_what_the_writes_a_status_authorizes_leave_ready() {
 fn a_preflight_rejection_is_told_to_the_zones_it_refused() {
     let mut world = World::new(zones_cr(2, "v1"));
     let line = "preflight: spec.zones[1].vmcluster.spec.x: field not declared in schema (refused for VMCluster demo-z1 in zone z1)";
-    world.memory_preflight = Some(shared::rollout::model::PreflightOutcome {
+    world.memory_preflight = Some(shared::model::PreflightOutcome {
         generation: 1,
         rejection: Some(line.to_owned()),
         zone_messages: [("z1".to_owned(), line.to_owned())].into(),

@@ -11,12 +11,10 @@ use serde_json::{Value, json};
 use shared::VMDistributed;
 use shared::api::ZonePhase;
 use shared::children::ChildObject;
+use shared::model::{Action, Observed, Target, contains};
 use shared::names::{ChildKind, child_name};
-use shared::render::render_intents;
-use shared::rollout::compare::contains;
-use shared::rollout::membership::{LiveRefs, Target};
-use shared::rollout::model::{Action, Observed};
-use shared::rollout::{Decision, decide};
+use shared::rollout::membership::LiveRefs;
+use shared::rollout::{Decision, decide, render_intents};
 
 #[derive(Clone, Debug)]
 struct ChildState {

@@ -556,7 +556,7 @@ fn adopted_child_that_contains_the_intent_is_stamped_without_a_rollout() {
     let cr = zones_cr(2, "v1");
     let mut world = World::new(cr.clone());
     // Pre-existing children identical to what would be rendered, without annotations.
-    let intents = shared::render::render_intents(&cr, &world.observed());
+    let intents = shared::rollout::render_intents(&cr, &world.observed());
     for zone in &intents.zones {
         for intent in [&zone.backend, &zone.agent] {
             let mut object = intent.to_object();

@@ -13,9 +13,9 @@ use kube::api::PatchParams;
 use serde_json::{Value, json};
 use shared::VMDistributed;
 use shared::defaults::apply_defaults;
+use shared::model::Membership;
+use shared::model::Observed;
 use shared::render::{render_vmauth, render_zone};
-use shared::rollout::membership::Membership;
-use shared::rollout::model::Observed;
 
 fn example(name: &str) -> Result<Value> {
     let path = harness::workspace_root().join("examples").join(name);

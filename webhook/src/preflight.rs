@@ -17,9 +17,9 @@ use kube::core::admission::AdmissionResponse;
 use kube::core::{ApiResource, GroupVersionKind};
 use shared::VMDistributed;
 use shared::children::ChildObject;
+use shared::model::Observed;
 use shared::names::ChildKind;
 use shared::preflight::{FIELD_MANAGER, Finding, Shape, Verdict};
-use shared::rollout::model::Observed;
 use shared::versions::PinnedVersions;
 use tracing::debug;
 

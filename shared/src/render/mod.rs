@@ -1,11 +1,14 @@
-//! Rendering of the children (SPEC §4): for a defaulted CR and the observed live children, the
-//! complete desired state of every child, with no I/O.
+//! Rendering of the children (docs/api.md "Merge rules", docs/rollout.md "Routing"): for a
+//! defaulted CR and the observed live children, the complete desired state of every child, with
+//! no I/O.
 //!
 //! Live state is an input on purpose: the remote-write URL of a `ref` or adopted backend comes
 //! from the live object (its owner decides its port and TLS), the order of an agent's
 //! `remoteWrite` list follows the live agent (vmagent names its on-disk queues by position, so
-//! reordering would lose buffered data), and the VMAuth's targets follow the membership derived
-//! from the live VMAuth and readiness.
+//! reordering would lose buffered data), and the VMAuth's targets follow the membership it is
+//! given. Deriving that membership (from the live VMAuth and readiness) is the rollout's
+//! (`rollout::render_intents`): it needs the URLs rendered here, so `render` imports only
+//! `crate::model` and the modules below it, never `rollout`.
 
 pub mod hash;
 pub mod read_order;
@@ -22,9 +25,8 @@ use crate::children::{
     ANNOTATION_CREATED_BY, ANNOTATION_SPEC_HASH, ChildObject, LABEL_CLAIM, LABEL_MANAGED_BY,
     LABEL_ZONE, MANAGED_BY_VALUE, OwnerRef,
 };
+use crate::model::{ChildIntent, Intents, Membership, Observed, ZoneIntents};
 use crate::names::{ChildKind, backend_kind, child_name, is_ref, is_referenced, vmauth_name};
-use crate::rollout::membership::{self, Membership};
-use crate::rollout::model::{ChildIntent, Intents, Observed, ZoneIntents};
 use crate::spec::{adopts_by_name, zone_child_spec, zone_remote_write};
 use crate::versions;
 
@@ -35,12 +37,12 @@ pub use url::remote_write_url;
 /// backends, and a closed local port fails fast instead of hanging.
 pub const EMPTY_TARGET_URL: &str = "http://127.0.0.1:9999";
 
-/// Every intent of `cr` given the observed children: zones in spec order, then the VMAuth with
-/// the membership SPEC §5 derives from the live VMAuth, readiness and `status.rollout`, and the
-/// zones a rollout in progress has updated listed last in `read` ([`read_order`]).
+/// Every intent of `cr` given the observed children and the VMAuth `membership`: zones in spec
+/// order, then the VMAuth, with the zones a rollout in progress has updated listed last in
+/// `read` ([`read_order`]). `rollout::render_intents` passes the membership docs/rollout.md
+/// "Definitions" derives from the live VMAuth, readiness and `status.rollout`.
 #[must_use]
-pub fn render_intents(cr: &VMDistributed, observed: &Observed) -> Intents {
-    let membership = membership::derive(cr, observed, membership::zone_under_update(cr));
+pub fn render_all(cr: &VMDistributed, observed: &Observed, membership: &Membership) -> Intents {
     let zones: Vec<ZoneIntents> = cr
         .spec
         .zones
@@ -49,9 +51,8 @@ pub fn render_intents(cr: &VMDistributed, observed: &Observed) -> Intents {
         .collect();
     let read_last = read_order::updated_in_rollout(observed, &zones);
     Intents {
-        vmauth: vmauth_enabled(cr).then(|| {
-            render_vmauth_ordered(cr, observed, &membership, &vmauth_name(cr), &read_last)
-        }),
+        vmauth: vmauth_enabled(cr)
+            .then(|| render_vmauth_ordered(cr, observed, membership, &vmauth_name(cr), &read_last)),
         zones,
     }
 }
@@ -201,7 +202,7 @@ pub fn render_vmauth(
 }
 
 /// The VMAuth intent for a membership under an explicit name (also used to restore every zone
-/// to a VMAuth that is being released, SPEC §5 step 7), `read` in spec order.
+/// to a VMAuth that is being released, docs/rollout.md "Zone removal"), `read` in spec order.
 #[must_use]
 pub fn render_vmauth_named(
     cr: &VMDistributed,
@@ -311,7 +312,7 @@ pub fn with_license(cr: &VMDistributed, mut spec: Value) -> Value {
 
 /// Whether the child named for `zone` and `kind` may be created by this CR: not a `ref`, and
 /// for a backend not an adoption by name (a merged spec that cannot describe a new backend,
-/// [`crate::spec::adopts_by_name`]; SPEC §5 step 3).
+/// [`crate::spec::adopts_by_name`]; docs/api.md "Adoption and `ref`").
 #[must_use]
 pub fn may_create(cr: &VMDistributed, zone: Option<&Zone>, kind: ChildKind) -> bool {
     let zone_or_default = zone.cloned().unwrap_or_default();
@@ -326,8 +327,8 @@ pub fn may_create(cr: &VMDistributed, zone: Option<&Zone>, kind: ChildKind) -> b
     }
 }
 
-/// Whether the observed child counts as created by this CR (SPEC §4): the created-by
-/// annotation or a controller owner reference with the CR's UID.
+/// Whether the observed child counts as created by this CR (docs/rollout.md "Ownership"): the
+/// created-by annotation or a controller owner reference with the CR's UID.
 fn counts_as_created(cr: &VMDistributed, child: &ChildObject) -> bool {
     child.created_by(cr.metadata.uid.as_deref().unwrap_or_default())
 }

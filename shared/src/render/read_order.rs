@@ -11,8 +11,7 @@ use std::collections::BTreeSet;
 
 use crate::api::Zone;
 use crate::children::ChildObject;
-use crate::rollout::compare::contains;
-use crate::rollout::model::{ChildIntent, Observed, ZoneIntents};
+use crate::model::{ChildIntent, Observed, ZoneIntents, contains};
 
 /// The zones of `zones` in read order: those not in `last` in spec order, then those in `last`
 /// in spec order.

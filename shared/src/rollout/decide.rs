@@ -19,17 +19,17 @@ use crate::api::{
 };
 use crate::children::ChildObject;
 use crate::defaults::{apply_defaults, ready_timeout, update_pause};
+use crate::model::{
+    Action, ChildFailure, ChildIntent, Decision, Event, EventReason, EventType, Intents,
+    Membership, MetadataPatchReason, Observed, Target, ZoneIntents, contains,
+};
 use crate::names::{ChildKind, backend_kind, child_name, is_referenced, vmauth_name};
-use crate::render::{self, may_create, owner_reference, render_intents, vmauth_enabled};
-use crate::rollout::compare::contains;
+use crate::render::{self, may_create, owner_reference, vmauth_enabled};
 use crate::rollout::conditions::{self, DEGRADED, Desired, PROGRESSING, READY};
 use crate::rollout::deletion::{self, DELETION_POLL, has_finalizer};
-use crate::rollout::membership::{self, LiveRefs, Membership, Target};
-use crate::rollout::model::{
-    Action, ChildFailure, ChildIntent, Decision, Event, EventReason, EventType, Intents,
-    MetadataPatchReason, Observed, ZoneIntents,
-};
+use crate::rollout::membership::{self, LiveRefs};
 use crate::rollout::patch;
+use crate::rollout::render_intents;
 use crate::validation::validate_stored;
 use crate::versions::{self, PinnedVersions};
 
@@ -152,7 +152,7 @@ fn until(now: Timestamp, then: Timestamp) -> Option<Duration> {
 /// One step of the SPEC §5 state machine for `cr` (as stored; defaults are applied here, never
 /// changing a user value) given the `observed` children at time `now`.
 ///
-/// See [`crate::rollout::model`] for how the controller executes the result.
+/// See [`crate::model`] for how the controller executes the result.
 #[must_use]
 pub fn decide(cr: &VMDistributed, observed: &Observed, now: Timestamp) -> Decision {
     if cr.metadata.deletion_timestamp.is_some() {

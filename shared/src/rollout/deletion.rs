@@ -1,4 +1,4 @@
-//! Deletion of the CR (SPEC §5 "Deletion"): `decide` hands a CR with a `deletionTimestamp` to
+//! Deletion of the CR (docs/rollout.md "Deletion"): `decide` hands a CR with a `deletionTimestamp` to
 //! [`decide_deletion`].
 //!
 //! With `retain: false` the children this CR created are deleted and the finalizer waits until
@@ -13,13 +13,13 @@ use std::time::Duration;
 use crate::api::VMDistributed;
 use crate::children::ChildObject;
 use crate::defaults::apply_defaults;
+use crate::model::{
+    Action, ChildIntent, Decision, FINALIZER, Membership, MetadataPatchReason, Observed, Target,
+    contains,
+};
 use crate::names::{ChildKind, is_referenced};
 use crate::render::render_vmauth_named;
-use crate::rollout::compare::contains;
-use crate::rollout::membership::{LiveRefs, Membership, Target, member_kind, member_name};
-use crate::rollout::model::{
-    Action, ChildIntent, Decision, FINALIZER, MetadataPatchReason, Observed,
-};
+use crate::rollout::membership::{LiveRefs, member_kind, member_name};
 use crate::rollout::patch;
 
 /// How often to look again while deleted children are still terminating (the VictoriaMetrics

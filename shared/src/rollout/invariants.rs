@@ -20,10 +20,10 @@ use serde_json::Value;
 use crate::api::{TrafficMode, UpdateStatus, VMDistributed, ZonePhase};
 use crate::children::{ChildObject, kind_from_str};
 use crate::defaults::vmauth_enabled;
+use crate::model::FIELD_MANAGER;
+pub use crate::model::Target;
 use crate::names::{ChildKind, child_name, vmauth_name, zone_kinds};
-pub use crate::rollout::membership::Target;
 use crate::rollout::membership::{READ_KINDS, WRITE_KIND};
-use crate::rollout::model::FIELD_MANAGER;
 
 /// `kind` of the CR in a [`Change`].
 pub const CR_KIND: &str = "VMDistributed";

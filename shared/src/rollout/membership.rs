@@ -9,12 +9,11 @@ use serde_json::Value;
 
 use crate::api::{TrafficMode, VMDistributed, Zone, ZonePhase};
 use crate::children::ChildObject;
+use crate::model::{Membership, Observed, Target, contains};
 use crate::names::{ChildKind, backend_kind, child_name, vmauth_name};
 use crate::render::remote_write_url;
 use crate::render::url::addresses_backend;
 use crate::render::{backend_url, render_zone};
-use crate::rollout::compare::contains;
-use crate::rollout::model::Observed;
 
 /// `crd.kind` of the VMAuth target ref that routes writes to the agents. Target refs are told
 /// apart by kind rather than by their `name` (`write`, `read`): VMAuths written before the
@@ -22,15 +21,6 @@ use crate::rollout::model::Observed;
 pub const WRITE_KIND: &str = "VMAgent";
 /// `crd.kind` values of the VMAuth target ref that routes reads to the backends.
 pub const READ_KINDS: [&str; 2] = ["VMCluster/vmselect", "VMSingle"];
-
-/// The zones (by name) the VMAuth should route writes and reads to.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Membership {
-    /// Zones whose agent receives writes.
-    pub write: BTreeSet<String>,
-    /// Zones whose backend receives reads.
-    pub read: BTreeSet<String>,
-}
 
 /// Object names listed by the live VMAuth's `write` and `read` target refs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -100,38 +90,6 @@ impl LiveRefs {
     }
 }
 
-/// The two VMAuth targets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Target {
-    /// Writes, routed to the zones' agents.
-    Write,
-    /// Reads, routed to the zones' backends.
-    Read,
-}
-
-impl Target {
-    /// Both targets.
-    pub const ALL: [Self; 2] = [Self::Write, Self::Read];
-
-    /// Whether a zone in `mode` takes this target's traffic.
-    #[must_use]
-    pub fn allowed_by(self, mode: TrafficMode) -> bool {
-        match self {
-            Self::Write => mode.writes(),
-            Self::Read => mode.reads(),
-        }
-    }
-
-    /// The target's name in the VMAuth (`write`, `read`).
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Write => "write",
-            Self::Read => "read",
-        }
-    }
-}
-
 impl LiveRefs {
     /// The object names of one target.
     #[must_use]
@@ -139,25 +97,6 @@ impl LiveRefs {
         match target {
             Target::Write => &self.write,
             Target::Read => &self.read,
-        }
-    }
-}
-
-impl Membership {
-    /// The zone names of one target.
-    #[must_use]
-    pub fn of(&self, target: Target) -> &BTreeSet<String> {
-        match target {
-            Target::Write => &self.write,
-            Target::Read => &self.read,
-        }
-    }
-
-    /// The zone names of one target, to change.
-    pub fn of_mut(&mut self, target: Target) -> &mut BTreeSet<String> {
-        match target {
-            Target::Write => &mut self.write,
-            Target::Read => &mut self.read,
         }
     }
 }

@@ -1,21 +1,21 @@
-//! The rollout decision (SPEC §5): a pure function from (CR, observed children, now) to the
-//! desired status and the writes that move the cluster one step closer to it.
+//! The rollout decision (docs/rollout.md "State machine"): a pure function from (CR, observed
+//! children, now) to the desired status and the writes that move the cluster one step closer to
+//! it. The data it reads and returns is in [`crate::model`].
 //!
-//! - [`model`]: the types exchanged with the controller, and how it must execute them;
 //! - [`decide()`]: one step of the state machine (deletion included);
 //! - [`membership`]: which zones the VMAuth routes to, derived from the cluster;
-//! - [`compare`]: the subset comparison behind "current";
+//! - [`render_intents`]: every intent, rendered for that membership;
 //! - [`conditions`], [`patch`], [`deletion`]: status conditions, metadata patches, finalizer cleanup;
 //! - [`invariants`]: the checker of the rollout invariants over observed states, for the tests.
 
-pub mod compare;
 pub mod conditions;
 pub mod decide;
 pub mod deletion;
+mod intents;
 pub mod invariants;
 pub mod membership;
-pub mod model;
 pub mod patch;
 
+pub use crate::model::{Action, Decision, Event, EventReason, EventType, Observed};
 pub use decide::decide;
-pub use model::{Action, Decision, Event, EventReason, EventType, Observed};
+pub use intents::render_intents;

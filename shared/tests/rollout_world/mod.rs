@@ -17,11 +17,11 @@ use serde_json::{Map, Value, json};
 use shared::VMDistributed;
 use shared::api::{UpdateStatus, ZonePhase};
 use shared::children::{ChildObject, LABEL_CLAIM};
-use shared::names::{ChildKind, backend_kind, child_name, vmauth_name};
-use shared::rollout::invariants::{CR_KIND, Change, InvariantChecker};
-use shared::rollout::model::{
+use shared::model::{
     Action, ChildFailure, ChildIntent, Decision, Event, FINALIZER, Observed, PreflightOutcome,
 };
+use shared::names::{ChildKind, backend_kind, child_name, vmauth_name};
+use shared::rollout::invariants::{CR_KIND, Change, InvariantChecker};
 use shared::rollout::{EventReason, decide};
 use shared::versions::PinnedVersions;
 

@@ -17,7 +17,7 @@ use shared::VMDistributed;
 use shared::names::ChildKind;
 
 /// Field manager of the controller.
-pub const CONTROLLER_MANAGER: &str = shared::rollout::model::FIELD_MANAGER;
+pub const CONTROLLER_MANAGER: &str = shared::model::FIELD_MANAGER;
 /// Annotation that keeps the simulated operator from ever reporting a child operational.
 pub const SIM_STUCK: &str = "sim.vmdistributed.io/stuck";
 

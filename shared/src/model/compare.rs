@@ -1,4 +1,5 @@
-//! "Current" (SPEC §5): the live spec contains every field of the intent with the same value.
+//! "Current" (docs/rollout.md "Definitions"): the live spec contains every field of the intent with
+//! the same value.
 //!
 //! Other controllers (the VictoriaMetrics operator's defaulting webhook, admission plugins) add
 //! fields to the objects this project writes; those are not drift. Numbers compare numerically
