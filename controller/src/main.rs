@@ -1,30 +1,13 @@
 //! `vmdistributed-controller`: performs the zone-by-zone rollout of `VMDistributed` objects
 //! (`run`) and prints the children an object would produce, offline (`render`).
 
-mod backoff;
-mod cached_child;
-mod child_cache;
-mod children;
-mod cli;
-mod compact_json;
-mod crd_watch;
-mod error;
-mod http;
-mod leader;
-mod managed_fields;
-mod metrics;
-mod name_index;
-mod reconcile;
-mod run;
-mod startup;
-mod writer;
-
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use vmdistributed_controller::cli::{Cli, Command};
+use vmdistributed_controller::run;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -24,7 +24,7 @@ use shared::rollout::{Observed, decide};
 use shared::versions::PinnedVersions;
 use tracing::Instrument;
 
-use crate::children::ChildStores;
+use crate::cache::watches::ChildStores;
 use crate::error::Error;
 use crate::managed_fields::Takeover;
 use crate::metrics::{Metrics, ZoneState};

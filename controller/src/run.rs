@@ -17,13 +17,13 @@ use shared::versions::PinnedVersions;
 use tokio::sync::watch;
 
 use crate::backoff::{self, Backoff};
-use crate::children;
+use crate::cache::name_index::NameIndex;
+use crate::cache::watches as children;
 use crate::cli::RunArgs;
 use crate::crd_watch;
 use crate::http::{self, Readiness};
 use crate::leader::{Election, ElectionConfig};
 use crate::metrics::Metrics;
-use crate::name_index::NameIndex;
 use crate::reconcile::{self, Context, EventSink};
 use crate::startup::{self, StartupProblem};
 use crate::writer::{FIELD_MANAGER, Writer};

@@ -104,6 +104,19 @@ pub fn zone_kinds(cr: &VMDistributed) -> [ChildKind; 2] {
     [backend_kind(cr), ChildKind::VMAgent]
 }
 
+/// Every (kind, name) `cr` resolves: each zone's backend and agent, and the VMAuth.
+#[must_use]
+pub fn resolved_names(cr: &VMDistributed) -> std::collections::BTreeSet<(ChildKind, String)> {
+    let mut names = std::collections::BTreeSet::new();
+    for zone in &cr.spec.zones {
+        for kind in zone_kinds(cr) {
+            names.insert((kind, child_name(cr, zone, kind)));
+        }
+    }
+    names.insert((ChildKind::VMAuth, vmauth_name(cr)));
+    names
+}
+
 /// `zones[i].<kind>`, if written. Always `None` for [`ChildKind::VMAuth`].
 #[must_use]
 pub fn zone_child(zone: &Zone, kind: ChildKind) -> Option<&ZoneChild> {

@@ -1,7 +1,6 @@
 //! Watches of the four VictoriaMetrics kinds: caches read to build the decision's input, and the
 //! mapping of a child event to the `VMDistributed` objects it concerns.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -11,11 +10,11 @@ use kube::{Api, Client, ResourceExt};
 use shared::VMDistributed;
 use shared::children::ChildObject;
 use shared::defaults::vmauth_enabled;
-use shared::names::{ChildKind, child_name, vmauth_name, zone_kinds};
+use shared::names::{ChildKind, resolved_names, zone_kinds};
 
-use crate::cached_child::{CachedChild, WatchedChild};
-use crate::child_cache::KindCache;
-use crate::name_index::NameIndex;
+use crate::cache::child::{CachedChild, WatchedChild};
+use crate::cache::kind_cache::KindCache;
+use crate::cache::name_index::NameIndex;
 use crate::writer::api_resource;
 
 /// The caches of the four child kinds.
@@ -135,19 +134,6 @@ impl ChildStores {
         }
         out
     }
-}
-
-/// Every (kind, name) `cr` resolves: each zone's backend and agent, and the VMAuth.
-#[must_use]
-pub fn resolved_names(cr: &VMDistributed) -> BTreeSet<(ChildKind, String)> {
-    let mut names = BTreeSet::new();
-    for zone in &cr.spec.zones {
-        for kind in zone_kinds(cr) {
-            names.insert((kind, child_name(cr, zone, kind)));
-        }
-    }
-    names.insert((ChildKind::VMAuth, vmauth_name(cr)));
-    names
 }
 
 /// The `VMDistributed` objects a child event concerns: the one its claim label names, and every

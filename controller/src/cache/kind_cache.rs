@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use kube::runtime::watcher::Event;
 use tokio::sync::watch;
 
-use crate::cached_child::{CachedChild, WatchedChild};
+use crate::cache::child::{CachedChild, WatchedChild};
 
 /// Children of one namespace by name.
 type Namespace = HashMap<Box<str>, Arc<CachedChild>>;

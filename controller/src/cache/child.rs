@@ -23,7 +23,7 @@ use shared::children::{
 };
 use shared::names::ChildKind;
 
-use crate::compact_json::CompactJson;
+use crate::cache::compact_json::CompactJson;
 use crate::managed_fields;
 
 /// The labels and annotations the decision reads; others' are dropped from the cache.

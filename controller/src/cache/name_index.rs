@@ -17,9 +17,7 @@ use std::sync::{Arc, Mutex};
 use kube::ResourceExt;
 use kube::runtime::watcher::Event;
 use shared::VMDistributed;
-use shared::names::ChildKind;
-
-use crate::children::resolved_names;
+use shared::names::{ChildKind, resolved_names};
 
 /// A CR by namespace and name.
 type CrKey = (Arc<str>, Arc<str>);
