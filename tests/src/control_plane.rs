@@ -1,7 +1,7 @@
 //! etcd + kube-apiserver (+ kube-controller-manager) on 127.0.0.1, one temporary directory each.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -12,6 +12,7 @@ use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::sync::OnceCell;
 
+use crate::net::free_port;
 use crate::paths::{envtest_bin_dir, tests_binary};
 use crate::pki::Pki;
 use crate::supervisor::{ProcessSpec, SupervisedProcess, Supervisor};
@@ -462,11 +463,6 @@ fn kubeconfig_yaml(server: &str, pki: &Pki) -> String {
         cert = q(&pki.admin_cert),
         key = q(&pki.admin_key),
     )
-}
-
-pub(crate) fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 fn etcd_healthy(port: u16) -> bool {

@@ -70,7 +70,9 @@
 //! required; the first build takes minutes).
 
 pub mod control_plane;
+pub mod controller_env;
 pub mod manifests;
+pub mod net;
 pub mod operator_world;
 pub mod paths;
 pub mod pki;
@@ -81,6 +83,7 @@ pub mod state_recorder;
 pub mod supervisor;
 
 pub use control_plane::{CONTROLLER_MANAGER_CONTROLLERS, ControlPlane, Options};
+pub use net::{free_port, http_get};
 pub use operator_world::{KWOK_NODES, OperatorWorld, STORAGE_CLASS, ZONE_LABEL};
 pub use paths::{
     controller_binary, envtest_bin_dir, project_crd_path, sim_operator_binary, tool_path,

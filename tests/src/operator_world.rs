@@ -32,7 +32,8 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-use crate::control_plane::{ControlPlane, free_port, tail};
+use crate::control_plane::{ControlPlane, tail};
+use crate::net::free_port;
 use crate::paths::{tests_binary, tool_path};
 use crate::resources::{
     FIELD_MANAGER, apply_crd_file, install_vm_operator_crds, wait_crd_established,

@@ -10,8 +10,8 @@ mod chart_support;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use chart_support::{Rendered, chart_dir, free_port, readyz, run_ok, secret_data, set_args};
-use harness::{ControlPlane, ProcessSpec};
+use chart_support::{Rendered, chart_dir, readyz, run_ok, secret_data, set_args};
+use harness::{ControlPlane, ProcessSpec, free_port};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };

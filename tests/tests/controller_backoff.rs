@@ -6,30 +6,15 @@
 //! status write of the test's `VMDistributed` objects (as the upstream CRD's status schema
 //! refused the controller's status), so every reconcile fails right after its preflight.
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use harness::{ControlPlane, ProcessSpec};
+use harness::{ControlPlane, ProcessSpec, free_port};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::json;
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 async fn metrics(port: u16) -> Result<String> {
-    tokio::task::spawn_blocking(move || -> Result<String> {
-        use std::io::{Read as _, Write as _};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        Ok(response)
-    })
-    .await?
+    Ok(harness::http_get(port, "/metrics").await?.1)
 }
 
 /// The sum of the samples whose line starts with `prefix`.

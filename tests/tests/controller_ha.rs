@@ -3,13 +3,12 @@
 //! 3-zone rollouts, which must land in every phase of the rollout. The rollout invariants are
 //! checked on every recorded state by the shared checker.
 
-mod controller_support;
-
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use controller_support::{Controller, Env, StateRecorder, is_operational};
+use harness::controller_env::{Controller, Env, is_operational};
+use harness::state_recorder::StateRecorder;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::api::ListParams;
@@ -127,7 +126,7 @@ async fn rollout_phase_and_revision(env: &Env, name: &str) -> Result<(String, u6
 
 /// Revisions at which a child's spec changed (its generation went up): writes of the
 /// controller, since the simulated operator writes only status.
-fn child_write_revisions(records: &[controller_support::Record]) -> Vec<u64> {
+fn child_write_revisions(records: &[harness::state_recorder::Record]) -> Vec<u64> {
     let mut generations: HashMap<String, i64> = HashMap::new();
     let mut revisions = Vec::new();
     for record in records

@@ -2,12 +2,11 @@
 //! a real process against a real API server and the simulated VictoriaMetrics operator. Every
 //! test replays all states it saw and checks the SPEC §5 invariants on each.
 
-mod controller_support;
-
 use std::time::Duration;
 
 use anyhow::Result;
-use controller_support::{CONTROLLER_MANAGER, Env, StateRecorder, condition, is_operational};
+use harness::controller_env::{CONTROLLER_MANAGER, Env, condition, is_operational};
+use harness::state_recorder::StateRecorder;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, DynamicObject, PostParams};
 use serde_json::{Value, json};

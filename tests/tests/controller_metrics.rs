@@ -3,12 +3,10 @@
 //! replica that lost the Lease exports no per-object gauges (its values would be stale: only the
 //! leader reconciles).
 
-mod controller_support;
-
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use controller_support::{Controller, Env};
+use harness::controller_env::{Controller, Env};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::api::DeleteParams;
@@ -74,7 +72,7 @@ spec:
     )
     .await?;
     env.wait_cr("invalid", LONG, "InvalidSpec", |cr| {
-        controller_support::condition(cr, "Ready").is_some_and(|c| c.reason == "InvalidSpec")
+        harness::controller_env::condition(cr, "Ready").is_some_and(|c| c.reason == "InvalidSpec")
     })
     .await?;
     let series = wait_series(&controller, "invalid", true, "series of the invalid object").await?;

@@ -5,12 +5,11 @@
 //! rename that bypassed the webhook is refused before anything is deleted. Every test replays
 //! the states it saw through watches and checks the SPEC §5 invariants on each.
 
-mod controller_support;
-
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use controller_support::{Env, StateRecorder, condition, is_operational};
+use harness::controller_env::{Env, condition, is_operational};
+use harness::state_recorder::StateRecorder;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};

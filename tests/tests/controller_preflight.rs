@@ -4,17 +4,12 @@
 //! of the controller. (The webhook is not running here: the object reaches the controller as one
 //! that bypassed admission would.)
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use harness::{ControlPlane, Options, ProcessSpec};
+use harness::{ControlPlane, Options, ProcessSpec, free_port};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
 
 /// The `Ready` condition of the object, if any.
 fn ready_condition(cr: &DynamicObject) -> Option<Value> {

@@ -3,13 +3,12 @@
 //! ready, pausing, and zero writes at steady state. Every test replays all states it saw through
 //! watches and checks the SPEC §5 invariants on each of them.
 
-mod controller_support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use controller_support::{Controller, Env, SIM_STUCK, StateRecorder, condition, is_operational};
+use harness::controller_env::{Controller, Env, SIM_STUCK, condition, is_operational};
+use harness::state_recorder::StateRecorder;
 use kube::ResourceExt;
 use serde_json::{Value, json};
 use shared::api::UpdateStatus;
@@ -574,7 +573,7 @@ async fn paused_stops_child_writes_and_unpausing_applies_the_pending_change() ->
                 let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
                     client.clone(),
                     &env_ns,
-                    &controller_support::child_resource(kind),
+                    &harness::state_recorder::child_resource(kind),
                 );
                 for obj in api.list(&Default::default()).await?.items {
                     out.push((
@@ -648,7 +647,7 @@ async fn steady_state_reconcile_performs_zero_writes() -> Result<()> {
                 let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
                     client.clone(),
                     &ns,
-                    &controller_support::child_resource(kind),
+                    &harness::state_recorder::child_resource(kind),
                 );
                 for obj in api.list(&Default::default()).await?.items {
                     out.push((kind, obj.name_any(), obj.resource_version()));

@@ -5,12 +5,11 @@
 //! recorded through watches and judged by the shared invariant checker: no target ever loses
 //! its last serving zone, and at most one zone is out at a time.
 
-mod controller_support;
-
 use std::time::Duration;
 
 use anyhow::Result;
-use controller_support::{Controller, Env, StateRecorder, is_operational};
+use harness::controller_env::{Controller, Env, is_operational};
+use harness::state_recorder::StateRecorder;
 use kube::api::DeleteParams;
 use serde_json::{Value, json};
 use shared::api::ZonePhase;

@@ -3,13 +3,11 @@
 //! typed status lacks `rollout` and `zones`) keeps it up but not ready, saying what to change,
 //! until this project's CRD is served.
 
-mod controller_support;
-
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use controller_support::{free_port, http_get};
 use harness::{ControlPlane, Options, ProcessSpec};
+use harness::{free_port, http_get};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::json;
 
@@ -328,7 +326,7 @@ subjects: [{{kind: ServiceAccount, name: limited, namespace: {ns}}}]
     let clusters: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
         client.clone(),
         &ns,
-        &controller_support::child_resource(shared::names::ChildKind::VMCluster),
+        &harness::state_recorder::child_resource(shared::names::ChildKind::VMCluster),
     );
     assert!(clusters.list(&Default::default()).await?.items.is_empty());
     Ok(())

@@ -7,12 +7,10 @@
 //! The refusals are real: a ValidatingAdmissionPolicy in the API server refuses the writes, as a
 //! cluster's own policy would.
 
-mod controller_support;
-
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
-use controller_support::{Env, condition};
+use harness::controller_env::{Env, condition};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
@@ -142,7 +140,7 @@ async fn wait_policy_active(
 }
 
 /// Reconciles that failed, for any reason but a conflict (a stale read decided again).
-async fn failed_reconciles(controller: &controller_support::Controller) -> Result<f64> {
+async fn failed_reconciles(controller: &harness::controller_env::Controller) -> Result<f64> {
     let (_, body) = controller.http_get("/metrics").await?;
     Ok(body
         .lines()
@@ -410,7 +408,12 @@ async fn a_preflight_rejection_is_dry_run_again_when_its_hold_is_over() -> Resul
 
 /// Whether the latest recorded `kind` `name` at or before the record `upto` is operational at
 /// its current generation.
-fn ready_at(records: &[controller_support::Record], upto: usize, kind: &str, name: &str) -> bool {
+fn ready_at(
+    records: &[harness::state_recorder::Record],
+    upto: usize,
+    kind: &str,
+    name: &str,
+) -> bool {
     records[..upto]
         .iter()
         .rev()
@@ -424,7 +427,7 @@ fn ready_at(records: &[controller_support::Record], upto: usize, kind: &str, nam
 async fn ready_zones_in_every_written_status_counts_the_zones_as_its_writes_leave_them()
 -> Result<()> {
     let env = Env::new("ctl-readyzones", "1s").await?;
-    let recorder = controller_support::StateRecorder::start(&env.client, &env.ns).await?;
+    let recorder = harness::state_recorder::StateRecorder::start(&env.client, &env.ns).await?;
     let controller = env.controller()?;
     controller.wait_ready(Duration::from_secs(30)).await?;
     env.apply(&manifest("counted", "1s", "5m")).await?;
@@ -435,7 +438,7 @@ async fn ready_zones_in_every_written_status_counts_the_zones_as_its_writes_leav
     )
     .await?;
     env.wait_cr("counted", LONG, "rolled out", |cr| {
-        controller_support::is_operational(cr) && cr.metadata.generation == Some(2)
+        harness::controller_env::is_operational(cr) && cr.metadata.generation == Some(2)
     })
     .await?;
     recorder.check("counted")?;

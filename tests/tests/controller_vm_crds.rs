@@ -6,12 +6,10 @@
 //!
 //! Each test has a control plane of its own: they delete CRDs.
 
-mod controller_support;
-
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use controller_support::{Controller, Env, is_operational};
+use harness::controller_env::{Controller, Env, is_operational};
 use harness::{ControlPlane, Options};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;

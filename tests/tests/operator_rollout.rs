@@ -10,13 +10,12 @@
 //! change that moves every zone's remote-write URL, and a `maintenance` zone beside the updated
 //! one.
 
-mod controller_support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
-use controller_support::{Controller, Env, StateRecorder, condition, is_operational};
+use harness::controller_env::{Controller, Env, condition, is_operational};
+use harness::state_recorder::StateRecorder;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -122,7 +121,11 @@ async fn cluster_workloads(env: &Env, cluster: &str) -> Result<(bool, bool, bool
 
 /// Changes `clusterVersion` in `zoneCommon.vmcluster.spec` and waits for the new generation to
 /// be operational; returns the replay of every state seen meanwhile.
-async fn roll_version(env: &Env, cr: &str, version: &str) -> Result<controller_support::Replay> {
+async fn roll_version(
+    env: &Env,
+    cr: &str,
+    version: &str,
+) -> Result<harness::state_recorder::Replay> {
     let recorder = StateRecorder::start(&env.client, &env.ns).await?;
     let before = env.crs().get(cr).await?.metadata.generation.unwrap_or(0);
     env.patch_spec(
@@ -138,7 +141,7 @@ async fn roll_version(env: &Env, cr: &str, version: &str) -> Result<controller_s
 }
 
 /// The zones in the order their children were first written during a rollout.
-fn zones_in_write_order(replay: &controller_support::Replay) -> Vec<String> {
+fn zones_in_write_order(replay: &harness::state_recorder::Replay) -> Vec<String> {
     let mut order: Vec<String> = Vec::new();
     for (zone, ..) in &replay.child_spec_writes {
         if !order.contains(zone) {

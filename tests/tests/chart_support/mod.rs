@@ -225,13 +225,6 @@ pub fn verify_serving_certificate(
     Ok(())
 }
 
-/// A free TCP port on 127.0.0.1 for a process the test starts.
-pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// One `GET /readyz` on a binary's plain-HTTP port; the whole answer (status line first).
 pub fn readyz(port: u16) -> std::io::Result<String> {
     use std::io::{Read, Write};

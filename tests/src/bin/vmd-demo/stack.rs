@@ -4,12 +4,12 @@
 //! supervisor and is stopped by PID.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use harness::{ControlPlane, Options, ProcessSpec, SupervisedProcess};
+use harness::{ControlPlane, Options, ProcessSpec, SupervisedProcess, free_port};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ValidatingWebhook,
@@ -297,11 +297,6 @@ fn http_get_status(port: u16, path: &str) -> Option<u16> {
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     response.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// The last `n` lines of a text.

@@ -1,20 +1,21 @@
-//! Shared helpers of the controller's end-to-end tests: a namespace with the simulated VM
-//! operator, the controller as a real process and waiting helpers. The recorder that keeps every
-//! state of the CR and its children and checks the rollout invariants on each of them is the
-//! harness library's (`harness::state_recorder`), re-exported here.
+//! The world of the controller's end-to-end tests: a namespace with the simulated VM operator
+//! (or on the real-operator tier), the controller as a real process, and waiting helpers. The
+//! recorder that keeps every state of the CR and its children and checks the rollout invariants
+//! on each of them is [`crate::state_recorder`].
 
-#![allow(dead_code)]
-
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail, ensure};
-use harness::{ControlPlane, ProcessSpec, SupervisedProcess};
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use shared::VMDistributed;
 use shared::names::ChildKind;
+
+use crate::control_plane::ControlPlane;
+use crate::net::{free_port, http_get};
+use crate::state_recorder::child_resource;
+use crate::supervisor::{ProcessSpec, SupervisedProcess};
 
 /// Field manager of the controller.
 pub const CONTROLLER_MANAGER: &str = shared::model::FIELD_MANAGER;
@@ -38,7 +39,7 @@ impl Env {
     /// Start a namespace and a simulated operator that reports `operational` `ready_delay`
     /// after each spec change.
     pub async fn new(prefix: &str, ready_delay: &str) -> Result<Self> {
-        harness::install_crypto_provider();
+        crate::install_crypto_provider();
         let cp = ControlPlane::shared().await?;
         cp.install_crds().await?;
         Self::on(cp, prefix, ready_delay).await
@@ -47,10 +48,10 @@ impl Env {
     /// As [`Env::new`], on a control plane of the test's own (whose CRDs it installs itself:
     /// tests that remove CRDs must not share theirs).
     pub async fn on(cp: &'static ControlPlane, prefix: &str, ready_delay: &str) -> Result<Self> {
-        harness::install_crypto_provider();
+        crate::install_crypto_provider();
         let client = cp.client().await?;
-        let ns = harness::create_namespace(&client, prefix).await?;
-        let sim_bin = harness::sim_operator_binary()?;
+        let ns = crate::create_namespace(&client, prefix).await?;
+        let sim_bin = crate::sim_operator_binary()?;
         let sim = cp.spawn(
             ProcessSpec::new(sim_bin, cp.log_path(&format!("sim-{ns}"))).args([
                 "--ready-delay".to_owned(),
@@ -71,13 +72,13 @@ impl Env {
 
     /// A namespace on the real-operator tier: the real VictoriaMetrics operator (all namespaces)
     /// with kube-scheduler, kube-controller-manager and kwok nodes turns the children into
-    /// workloads and pods (see `harness::operator_world`). No simulator runs in it.
+    /// workloads and pods (see `crate::operator_world`). No simulator runs in it.
     pub async fn with_operator(prefix: &str) -> Result<Self> {
-        harness::install_crypto_provider();
+        crate::install_crypto_provider();
         let cp = ControlPlane::shared().await?;
         cp.ensure_operator_world().await?;
         let client = cp.client().await?;
-        let ns = harness::create_namespace(&client, prefix).await?;
+        let ns = crate::create_namespace(&client, prefix).await?;
         Ok(Self {
             cp,
             client,
@@ -111,13 +112,13 @@ impl Env {
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         let process = self
             .cp
-            .spawn(ProcessSpec::new(harness::controller_binary()?, log).args(args))?;
+            .spawn(ProcessSpec::new(crate::controller_binary()?, log).args(args))?;
         Ok(Controller { process, port })
     }
 
     /// Server-side apply of YAML documents as the test user.
     pub async fn apply(&self, yaml: &str) -> Result<()> {
-        harness::apply_yaml(&self.client, Some(&self.ns), yaml).await?;
+        crate::apply_yaml(&self.client, Some(&self.ns), yaml).await?;
         Ok(())
     }
 
@@ -344,38 +345,6 @@ impl Controller {
     }
 }
 
-/// A minimal HTTP/1.1 GET to 127.0.0.1:port.
-pub async fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || -> Result<(u16, String)> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        stream.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        let code = response
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| anyhow!("bad HTTP response: {response}"))?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Ok((code, body))
-    })
-    .await?
-}
-
-/// A free loopback port.
-pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// Operational, Ready=True, status for the current generation.
 pub fn is_operational(cr: &VMDistributed) -> bool {
     let Some(status) = &cr.status else {
@@ -400,8 +369,3 @@ pub fn condition<'a>(
         .iter()
         .find(|c| c.type_ == type_)
 }
-
-// Recording and invariants live in the harness library, so that the benchmarks and the demo
-// use the same recorder and checker as these tests. Each test binary uses a part of them.
-#[allow(unused_imports)]
-pub use harness::state_recorder::{Record, Replay, StateRecorder, child_resource, replay};
