@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail, ensure};
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -114,6 +115,27 @@ impl Env {
             .cp
             .spawn(ProcessSpec::new(crate::controller_binary()?, log).args(args))?;
         Ok(Controller { process, port })
+    }
+
+    /// Start the controller as [`Env::controller`] does and wait until it is ready.
+    pub async fn ready_controller(&self) -> Result<Controller> {
+        let controller = self.controller()?;
+        controller.wait_ready(Duration::from_secs(30)).await?;
+        Ok(controller)
+    }
+
+    /// Start the controller, apply `yaml` once it is ready and wait until the CR `name` is
+    /// operational; the controller and the operational CR.
+    pub async fn operational(
+        &self,
+        name: &str,
+        yaml: &str,
+        timeout: Duration,
+    ) -> Result<(Controller, VMDistributed)> {
+        let controller = self.ready_controller().await?;
+        self.apply(yaml).await?;
+        let cr = self.wait_operational(name, timeout).await?;
+        Ok((controller, cr))
     }
 
     /// Server-side apply of YAML documents as the test user.
@@ -237,27 +259,21 @@ impl Env {
             .await
     }
 
-    /// Wait until something holds, polling.
-    pub async fn wait_until<F, Fut>(
-        &self,
-        timeout: Duration,
-        what: &str,
-        mut check: F,
-    ) -> Result<()>
+    /// Wait until the CR `name` no longer exists.
+    pub async fn wait_cr_gone(&self, name: &str, timeout: Duration) -> Result<()> {
+        self.wait_until(timeout, "the CR is gone", || async {
+            Ok(self.crs().get_opt(name).await?.is_none())
+        })
+        .await
+    }
+
+    /// Wait until something holds, polling (see [`crate::wait_until`]).
+    pub async fn wait_until<F, Fut>(&self, timeout: Duration, what: &str, check: F) -> Result<()>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<bool>>,
     {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if check().await? {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("timed out after {timeout:?} waiting for {what}");
-            }
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
+        crate::wait_until(timeout, what, check).await
     }
 
     /// Events (events.k8s.io) regarding the CR `name`, as (type, reason, note), each repeated as
@@ -283,6 +299,43 @@ impl Env {
                 std::iter::repeat_n(entry, usize::try_from(count).unwrap_or(1))
             })
             .collect())
+    }
+
+    /// The events of `type_` and `reason` regarding the CR `name`, as [`Env::events`] gives them.
+    pub async fn events_of(
+        &self,
+        name: &str,
+        type_: &str,
+        reason: &str,
+    ) -> Result<Vec<(String, String, String)>> {
+        let mut events = self.events(name).await?;
+        events.retain(|(t, r, _)| t == type_ && r == reason);
+        Ok(events)
+    }
+
+    /// Wait until an event of `type_` and `reason` regarding the CR `name` was recorded.
+    pub async fn wait_event(
+        &self,
+        name: &str,
+        type_: &str,
+        reason: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.wait_until(timeout, &format!("a {type_} event {reason}"), || async {
+            Ok(!self.events_of(name, type_, reason).await?.is_empty())
+        })
+        .await
+    }
+
+    /// The identity holding the controller's Lease in this namespace, if anyone does.
+    pub async fn lease_holder(&self) -> Result<Option<String>> {
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), &self.ns);
+        Ok(leases
+            .get_opt("vmdistributed-controller")
+            .await?
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity)
+            .filter(|h| !h.is_empty()))
     }
 
     /// The sim operator's PID, if this namespace has one.

@@ -46,6 +46,13 @@
 //!   reach `operational` as in a real cluster. Details: [`operator_world`].
 //! - [`apply_yaml`], [`apply_yaml_with`] (e.g. strict field validation), [`apply_value`]:
 //!   server-side apply of arbitrary objects via discovery.
+//! - [`controller_env::Env`]: the world of a controller end-to-end test (a namespace with the
+//!   simulated operator or on the real-operator tier, the controller as a real process, waits on
+//!   the CR, its children and its events); [`state_recorder`]: every state seen through watches,
+//!   checked against the rollout invariants.
+//! - [`policy::RefusalPolicy`]: a ValidatingAdmissionPolicy that makes the API server refuse
+//!   writes on demand. [`wait_until`]: polling. [`free_port`], [`http_get`]: loopback ports of
+//!   the processes a test starts.
 //! - [`webhook_binary`], [`controller_binary`]: `cargo build`s `vmdistributed-webhook` /
 //!   `vmdistributed-controller` once per test binary (serialized by a file lock) and return
 //!   `target/<profile>/<name>`. [`sim_operator_binary`]: `vm-operator-sim`. [`tool_path`]: cached
@@ -76,11 +83,13 @@ pub mod net;
 pub mod operator_world;
 pub mod paths;
 pub mod pki;
+pub mod policy;
 pub mod proc_stats;
 pub mod resources;
 pub mod sim;
 pub mod state_recorder;
 pub mod supervisor;
+pub mod wait;
 
 pub use control_plane::{CONTROLLER_MANAGER_CONTROLLERS, ControlPlane, Options};
 pub use net::{free_port, http_get};
@@ -95,6 +104,7 @@ pub use resources::{
     vm_operator_crd_path, vm_operator_crds, wait_crd_established,
 };
 pub use supervisor::{ProcessSpec, SupervisedProcess};
+pub use wait::wait_until;
 
 /// Installs rustls' ring provider for this process (idempotent). The harness calls it before
 /// building clients; call it yourself before other TLS work in a test.

@@ -8,7 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
+use harness::policy::{RefusalPolicy, delete_refusal_policy};
 use harness::{ControlPlane, ProcessSpec, free_port};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::json;
@@ -41,37 +42,16 @@ async fn a_permanently_failing_object_is_retried_ever_more_slowly() -> Result<()
     let client = cp.client().await?;
     let ns = harness::create_namespace(&client, "backoff").await?;
     let policy = format!("refuse-status-{ns}");
-    harness::apply_yaml(
-        &client,
-        None,
-        &format!(
-            r#"apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicy
-metadata: {{name: {policy}}}
-spec:
-  failurePolicy: Fail
-  matchConstraints:
-    resourceRules:
-    - apiGroups: [operator.victoriametrics.com]
-      apiVersions: [v1alpha1]
-      operations: [UPDATE]
-      resources: [vmdistributed/status]
-  validations:
-  - expression: "false"
-    message: status writes are refused in this namespace
----
-apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicyBinding
-metadata: {{name: {policy}}}
-spec:
-  policyName: {policy}
-  validationActions: [Deny]
-  matchResources:
-    namespaceSelector:
-      matchLabels: {{kubernetes.io/metadata.name: {ns}}}
-"#
-        ),
-    )
+    RefusalPolicy {
+        name: &policy,
+        namespace: &ns,
+        api_version: "v1alpha1",
+        operations: &["UPDATE"],
+        resource: "vmdistributed/status",
+        validation: "false",
+        message: "status writes are refused in this namespace",
+    }
+    .apply(&client)
     .await?;
     let port = free_port()?;
     let controller = cp.spawn(
@@ -148,27 +128,10 @@ spec:
 
     // Fixed: the policy is gone and the spec changes; the new generation is not held back by
     // the (now long) backoff, and its status is written within seconds.
-    cp.kubectl()
-        .args([
-            "delete",
-            "validatingadmissionpolicybinding,validatingadmissionpolicy",
-            &policy,
-        ])
-        .output()
-        .context("kubectl delete")?;
+    delete_refusal_policy(&client, &policy).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let crs: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        &ns,
-        &kube::core::ApiResource::from_gvk_with_plural(
-            &kube::core::GroupVersionKind::gvk(
-                "operator.victoriametrics.com",
-                "v1alpha1",
-                "VMDistributed",
-            ),
-            "vmdistributed",
-        ),
-    );
+    let crs: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &harness::state_recorder::cr_resource());
     crs.patch(
         "failing",
         &PatchParams::default(),

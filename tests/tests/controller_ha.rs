@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use harness::controller_env::{Controller, Env, is_operational};
 use harness::state_recorder::StateRecorder;
-use k8s_openapi::api::coordination::v1::Lease;
-use kube::Api;
 use kube::api::ListParams;
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -20,16 +18,6 @@ const LONG: Duration = Duration::from_secs(120);
 
 fn manifest(name: &str, ready_timeout: &str, update_pause: &str) -> String {
     harness::manifests::three_zones(name, "v1.0.0-cluster", ready_timeout, update_pause)
-}
-
-async fn holder(env: &Env) -> Result<Option<String>> {
-    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.ns);
-    Ok(leases
-        .get_opt("vmdistributed-controller")
-        .await?
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
-        .filter(|h| !h.is_empty()))
 }
 
 fn replica(env: &Env, identity: &str) -> Result<Controller> {
@@ -53,7 +41,10 @@ async fn only_the_leader_writes_and_the_other_replica_finishes_after_it_dies() -
     env.apply(&manifest("ha", "20s", "1s")).await?;
     env.wait_operational("ha", LONG).await?;
 
-    let leader_name = holder(&env).await?.context("nobody holds the Lease")?;
+    let leader_name = env
+        .lease_holder()
+        .await?
+        .context("nobody holds the Lease")?;
     let (leader, follower, follower_name) = if leader_name == "replica-one" {
         (first, second, "replica-two")
     } else {
@@ -82,7 +73,7 @@ async fn only_the_leader_writes_and_the_other_replica_finishes_after_it_dies() -
         is_operational(cr) && cr.metadata.generation == Some(2)
     })
     .await?;
-    assert_eq!(holder(&env).await?.as_deref(), Some(follower_name));
+    assert_eq!(env.lease_holder().await?.as_deref(), Some(follower_name));
     assert!(
         follower.writes().await? > 0.0,
         "the new leader wrote nothing"
@@ -93,7 +84,7 @@ async fn only_the_leader_writes_and_the_other_replica_finishes_after_it_dies() -
     follower.process.signal(Signal::SIGTERM)?;
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        if holder(&env).await?.is_none() {
+        if env.lease_holder().await?.is_none() {
             break;
         }
         if Instant::now() > deadline {
@@ -183,10 +174,9 @@ async fn sigkill_at_random_moments_never_breaks_the_invariants() -> Result<()> {
     let env = Env::new("ctl-crash", "300ms").await?;
     let recorder = StateRecorder::start(&env.client, &env.ns).await?;
     {
-        let controller = env.controller()?;
-        controller.wait_ready(Duration::from_secs(30)).await?;
-        env.apply(&manifest("crash", "30s", "300ms")).await?;
-        env.wait_operational("crash", LONG).await?;
+        let (_controller, _) = env
+            .operational("crash", &manifest("crash", "30s", "300ms"), LONG)
+            .await?;
     }
 
     let started = Instant::now();

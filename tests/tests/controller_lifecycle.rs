@@ -107,10 +107,9 @@ async fn existing_clusters_are_adopted_by_name_and_updated_in_place() -> Result<
     })
     .await?;
     let recorder = StateRecorder::start(&env.client, &env.ns).await?;
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
-    env.apply(&example("distributed-chart.yaml")?).await?;
-    let cr = env.wait_operational("vm-distributed", LONG).await?;
+    let (controller, cr) = env
+        .operational("vm-distributed", &example("distributed-chart.yaml")?, LONG)
+        .await?;
     let uid = cr.uid().unwrap_or_default();
 
     for (zone, old_uid) in ["zone-1", "zone-2"].iter().zip(&uids) {
@@ -186,8 +185,7 @@ async fn existing_clusters_are_adopted_by_name_and_updated_in_place() -> Result<
 async fn a_ref_is_never_created_and_a_missing_one_is_reported() -> Result<()> {
     let env = Env::new("ctl-ref", "500ms").await?;
     let recorder = StateRecorder::start(&env.client, &env.ns).await?;
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
+    let controller = env.ready_controller().await?;
     env.apply(&example("ref.yaml")?).await?;
 
     let waiting = env
@@ -244,8 +242,7 @@ async fn a_ref_is_never_created_and_a_missing_one_is_reported() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_child_claimed_by_another_vmdistributed_is_a_conflict_and_never_written() -> Result<()> {
     let env = Env::new("ctl-conflict", "500ms").await?;
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
+    let controller = env.ready_controller().await?;
     env.apply(
         r#"apiVersion: operator.victoriametrics.com/v1alpha1
 kind: VMDistributed
@@ -311,14 +308,8 @@ spec:
         })
         .await?;
     assert!(!is_operational(&second));
-    env.wait_until(LONG, "OwnershipConflict event", || async {
-        Ok(env
-            .events("second")
-            .await?
-            .iter()
-            .any(|(t, r, _)| t == "Warning" && r == "OwnershipConflict"))
-    })
-    .await?;
+    env.wait_event("second", "Warning", "OwnershipConflict", LONG)
+        .await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = env
         .child_value(ChildKind::VMCluster, "first-zone-a")
@@ -380,17 +371,11 @@ async fn deletion_without_retain_deletes_created_children_and_releases_adopted_o
 {
     let env = Env::new("ctl-delete", "300ms").await?;
     let adopted = precreate_cluster(&env, "adopted-b", "v1.110.0-cluster", "helm").await?;
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
-    env.apply(DELETION).await?;
-    env.wait_operational("gone", LONG).await?;
+    let (controller, _) = env.operational("gone", DELETION, LONG).await?;
     let recorder = StateRecorder::start(&env.client, &env.ns).await?;
 
     env.crs().delete("gone", &DeleteParams::default()).await?;
-    env.wait_until(LONG, "the CR is gone", || async {
-        Ok(env.crs().get_opt("gone").await?.is_none())
-    })
-    .await?;
+    env.wait_cr_gone("gone", LONG).await?;
     for (kind, name) in [
         (ChildKind::VMCluster, "gone-zone-a"),
         (ChildKind::VMAgent, "gone-zone-a"),
@@ -425,10 +410,7 @@ async fn deletion_without_retain_deletes_created_children_and_releases_adopted_o
 async fn retain_removes_owner_references_and_deletion_releases_everything() -> Result<()> {
     let env = Env::new("ctl-retain", "300ms").await?;
     precreate_cluster(&env, "adopted-b", "v1.110.0-cluster", "helm").await?;
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
-    env.apply(DELETION).await?;
-    env.wait_operational("gone", LONG).await?;
+    let (controller, _) = env.operational("gone", DELETION, LONG).await?;
     let created = env
         .child(ChildKind::VMCluster, "gone-zone-a")
         .await?
@@ -456,10 +438,7 @@ async fn retain_removes_owner_references_and_deletion_releases_everything() -> R
     env.wait_operational("gone", LONG).await?;
 
     env.crs().delete("gone", &DeleteParams::default()).await?;
-    env.wait_until(LONG, "the CR is gone", || async {
-        Ok(env.crs().get_opt("gone").await?.is_none())
-    })
-    .await?;
+    env.wait_cr_gone("gone", LONG).await?;
     for (kind, name) in [
         (ChildKind::VMCluster, "gone-zone-a"),
         (ChildKind::VMCluster, "adopted-b"),
@@ -488,8 +467,7 @@ async fn retain_removes_owner_references_and_deletion_releases_everything() -> R
 
 async fn zone_removal(policy: &str) -> Result<()> {
     let env = Env::new(&format!("ctl-rm-{}", policy.to_lowercase()), "300ms").await?;
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
+    let controller = env.ready_controller().await?;
     let manifest = |zones: &str| {
         format!(
             r#"apiVersion: operator.victoriametrics.com/v1alpha1
@@ -568,10 +546,7 @@ async fn foreground_deletion_with_the_garbage_collector_keeps_adopted_and_retain
     let env = Env::new("ctl-fg", "300ms").await?;
     env.cp.ensure_controller_manager().await?;
     precreate_cluster(&env, "adopted-b", "v1.110.0-cluster", "helm").await?;
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
-    env.apply(DELETION).await?;
-    env.wait_operational("gone", LONG).await?;
+    let (controller, _) = env.operational("gone", DELETION, LONG).await?;
     // A second CR with retain: true, whose children must all survive a foreground deletion.
     env.apply(
         &DELETION

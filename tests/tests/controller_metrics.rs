@@ -7,8 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use harness::controller_env::{Controller, Env};
-use k8s_openapi::api::coordination::v1::Lease;
-use kube::Api;
 use kube::api::DeleteParams;
 use nix::sys::signal::Signal;
 
@@ -59,8 +57,7 @@ async fn wait_series(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn series_of_a_deleted_object_disappear_from_metrics() -> Result<()> {
     let env = Env::new("ctl-metrics-gone", "300ms").await?;
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
+    let controller = env.ready_controller().await?;
     env.apply(
         r"apiVersion: operator.victoriametrics.com/v1alpha1
 kind: VMDistributed
@@ -94,16 +91,6 @@ spec:
     Ok(())
 }
 
-async fn holder(env: &Env) -> Result<Option<String>> {
-    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.ns);
-    Ok(leases
-        .get_opt("vmdistributed-controller")
-        .await?
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
-        .filter(|h| !h.is_empty()))
-}
-
 /// The leader is stopped (SIGSTOP) until the other replica took the Lease over, then continued:
 /// it becomes a follower and its per-object gauges go, while the new leader exports them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,7 +114,10 @@ async fn a_replica_that_lost_the_lease_exports_no_per_object_gauges() -> Result<
     ))
     .await?;
     env.wait_operational("followed", LONG).await?;
-    let leader_name = holder(&env).await?.context("nobody holds the Lease")?;
+    let leader_name = env
+        .lease_holder()
+        .await?
+        .context("nobody holds the Lease")?;
     let (leader, follower, follower_name) = if leader_name == "replica-one" {
         (first, second, "replica-two")
     } else {
@@ -138,7 +128,7 @@ async fn a_replica_that_lost_the_lease_exports_no_per_object_gauges() -> Result<
 
     leader.process.signal(Signal::SIGSTOP)?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while holder(&env).await?.as_deref() != Some(follower_name) {
+    while env.lease_holder().await?.as_deref() != Some(follower_name) {
         if Instant::now() > deadline {
             leader.process.signal(Signal::SIGCONT)?;
             bail!("the other replica never took the Lease over");

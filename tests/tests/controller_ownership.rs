@@ -105,10 +105,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fields_dropped_from_the_spec_disappear_from_created_children() -> Result<()> {
     let env = Env::new("ctl-removal", "300ms").await?;
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
-    env.apply(REMOVALS).await?;
-    env.wait_operational("shrink", LONG).await?;
+    let (controller, _) = env.operational("shrink", REMOVALS, LONG).await?;
     let zone_b = env
         .child_value(ChildKind::VMCluster, "shrink-zone-b")
         .await?;
@@ -273,10 +270,7 @@ async fn a_created_zone_and_vmauth_switched_to_ref_survive_the_deletion_of_their
 {
     let env = Env::new("ctl-to-ref", "300ms").await?;
     env.cp.ensure_controller_manager().await?;
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
-    env.apply(&created("keep")).await?;
-    let cr = env.wait_operational("keep", LONG).await?;
+    let (controller, cr) = env.operational("keep", &created("keep"), LONG).await?;
     let cr_uid = cr.uid().unwrap_or_default();
     let cluster = env.child_value(ChildKind::VMCluster, "keep-zone-a").await?;
     let auth = env.child_value(ChildKind::VMAuth, "keep").await?;
@@ -329,10 +323,7 @@ async fn a_created_zone_and_vmauth_switched_to_ref_survive_the_deletion_of_their
     env.crs()
         .delete("keep", &DeleteParams::foreground())
         .await?;
-    env.wait_until(LONG, "the CR is gone", || async {
-        Ok(env.crs().get_opt("keep").await?.is_none())
-    })
-    .await?;
+    env.wait_cr_gone("keep", LONG).await?;
     for (kind, name, before) in [
         (ChildKind::VMCluster, "keep-zone-a", &cluster),
         (ChildKind::VMAuth, "keep", &auth),
@@ -388,10 +379,7 @@ async fn a_created_zone_and_vmauth_switched_to_ref_survive_the_deletion_of_their
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rename_that_bypassed_the_webhook_is_refused_and_deletes_nothing() -> Result<()> {
     let env = Env::new("ctl-rename", "300ms").await?;
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
-    env.apply(&created("moved")).await?;
-    env.wait_operational("moved", LONG).await?;
+    let (controller, _) = env.operational("moved", &created("moved"), LONG).await?;
     let before = env
         .child_value(ChildKind::VMCluster, "moved-zone-a")
         .await?;
@@ -426,14 +414,8 @@ async fn a_rename_that_bypassed_the_webhook_is_refused_and_deletes_nothing() -> 
         refused.status.as_ref().and_then(|s| s.observed_generation),
         Some(2)
     );
-    env.wait_until(LONG, "an InvalidSpec event", || async {
-        Ok(env
-            .events("moved")
-            .await?
-            .iter()
-            .any(|(t, r, _)| t == "Warning" && r == "InvalidSpec"))
-    })
-    .await?;
+    env.wait_event("moved", "Warning", "InvalidSpec", LONG)
+        .await?;
     // Give a controller that would act on the rename time to do so.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let kept = env

@@ -57,18 +57,8 @@ async fn a_preflight_rejection_is_judged_again_when_the_crd_changes() -> Result<
         }
     });
     harness::apply_value(&client, Some(&ns), cr, &PatchParams::apply("test").force()).await?;
-    let crs: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        &ns,
-        &kube::core::ApiResource::from_gvk_with_plural(
-            &kube::core::GroupVersionKind::gvk(
-                "operator.victoriametrics.com",
-                "v1alpha1",
-                "VMDistributed",
-            ),
-            "vmdistributed",
-        ),
-    );
+    let crs: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &harness::state_recorder::cr_resource());
     let wait = |what: &'static str, done: fn(&DynamicObject) -> bool| {
         let crs = crs.clone();
         let controller = &controller;

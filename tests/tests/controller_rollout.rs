@@ -18,34 +18,13 @@ const LONG: Duration = Duration::from_secs(90);
 
 /// The seed example with short durations and a cluster version to change.
 fn manifest(name: &str, zones: &[&str], ready_timeout: &str, update_pause: &str) -> String {
-    let zones: String = zones.iter().map(|z| format!("    - name: {z}\n")).collect();
-    format!(
-        r#"apiVersion: operator.victoriametrics.com/v1alpha1
-kind: VMDistributed
-metadata:
-  name: {name}
-spec:
-  vmauth:
-    spec:
-      replicaCount: 1
-  zoneCommon:
-    readyTimeout: {ready_timeout}
-    updatePause: {update_pause}
-    vmagent:
-      spec:
-        replicaCount: 1
-    vmcluster:
-      spec:
-        clusterVersion: v1.110.0-cluster
-        retentionPeriod: "14"
-        vmstorage:
-          replicaCount: 1
-        vmselect:
-          replicaCount: 1
-        vminsert:
-          replicaCount: 1
-  zones:
-{zones}"#
+    harness::manifests::one_replica(
+        name,
+        zones,
+        ready_timeout,
+        update_pause,
+        harness::manifests::VMAUTH_ONE_REPLICA,
+        "        retentionPeriod: \"14\"\n",
     )
 }
 
@@ -58,11 +37,13 @@ async fn rolled_out(
     ready_timeout: &str,
     update_pause: &str,
 ) -> Result<Controller> {
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
-    env.apply(&manifest(name, zones, ready_timeout, update_pause))
+    let (controller, _) = env
+        .operational(
+            name,
+            &manifest(name, zones, ready_timeout, update_pause),
+            LONG,
+        )
         .await?;
-    env.wait_operational(name, LONG).await?;
     Ok(controller)
 }
 
@@ -82,8 +63,7 @@ fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
 async fn seed_example_becomes_operational_with_children_as_specified() -> Result<()> {
     let env = Env::new("ctl-seed", "500ms").await?;
     let recorder = StateRecorder::start(&env.client, &env.ns).await?;
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
+    let controller = env.ready_controller().await?;
     let seed = std::fs::read_to_string(harness::workspace_root().join("examples/seed.yaml"))?
         .replace(
             "  zoneCommon:\n",
@@ -497,12 +477,7 @@ async fn a_zone_that_never_becomes_ready_halts_the_rollout_until_healed() -> Res
     // Stay halted for several timeouts: one Warning, the other zones untouched, zone-a out of the
     // VMAuth.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let warnings: Vec<_> = env
-        .events("stuck")
-        .await?
-        .into_iter()
-        .filter(|(t, r, _)| t == "Warning" && r == "ZoneNotReady")
-        .collect();
+    let warnings = env.events_of("stuck", "Warning", "ZoneNotReady").await?;
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].2.contains("zone-a"), "{warnings:?}");
     for (kind, name, generation) in &untouched {

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use harness::controller_env::{Controller, Env, is_operational};
+use harness::controller_env::{Env, is_operational};
 use harness::state_recorder::StateRecorder;
 use kube::api::DeleteParams;
 use serde_json::{Value, json};
@@ -20,45 +20,7 @@ const LONG: Duration = Duration::from_secs(120);
 
 /// A VMDistributed with the given zones (`name` or `name:trafficMode`).
 fn manifest(name: &str, zones: &[&str], extra: &str) -> String {
-    let zones: String = zones
-        .iter()
-        .map(|z| match z.split_once(':') {
-            Some((zone, mode)) => format!("    - name: {zone}\n      trafficMode: {mode}\n"),
-            None => format!("    - name: {z}\n"),
-        })
-        .collect();
-    format!(
-        r#"apiVersion: operator.victoriametrics.com/v1alpha1
-kind: VMDistributed
-metadata:
-  name: {name}
-spec:
-{extra}  zoneCommon:
-    readyTimeout: 30s
-    updatePause: 1s
-    vmagent:
-      spec:
-        replicaCount: 1
-    vmcluster:
-      spec:
-        clusterVersion: v1.110.0-cluster
-        vmstorage:
-          replicaCount: 1
-        vmselect:
-          replicaCount: 1
-        vminsert:
-          replicaCount: 1
-  zones:
-{zones}"#
-    )
-}
-
-async fn operational(env: &Env, name: &str, yaml: &str) -> Result<Controller> {
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
-    env.apply(yaml).await?;
-    env.wait_operational(name, LONG).await?;
-    Ok(controller)
+    harness::manifests::one_replica(name, zones, "30s", "1s", extra, "")
 }
 
 async fn wait_generation(env: &Env, name: &str, generation: i64) -> Result<()> {
@@ -96,7 +58,9 @@ fn all(name: &str, zones: &[&str]) -> Vec<String> {
 async fn a_remote_write_url_change_never_leaves_read_without_a_serving_zone() -> Result<()> {
     let env = Env::new("ctl-url", "400ms").await?;
     let zones = ["zone-a", "zone-b", "zone-c"];
-    let controller = operational(&env, "url", &manifest("url", &zones, "")).await?;
+    let (controller, _) = env
+        .operational("url", &manifest("url", &zones, ""), LONG)
+        .await?;
     let recorder = StateRecorder::start(&env.client, &env.ns).await?;
 
     env.patch_spec(
@@ -136,7 +100,9 @@ async fn a_remote_write_url_change_never_leaves_read_without_a_serving_zone() ->
 async fn the_only_serving_zone_beside_a_maintenance_zone_is_updated_in_place() -> Result<()> {
     let env = Env::new("ctl-maint", "400ms").await?;
     let zones = ["zone-a", "zone-b:maintenance"];
-    let controller = operational(&env, "maint", &manifest("maint", &zones, "")).await?;
+    let (controller, _) = env
+        .operational("maint", &manifest("maint", &zones, ""), LONG)
+        .await?;
     let recorder = StateRecorder::start(&env.client, &env.ns).await?;
 
     env.patch_spec(
@@ -178,7 +144,9 @@ async fn the_only_serving_zone_beside_a_maintenance_zone_is_updated_in_place() -
 async fn a_maintenance_zone_beside_the_updated_ones_never_empties_a_target() -> Result<()> {
     let env = Env::new("ctl-maint3", "400ms").await?;
     let zones = ["zone-a", "zone-b:maintenance", "zone-c"];
-    let controller = operational(&env, "maint3", &manifest("maint3", &zones, "")).await?;
+    let (controller, _) = env
+        .operational("maint3", &manifest("maint3", &zones, ""), LONG)
+        .await?;
     let recorder = StateRecorder::start(&env.client, &env.ns).await?;
 
     env.patch_spec(
@@ -205,7 +173,9 @@ async fn a_maintenance_zone_beside_the_updated_ones_never_empties_a_target() -> 
 async fn a_renamed_vmauth_settles_without_a_restart() -> Result<()> {
     let env = Env::new("ctl-rename", "300ms").await?;
     let zones = ["zone-a", "zone-b"];
-    let controller = operational(&env, "rename", &manifest("rename", &zones, "")).await?;
+    let (controller, _) = env
+        .operational("rename", &manifest("rename", &zones, ""), LONG)
+        .await?;
     let recorder = StateRecorder::start(&env.client, &env.ns).await?;
     // A rollout first, so the old VMAuth is past generation 1.
     env.patch_spec(
@@ -242,7 +212,9 @@ async fn a_renamed_vmauth_settles_without_a_restart() -> Result<()> {
 async fn a_vmauth_deleted_mid_phase_comes_back_and_the_rollout_finishes() -> Result<()> {
     let env = Env::new("ctl-vmauth-gone", "1500ms").await?;
     let zones = ["zone-a", "zone-b", "zone-c"];
-    let controller = operational(&env, "lost", &manifest("lost", &zones, "")).await?;
+    let (controller, _) = env
+        .operational("lost", &manifest("lost", &zones, ""), LONG)
+        .await?;
     let recorder = StateRecorder::start(&env.client, &env.ns).await?;
     env.patch_spec(
         "lost",
@@ -275,8 +247,9 @@ async fn deleting_the_cr_mid_rollout_puts_the_zone_back_into_a_vmauth_that_survi
 {
     let env = Env::new("ctl-del-mid", "1500ms").await?;
     let zones = ["zone-a", "zone-b", "zone-c"];
-    let controller =
-        operational(&env, "kept", &manifest("kept", &zones, "  retain: true\n")).await?;
+    let (controller, _) = env
+        .operational("kept", &manifest("kept", &zones, "  retain: true\n"), LONG)
+        .await?;
     let recorder = StateRecorder::start(&env.client, &env.ns).await?;
     env.patch_spec(
         "kept",
@@ -287,10 +260,7 @@ async fn deleting_the_cr_mid_rollout_puts_the_zone_back_into_a_vmauth_that_survi
     let excluded = routes(&env, "kept").await?;
     assert!(!excluded.write.contains("kept-zone-b"), "{excluded:?}");
     env.crs().delete("kept", &DeleteParams::default()).await?;
-    env.wait_until(LONG, "the CR is gone", || async {
-        Ok(env.crs().get_opt("kept").await?.is_none())
-    })
-    .await?;
+    env.wait_cr_gone("kept", LONG).await?;
     let auth = env.child_value(ChildKind::VMAuth, "kept").await?;
     let refs = LiveRefs::from_vmauth_spec(&auth["spec"]);
     assert_eq!(refs.write.len(), 3, "{refs:?}");

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
 use harness::controller_env::{Env, condition};
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use harness::policy::{RefusalPolicy, delete_refusal_policy};
+use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use shared::VMDistributed;
 use shared::names::ChildKind;
@@ -21,97 +21,30 @@ const LONG: Duration = Duration::from_secs(90);
 
 /// A two-zone CR with short durations, the VMAuth on.
 fn manifest(name: &str, update_pause: &str, ready_timeout: &str) -> String {
-    format!(
-        r#"apiVersion: operator.victoriametrics.com/v1alpha1
-kind: VMDistributed
-metadata:
-  name: {name}
-spec:
-  vmauth:
-    spec:
-      replicaCount: 1
-  zoneCommon:
-    readyTimeout: {ready_timeout}
-    updatePause: {update_pause}
-    vmagent:
-      spec:
-        replicaCount: 1
-    vmcluster:
-      spec:
-        clusterVersion: v1.110.0-cluster
-        vmstorage:
-          replicaCount: 1
-        vmselect:
-          replicaCount: 1
-        vminsert:
-          replicaCount: 1
-  zones:
-    - name: zone-a
-    - name: zone-b
-"#
+    harness::manifests::one_replica(
+        name,
+        &["zone-a", "zone-b"],
+        ready_timeout,
+        update_pause,
+        harness::manifests::VMAUTH_ONE_REPLICA,
+        "",
     )
 }
 
 /// A ValidatingAdmissionPolicy (and its binding, both named `name`) that refuses creates and
 /// updates of VMClusters in `ns` for which `refuse` (CEL) holds, with `message`.
 async fn refuse_vmclusters(env: &Env, name: &str, refuse: &str, message: &str) -> Result<()> {
-    let ns = &env.ns;
-    harness::apply_yaml(
-        &env.client,
-        None,
-        &format!(
-            r#"apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicy
-metadata: {{name: {name}}}
-spec:
-  failurePolicy: Fail
-  matchConstraints:
-    resourceRules:
-    - apiGroups: [operator.victoriametrics.com]
-      apiVersions: [v1beta1]
-      operations: [CREATE, UPDATE]
-      resources: [vmclusters]
-  validations:
-  - expression: {expression}
-    message: {message}
----
-apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicyBinding
-metadata: {{name: {name}}}
-spec:
-  policyName: {name}
-  validationActions: [Deny]
-  matchResources:
-    namespaceSelector:
-      matchLabels: {{kubernetes.io/metadata.name: {ns}}}
-"#,
-            expression = serde_json::to_string(&format!("!({refuse})"))?,
-            message = serde_json::to_string(message)?,
-        ),
-    )
-    .await?;
-    Ok(())
-}
-
-/// Delete the policy and binding named `name`.
-async fn allow_again(env: &Env, name: &str) -> Result<()> {
-    for (kind, plural) in [
-        (
-            "ValidatingAdmissionPolicyBinding",
-            "validatingadmissionpolicybindings",
-        ),
-        ("ValidatingAdmissionPolicy", "validatingadmissionpolicies"),
-    ] {
-        let api: Api<DynamicObject> = Api::all_with(
-            env.client.clone(),
-            &ApiResource::from_gvk_with_plural(
-                &GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind),
-                plural,
-            ),
-        );
-        api.delete(name, &DeleteParams::default()).await?;
+    RefusalPolicy {
+        name,
+        namespace: &env.ns,
+        api_version: "v1beta1",
+        operations: &["CREATE", "UPDATE"],
+        resource: "vmclusters",
+        validation: &format!("!({refuse})"),
+        message,
     }
-    Ok(())
+    .apply(&env.client)
+    .await
 }
 
 /// Wait until a server-side dry-run apply of `patch` to VMCluster `name` is refused with a
@@ -166,8 +99,7 @@ fn zone_message(cr: &VMDistributed, zone: &str) -> Option<String> {
 async fn a_refused_child_write_is_in_the_status_at_once_with_one_event_and_clears_itself()
 -> Result<()> {
     let env = Env::new("ctl-refused", "300ms").await?;
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
+    let controller = env.ready_controller().await?;
     // A pause between the zones long enough to bring in the policy after the preflight of the
     // change passed and zone-a is done: only the real write of zone-b meets it.
     env.apply(&manifest("refused", "6s", "5m")).await?;
@@ -285,7 +217,7 @@ async fn a_refused_child_write_is_in_the_status_at_once_with_one_event_and_clear
     // The policy goes: the next attempt goes through, the report clears and the rollout
     // finishes, in the same controller process.
     let pid = controller.process.pid();
-    allow_again(&env, &policy).await?;
+    delete_refusal_policy(&env.client, &policy).await?;
     let done = env.wait_operational("refused", LONG).await?;
     ensure!(
         condition(&done, "Degraded").is_some_and(|c| c.status == "False"),
@@ -309,8 +241,7 @@ async fn a_refused_child_write_is_in_the_status_at_once_with_one_event_and_clear
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_child_reporting_failed_halts_the_rollout_at_once_with_its_reason() -> Result<()> {
     let env = Env::new("ctl-failed", "300ms").await?;
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
+    let _controller = env.ready_controller().await?;
     // readyTimeout is long: the halt must not wait for it.
     env.apply(&manifest("failing", "1s", "10m")).await?;
     env.wait_operational("failing", LONG).await?;
@@ -395,7 +326,7 @@ async fn a_preflight_rejection_is_dry_run_again_when_its_hold_is_over() -> Resul
         .await?;
     let generation = rejected.metadata.generation;
     // The cause goes away outside anything the controller watches (no CRD, no spec change).
-    allow_again(&env, &policy).await?;
+    delete_refusal_policy(&env.client, &policy).await?;
     let done = env.wait_operational("recheck", LONG).await?;
     ensure!(done.metadata.generation == generation);
     ensure!(
@@ -428,10 +359,9 @@ async fn ready_zones_in_every_written_status_counts_the_zones_as_its_writes_leav
 -> Result<()> {
     let env = Env::new("ctl-readyzones", "1s").await?;
     let recorder = harness::state_recorder::StateRecorder::start(&env.client, &env.ns).await?;
-    let controller = env.controller()?;
-    controller.wait_ready(Duration::from_secs(30)).await?;
-    env.apply(&manifest("counted", "1s", "5m")).await?;
-    env.wait_operational("counted", LONG).await?;
+    let (_controller, _) = env
+        .operational("counted", &manifest("counted", "1s", "5m"), LONG)
+        .await?;
     env.patch_spec(
         "counted",
         json!({"zoneCommon": {"vmcluster": {"spec": {"clusterVersion": "v1.111.0-cluster"}}}}),

@@ -400,12 +400,7 @@ async fn unschedulable_zone_halts_the_rollout_until_fixed() -> Result<()> {
         generation(&env.child_value(ChildKind::VMCluster, "demo-zone-b").await?),
         zone_b_before
     );
-    let warnings: Vec<_> = env
-        .events("demo")
-        .await?
-        .into_iter()
-        .filter(|(t, r, _)| t == "Warning" && r == "ZoneNotReady")
-        .collect();
+    let warnings = env.events_of("demo", "Warning", "ZoneNotReady").await?;
     assert_eq!(warnings.len(), 1, "{warnings:?}");
 
     // A node selector that matches a node heals the zone and finishes the rollout.
@@ -640,12 +635,7 @@ async fn the_only_serving_zone_beside_a_maintenance_zone_is_updated_in_place_on_
     );
     ensure!(replay.read_refs.iter().all(|r| *r == a), "{replay:?}");
     ensure!(replay.exclusions.is_empty(), "{replay:?}");
-    let in_place: Vec<_> = env
-        .events("maint")
-        .await?
-        .into_iter()
-        .filter(|(t, r, _)| t == "Warning" && r == "UpdatingInPlace")
-        .collect();
+    let in_place = env.events_of("maint", "Warning", "UpdatingInPlace").await?;
     assert_eq!(in_place.len(), 1, "{in_place:?}");
     let images = pod_images(&env, "maint-zone-a", CLUSTER_COMPONENTS).await?;
     ensure!(

@@ -13,6 +13,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use harness::policy::{RefusalPolicy, delete_refusal_policy};
 use harness::{ControlPlane, ProcessSpec, SupervisedProcess, create_namespace};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
@@ -629,38 +630,16 @@ async fn preflight_denies_a_spec_whose_vmauth_with_members_is_refused() -> Resul
     let (scope, cp) = scope("webhook-pf-auth", true).await?;
     let client = cp.client().await?;
     let policy = format!("no-legacy-routes-{}", scope.ns);
-    harness::apply_yaml(
-        &client,
-        None,
-        &format!(
-            r#"apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicy
-metadata: {{name: {policy}}}
-spec:
-  failurePolicy: Fail
-  matchConstraints:
-    resourceRules:
-    - apiGroups: [operator.victoriametrics.com]
-      apiVersions: [v1beta1]
-      operations: [CREATE, UPDATE]
-      resources: [vmauths]
-  validations:
-  - expression: "!has(object.spec.defaultTargetRefs) || object.spec.defaultTargetRefs.all(t, !has(t.crd) || !has(t.crd.objects) || t.crd.objects.all(o, !o.name.startsWith('legacy-')))"
-    message: VMAuths may not route to legacy clusters
----
-apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicyBinding
-metadata: {{name: {policy}}}
-spec:
-  policyName: {policy}
-  validationActions: [Deny]
-  matchResources:
-    namespaceSelector:
-      matchLabels: {{kubernetes.io/metadata.name: {ns}}}
-"#,
-            ns = scope.ns
-        ),
-    )
+    RefusalPolicy {
+        name: &policy,
+        namespace: &scope.ns,
+        api_version: "v1beta1",
+        operations: &["CREATE", "UPDATE"],
+        resource: "vmauths",
+        validation: "!has(object.spec.defaultTargetRefs) || object.spec.defaultTargetRefs.all(t, !has(t.crd) || !has(t.crd.objects) || t.crd.objects.all(o, !o.name.startsWith('legacy-')))",
+        message: "VMAuths may not route to legacy clusters",
+    }
+    .apply(&client)
     .await?;
     let legacy = manifest(
         "pfa",
@@ -705,14 +684,8 @@ spec:
             ),
         ),
     )?;
-    let _ = cp
-        .kubectl()
-        .args([
-            "delete",
-            "validatingadmissionpolicybinding,validatingadmissionpolicy",
-            &policy,
-        ])
-        .output();
+    // Best effort: the binding selects only this test's namespace.
+    let _ = delete_refusal_policy(&client, &policy).await;
     Ok(())
 }
 
