@@ -5,7 +5,7 @@
 
 mod rollout_world;
 
-use rollout_world::{World, cr_from, zones_cr};
+use rollout_world::{World, cr_from, settled_world};
 use serde_json::{Value, json};
 use shared::children::{ANNOTATION_CREATED_BY, ChildObject, LABEL_CLAIM};
 use shared::model::{Action, MetadataPatchReason, Observed};
@@ -13,12 +13,6 @@ use shared::names::ChildKind;
 use shared::rollout::decide;
 use shared::rollout::patch;
 use shared::validation::{ALLOW_RENAME_ANNOTATION, validate, validate_stored};
-
-fn settled_world(n: usize) -> World {
-    let mut world = World::new(zones_cr(n, "v1"));
-    assert!(world.run_until_settled(400), "{:?}", world.status());
-    world
-}
 
 fn created_by(object: &Value) -> Option<&Value> {
     object["metadata"]["annotations"].get(ANNOTATION_CREATED_BY)
@@ -31,23 +25,13 @@ fn owner_references(object: &Value) -> usize {
 }
 
 fn delete_cr(world: &mut World) {
-    world.cr.metadata.deletion_timestamp = Some(
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(world.now),
-    );
+    world.mark_deleted();
     for _ in 0..20 {
         world.reconcile(None);
         world.check_invariants();
         world.operator_tick();
     }
-    assert!(
-        world
-            .cr
-            .metadata
-            .finalizers
-            .as_ref()
-            .is_none_or(|f| f.is_empty()),
-        "finalizer removed"
-    );
+    assert!(world.finalizer_removed(), "finalizer removed");
 }
 
 #[test]

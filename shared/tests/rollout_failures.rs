@@ -4,37 +4,12 @@
 
 mod rollout_world;
 
-use rollout_world::{World, zones_cr};
+use rollout_world::{World, settled_world, zones_cr};
 use serde_json::json;
 use shared::api::{UpdateStatus, ZonePhase};
 use shared::names::ChildKind;
 use shared::rollout::EventReason;
 use shared::versions::PinnedVersions;
-
-fn set_version(world: &mut World, version: &str) {
-    world.edit(|cr| {
-        let common = cr.spec.zone_common.as_mut().expect("zoneCommon");
-        let cluster = common.vmcluster.as_mut().expect("vmcluster");
-        cluster.spec.as_mut().expect("spec")["clusterVersion"] = json!(version);
-    });
-}
-
-fn settled_world(n: usize) -> World {
-    let mut world = World::new(zones_cr(n, "v1"));
-    assert!(world.run_until_settled(400), "{:?}", world.status());
-    world
-}
-
-/// (status, reason, message) of a condition.
-fn condition(world: &World, type_: &str) -> (String, String, String) {
-    let status = world.status();
-    let c = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .expect("condition");
-    (c.status.clone(), c.reason.clone(), c.message.clone())
-}
 
 fn zone_message(world: &World, zone: &str) -> Option<String> {
     world
@@ -67,10 +42,10 @@ fn a_refused_child_write_is_reported_in_the_reconcile_that_met_it_and_clears_its
     world
         .refused
         .insert((ChildKind::VMCluster, "demo-z1".into()), REFUSAL.into());
-    set_version(&mut world, "v2");
+    world.set_version("v2");
     until_refused(&mut world);
     // Already in the status written by the reconcile whose write failed.
-    let (status, reason, message) = condition(&world, "Degraded");
+    let (status, reason, message) = world.condition("Degraded");
     assert_eq!(
         (status.as_str(), reason.as_str()),
         ("True", "ChildRejected")
@@ -92,7 +67,7 @@ fn a_refused_child_write_is_reported_in_the_reconcile_that_met_it_and_clears_its
     let before = world.status();
     world.run_steps(20);
     assert_eq!(world.events_with(EventReason::ChildRejected).len(), 1);
-    assert_eq!(condition(&world, "Degraded").1, "ChildRejected");
+    assert_eq!(world.condition("Degraded").1, "ChildRejected");
     assert_eq!(world.status().conditions, before.conditions);
     // No other zone was touched meanwhile.
     assert_eq!(world.backend_spec("z2")["clusterVersion"], "v1");
@@ -101,7 +76,7 @@ fn a_refused_child_write_is_reported_in_the_reconcile_that_met_it_and_clears_its
     // clears and the rollout finishes.
     world.refused.clear();
     assert!(world.run_until_settled(400), "{:?}", world.status());
-    assert_eq!(condition(&world, "Degraded").0, "False");
+    assert_eq!(world.condition("Degraded").0, "False");
     assert_eq!(zone_message(&world, "z1"), None);
     assert!(world.memory_child_failures.is_empty());
     for zone in ["z0", "z1", "z2"] {
@@ -114,7 +89,7 @@ fn a_distinct_cause_gets_its_own_event_and_a_spec_that_needs_no_such_write_clear
     let mut world = settled_world(2);
     let key = (ChildKind::VMCluster, "demo-z0".to_owned());
     world.refused.insert(key.clone(), "denied: first".into());
-    set_version(&mut world, "v2");
+    world.set_version("v2");
     until_refused(&mut world);
     assert_eq!(world.events_with(EventReason::ChildRejected).len(), 1);
     // Another refusal of the same write is another cause.
@@ -129,9 +104,9 @@ fn a_distinct_cause_gets_its_own_event_and_a_spec_that_needs_no_such_write_clear
     assert!(notes[1].contains("denied: second"), "{notes:?}");
     // The user goes back to the version every zone runs: the refused write is not wanted any
     // more, so its report goes at once, without a successful write.
-    set_version(&mut world, "v1");
+    world.set_version("v1");
     world.reconcile(None);
-    assert_ne!(condition(&world, "Degraded").1, "ChildRejected");
+    assert_ne!(world.condition("Degraded").1, "ChildRejected");
     assert!(world.run_until_settled(400), "{:?}", world.status());
     assert_eq!(zone_message(&world, "z0"), None);
 }
@@ -143,14 +118,14 @@ fn a_child_reporting_failed_halts_the_rollout_at_once_with_its_reason() {
         "demo-z1".into(),
         "cannot create statefulset: quota exceeded".into(),
     );
-    set_version(&mut world, "v2");
+    world.set_version("v2");
     // Far less than readyTimeout (30 one-second ticks) after z1 is applied.
     let mut halted_after = None;
     for step in 0..80 {
         world.reconcile(None);
         world.operator_tick();
         world.check_invariants();
-        if condition(&world, "Degraded").0 == "True" {
+        if world.condition("Degraded").0 == "True" {
             halted_after = Some(step);
             break;
         }
@@ -167,7 +142,7 @@ fn a_child_reporting_failed_halts_the_rollout_at_once_with_its_reason() {
         "halted {} after the phase began",
         since.duration_until(world.now)
     );
-    let (_, reason, message) = condition(&world, "Degraded");
+    let (_, reason, message) = world.condition("Degraded");
     assert_eq!(reason, "ZoneNotReady");
     assert!(
         message.contains(
@@ -188,9 +163,9 @@ fn a_child_reporting_failed_halts_the_rollout_at_once_with_its_reason() {
 fn a_vmauth_the_operator_never_reconciles_is_named_when_the_phase_times_out() {
     let mut world = settled_world(2);
     world.frozen.insert("demo".into());
-    set_version(&mut world, "v2");
+    world.set_version("v2");
     world.run_steps(60);
-    let (status, reason, message) = condition(&world, "Degraded");
+    let (status, reason, message) = world.condition("Degraded");
     assert_eq!(
         (status.as_str(), reason.as_str()),
         ("True", "VMAuthNotReady")
@@ -248,7 +223,7 @@ fn actually_ready(world: &World) -> usize {
 #[test]
 fn ready_zones_is_what_the_writes_a_status_authorizes_leave_ready() {
     let mut world = settled_world(3);
-    set_version(&mut world, "v2");
+    world.set_version("v2");
     let mut checked = 0;
     for _ in 0..200 {
         let decision = world.reconcile(None);
@@ -290,7 +265,7 @@ fn a_preflight_rejection_is_told_to_the_zones_it_refused() {
         zone_messages: [("z1".to_owned(), line.to_owned())].into(),
     });
     world.run_steps(3);
-    let (status, reason, message) = condition(&world, "Ready");
+    let (status, reason, message) = world.condition("Ready");
     assert_eq!((status.as_str(), reason.as_str()), ("False", "InvalidSpec"));
     assert_eq!(message, line);
     assert_eq!(zone_message(&world, "z1").as_deref(), Some(line));

@@ -21,19 +21,6 @@ fn settled(world: &mut World) {
     );
 }
 
-fn common_cluster(world: &mut World, change: impl FnOnce(&mut Value)) {
-    world.edit(|cr| {
-        let common = cr.spec.zone_common.as_mut().expect("zoneCommon");
-        let cluster = common.vmcluster.as_mut().expect("vmcluster");
-        change(cluster.spec.as_mut().expect("spec"));
-    });
-}
-
-fn phase(world: &World) -> (Option<String>, Option<ZonePhase>) {
-    let rollout = world.status().rollout.unwrap_or_default();
-    (rollout.zone, rollout.phase)
-}
-
 /// Reconcile and tick (checking every state) until `pred` holds; panics after `max` steps.
 fn run_until(world: &mut World, max: usize, what: &str, pred: impl Fn(&World) -> bool) {
     for _ in 0..max {
@@ -49,16 +36,6 @@ fn run_until(world: &mut World, max: usize, what: &str, pred: impl Fn(&World) ->
         world.check_invariants();
     }
     panic!("never reached {what}: {:?}", world.status());
-}
-
-fn condition(world: &World, type_: &str) -> (String, String, String) {
-    let status = world.status();
-    let c = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .expect("condition");
-    (c.status.clone(), c.reason.clone(), c.message.clone())
 }
 
 fn remote_write_urls(world: &World, agent: &str) -> Vec<String> {
@@ -107,7 +84,7 @@ fn a_remote_write_url_change_never_takes_two_zones_out_of_read() {
             let mut world = World::new(zones_cr(n, "v1"));
             settled(&mut world);
             let before = remote_write_urls(&world, "demo-z0");
-            common_cluster(&mut world, change);
+            world.edit_common_cluster(change);
             assert!(
                 world.run_until_settled(4000),
                 "{n} zones, {what}: did not settle: {:?}",
@@ -175,9 +152,9 @@ fn the_only_serving_zone_is_updated_in_place() {
             );
         });
         run_until(&mut world, 200, "z0 Applying", |w| {
-            phase(w) == (Some("z0".into()), Some(ZonePhase::Applying))
+            w.phase() == (Some("z0".into()), Some(ZonePhase::Applying))
         });
-        let (_, reason, message) = condition(&world, "Progressing");
+        let (_, reason, message) = world.condition("Progressing");
         assert_eq!(reason, "UpdatingInPlace", "{mode}: {message}");
         assert!(message.contains(kept), "{mode}: {message}");
         assert!(
@@ -217,9 +194,9 @@ fn traffic_moved_to_a_zone_under_update_waits_for_it_before_leaving() {
         };
         let mut world = zones_with_modes(&[before, "read-write"]);
         settled(&mut world);
-        common_cluster(&mut world, |spec| spec["clusterVersion"] = json!("v2"));
+        world.edit_common_cluster(|spec| spec["clusterVersion"] = json!("v2"));
         run_until(&mut world, 200, "z0 Applying", |w| {
-            phase(w) == (Some("z0".into()), Some(ZonePhase::Applying))
+            w.phase() == (Some("z0".into()), Some(ZonePhase::Applying))
         });
         world.edit(|cr| {
             cr.spec.zones[0].traffic_mode =
@@ -278,7 +255,7 @@ fn a_zone_beside_a_missing_ref_is_updated_in_place() {
     let mut world = World::new(cr);
     world.run_steps(30);
     assert!(world.status().zones[0].in_read);
-    common_cluster(&mut world, |spec| spec["clusterVersion"] = json!("v2"));
+    world.edit_common_cluster(|spec| spec["clusterVersion"] = json!("v2"));
     run_until(&mut world, 200, "z0 updated", |w| {
         w.backend_spec("z0")["clusterVersion"] == "v2"
             && w.status().rollout.and_then(|r| r.zone).is_none()
@@ -291,9 +268,9 @@ fn a_zone_beside_a_missing_ref_is_updated_in_place() {
 fn a_spec_change_heals_a_zone_stuck_in_restoring() {
     let mut world = World::new(zones_cr(3, "v1"));
     settled(&mut world);
-    common_cluster(&mut world, |spec| spec["clusterVersion"] = json!("v2"));
+    world.edit_common_cluster(|spec| spec["clusterVersion"] = json!("v2"));
     run_until(&mut world, 300, "z0 Restoring", |w| {
-        phase(w) == (Some("z0".into()), Some(ZonePhase::Restoring))
+        w.phase() == (Some("z0".into()), Some(ZonePhase::Restoring))
     });
     // The zone fails right after its apply was judged ready.
     let cluster = world
@@ -309,7 +286,7 @@ fn a_spec_change_heals_a_zone_stuck_in_restoring() {
     );
     // The user reverts; the reverted generation is what the operator can run.
     world.broken.clear();
-    common_cluster(&mut world, |spec| spec["clusterVersion"] = json!("v1"));
+    world.edit_common_cluster(|spec| spec["clusterVersion"] = json!("v1"));
     assert!(world.run_until_settled(3000), "{:?}", world.status());
     for i in 0..3 {
         assert_eq!(world.backend_spec(&format!("z{i}"))["clusterVersion"], "v1");
@@ -337,7 +314,7 @@ fn an_exclusion_that_has_not_started_yields_to_the_unready_zone_that_needs_the_f
     world.broken.insert("demo-z1".into());
     world.run_steps(60);
     assert_eq!(
-        phase(&world),
+        world.phase(),
         (Some("z0".into()), Some(ZonePhase::Excluding))
     );
     assert_eq!(
@@ -345,7 +322,7 @@ fn an_exclusion_that_has_not_started_yields_to_the_unready_zone_that_needs_the_f
         auth_before,
         "z0 never left"
     );
-    let (status, _, message) = condition(&world, "Degraded");
+    let (status, _, message) = world.condition("Degraded");
     assert_eq!(status, "True");
     assert!(message.contains("z1"), "{message}");
     assert!(!message.contains("did not reach"), "{message}");
@@ -367,10 +344,10 @@ fn an_exclusion_that_has_not_started_yields_to_the_unready_zone_that_needs_the_f
 fn a_recreated_vmauth_is_judged_by_its_own_generation() {
     let mut world = World::new(zones_cr(2, "v1"));
     settled(&mut world);
-    common_cluster(&mut world, |spec| spec["clusterVersion"] = json!("v2"));
+    world.edit_common_cluster(|spec| spec["clusterVersion"] = json!("v2"));
     // z0 is out of the live VMAuth, which has not reported the new generation yet.
     run_until(&mut world, 300, "z0 excluded", |w| {
-        phase(w) == (Some("z0".into()), Some(ZonePhase::Excluding))
+        w.phase() == (Some("z0".into()), Some(ZonePhase::Excluding))
             && !w.vmauth().expect("vmauth").object["spec"]
                 .to_string()
                 .contains("demo-z0")
@@ -419,27 +396,17 @@ fn deleting_the_cr_mid_rollout_restores_the_zone_to_a_vmauth_that_survives() {
             );
         }
         settled(&mut world);
-        common_cluster(&mut world, |spec| spec["clusterVersion"] = json!("v2"));
+        world.edit_common_cluster(|spec| spec["clusterVersion"] = json!("v2"));
         run_until(&mut world, 300, "z1 Applying", |w| {
-            phase(w) == (Some("z1".into()), Some(ZonePhase::Applying))
+            w.phase() == (Some("z1".into()), Some(ZonePhase::Applying))
         });
-        world.cr.metadata.deletion_timestamp = Some(
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(world.now),
-        );
+        world.mark_deleted();
         for _ in 0..40 {
             world.reconcile(None);
             world.observe();
             world.operator_tick();
         }
-        assert!(
-            world
-                .cr
-                .metadata
-                .finalizers
-                .as_ref()
-                .is_none_or(|f| f.is_empty()),
-            "{variant}: finalizer removed"
-        );
+        assert!(world.finalizer_removed(), "{variant}: finalizer removed");
         let replay = world.checker.replay();
         assert!(
             replay.of(Invariant::NotRestoredOnDeletion).is_empty(),
@@ -462,9 +429,9 @@ fn deleting_the_cr_mid_rollout_restores_the_zone_to_a_vmauth_that_survives() {
 fn disabling_the_vmauth_mid_rollout_hands_it_back_with_every_zone_first() {
     let mut world = World::new(zones_cr(3, "v1"));
     settled(&mut world);
-    common_cluster(&mut world, |spec| spec["clusterVersion"] = json!("v2"));
+    world.edit_common_cluster(|spec| spec["clusterVersion"] = json!("v2"));
     run_until(&mut world, 300, "z1 Applying", |w| {
-        phase(w) == (Some("z1".into()), Some(ZonePhase::Applying))
+        w.phase() == (Some("z1".into()), Some(ZonePhase::Applying))
     });
     world.edit(|cr| {
         cr.spec.vmauth.get_or_insert_with(Default::default).enabled = Some(false);
@@ -488,9 +455,9 @@ fn disabling_the_vmauth_mid_rollout_hands_it_back_with_every_zone_first() {
 fn renaming_the_vmauth_mid_rollout_hands_the_old_one_back_with_every_zone() {
     let mut world = World::new(zones_cr(3, "v1"));
     settled(&mut world);
-    common_cluster(&mut world, |spec| spec["clusterVersion"] = json!("v2"));
+    world.edit_common_cluster(|spec| spec["clusterVersion"] = json!("v2"));
     run_until(&mut world, 300, "z1 Applying", |w| {
-        phase(w) == (Some("z1".into()), Some(ZonePhase::Applying))
+        w.phase() == (Some("z1".into()), Some(ZonePhase::Applying))
     });
     world.edit(|cr| {
         cr.spec.vmauth.get_or_insert_with(Default::default).name = Some("global".into());
@@ -529,7 +496,7 @@ fn an_allowed_rename_keeps_the_other_zones_in_read() {
     world.check_invariants();
     for zone in ["z1", "z2"] {
         run_until(&mut world, 400, "an agent-only update", |w| {
-            phase(w) == (Some(zone.into()), Some(ZonePhase::Applying))
+            w.phase() == (Some(zone.into()), Some(ZonePhase::Applying))
         });
         let status = world.status();
         let view = status.zones.iter().find(|z| z.name == zone).expect("zone");
@@ -554,7 +521,7 @@ fn an_agent_only_change_keeps_the_zone_in_read() {
             Some(serde_json::from_value(json!({"spec": {"replicaCount": 3}})).expect("agent"));
     });
     run_until(&mut world, 200, "z1 Applying", |w| {
-        phase(w) == (Some("z1".into()), Some(ZonePhase::Applying))
+        w.phase() == (Some("z1".into()), Some(ZonePhase::Applying))
     });
     let status = world.status();
     assert!(

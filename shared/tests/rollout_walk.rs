@@ -2,29 +2,11 @@
 
 mod rollout_world;
 
-use rollout_world::{World, zones_cr};
+use rollout_world::{World, settled_world, zones_cr};
 use serde_json::json;
 use shared::api::{UpdateStatus, ZonePhase};
 use shared::names::ChildKind;
 use shared::rollout::EventReason;
-
-fn set_version(world: &mut World, version: &str) {
-    world.edit(|cr| {
-        let common = cr.spec.zone_common.as_mut().expect("zoneCommon");
-        let cluster = common.vmcluster.as_mut().expect("vmcluster");
-        cluster.spec.as_mut().expect("spec")["clusterVersion"] = json!(version);
-    });
-}
-
-fn settled_world(n: usize) -> World {
-    let mut world = World::new(zones_cr(n, "v1"));
-    assert!(
-        world.run_until_settled(400),
-        "initial creation did not settle: {:?}",
-        world.status()
-    );
-    world
-}
 
 #[test]
 fn creation_from_scratch_settles_with_zero_writes_at_steady_state() {
@@ -72,7 +54,7 @@ fn version_change_rolls_zones_one_at_a_time_in_spec_order_with_pauses() {
     for n in [1, 2, 3, 7] {
         let mut world = settled_world(n);
         let from = world.events.len();
-        set_version(&mut world, "v2");
+        world.set_version("v2");
         assert!(
             world.run_until_settled(2000),
             "{n} zones: rollout did not finish: {:?}",
@@ -121,7 +103,7 @@ fn version_change_rolls_zones_one_at_a_time_in_spec_order_with_pauses() {
 #[test]
 fn a_transition_is_written_once_with_the_status_of_the_phase_it_enters() {
     let mut world = settled_world(3);
-    set_version(&mut world, "v2");
+    world.set_version("v2");
     let mut transitions = 0;
     for _ in 0..2000 {
         let before = world.status().rollout;
@@ -170,19 +152,9 @@ fn a_transition_is_written_once_with_the_status_of_the_phase_it_enters() {
     assert!(transitions >= 12, "{transitions} transitions");
 }
 
-fn phase(world: &World) -> (Option<String>, Option<ZonePhase>) {
-    let rollout = world.status().rollout.unwrap_or_default();
-    (rollout.zone, rollout.phase)
-}
-
 fn condition(world: &World, type_: &str) -> (String, String) {
-    let status = world.status();
-    let c = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .expect("condition");
-    (c.status.clone(), c.reason.clone())
+    let (status, reason, _) = world.condition(type_);
+    (status, reason)
 }
 
 #[test]
@@ -190,11 +162,11 @@ fn a_zone_that_never_becomes_ready_halts_the_rollout_and_fixing_it_resumes() {
     for n in [2, 3, 7] {
         let mut world = settled_world(n);
         world.broken.insert("demo-z1".into());
-        set_version(&mut world, "v2");
+        world.set_version("v2");
         // 30s readyTimeout, 1s ticks: plenty of time to halt.
         world.run_steps(150);
         assert_eq!(
-            phase(&world),
+            world.phase(),
             (Some("z1".into()), Some(ZonePhase::Applying)),
             "{n} zones"
         );
@@ -235,7 +207,7 @@ fn a_zone_that_never_becomes_ready_halts_the_rollout_and_fixing_it_resumes() {
 fn a_spec_change_resumes_a_halted_rollout_on_the_halted_zone_first() {
     let mut world = settled_world(3);
     world.broken.insert("demo-z1".into());
-    set_version(&mut world, "bad");
+    world.set_version("bad");
     world.run_steps(150);
     assert_eq!(
         condition(&world, "Degraded"),
@@ -245,10 +217,10 @@ fn a_spec_change_resumes_a_halted_rollout_on_the_halted_zone_first() {
     // once a new, good generation is applied).
     let from = world.events.len();
     world.broken.clear();
-    set_version(&mut world, "good");
+    world.set_version("good");
     world.reconcile(None);
     assert_eq!(
-        phase(&world),
+        world.phase(),
         (Some("z1".into()), Some(ZonePhase::Applying))
     );
     assert!(world.run_until_settled(2000));
@@ -268,18 +240,18 @@ fn a_spec_change_resumes_a_halted_rollout_on_the_halted_zone_first() {
 #[test]
 fn a_spec_change_mid_rollout_is_applied_and_the_rollout_finishes_on_the_latest_spec() {
     let mut world = settled_world(3);
-    set_version(&mut world, "v2");
+    world.set_version("v2");
     // Run until z1 is Applying, then change again.
     for _ in 0..500 {
         world.reconcile(None);
         world.check_invariants();
         world.operator_tick();
-        if phase(&world) == (Some("z1".into()), Some(ZonePhase::Applying)) {
+        if world.phase() == (Some("z1".into()), Some(ZonePhase::Applying)) {
             break;
         }
     }
-    assert_eq!(phase(&world).0.as_deref(), Some("z1"));
-    set_version(&mut world, "v3");
+    assert_eq!(world.phase().0.as_deref(), Some("z1"));
+    world.set_version("v3");
     assert!(world.run_until_settled(3000));
     for i in 0..3 {
         assert_eq!(world.backend_spec(&format!("z{i}"))["clusterVersion"], "v3");
@@ -296,7 +268,7 @@ fn crash_restart_from_any_intermediate_state() {
         // the controller feeds it back in the next decision of the same process.)
         for every in [3, 4, 5, 7] {
             let mut world = settled_world(n);
-            set_version(&mut world, "v2");
+            world.set_version("v2");
             let mut settled = false;
             for step in 0..4000 {
                 let limit = (step % every == 0).then_some(step % 2);
@@ -343,7 +315,7 @@ fn crash_restart_from_any_intermediate_state() {
 #[test]
 fn paused_stops_child_writes_and_unpausing_applies_the_pending_change() {
     let mut world = settled_world(3);
-    set_version(&mut world, "v2");
+    world.set_version("v2");
     world.run_steps(12);
     world.edit(|cr| cr.spec.paused = Some(true));
     let writes_before = world.writes.len();
@@ -493,22 +465,12 @@ fn deletion_deletes_created_children_and_releases_adopted_ones() {
                 .is_none()
         );
         assert!(adopted.object["metadata"].get("ownerReferences").is_none());
-        world.cr.metadata.deletion_timestamp = Some(
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(world.now),
-        );
+        world.mark_deleted();
         for _ in 0..20 {
             world.reconcile(None);
             world.operator_tick();
         }
-        assert!(
-            world
-                .cr
-                .metadata
-                .finalizers
-                .as_ref()
-                .is_none_or(|f| f.is_empty()),
-            "finalizer removed"
-        );
+        assert!(world.finalizer_removed(), "finalizer removed");
         assert!(
             world.child(ChildKind::VMAgent, "demo-z0").is_some(),
             "adopted never deleted"
@@ -648,13 +610,13 @@ fn exclusion_waits_while_another_member_is_unready() {
     });
     // Preflight of the new generation, then the transition.
     for _ in 0..4 {
-        if phase(&world).1.is_some() {
+        if world.phase().1.is_some() {
             break;
         }
         world.reconcile(None);
     }
     assert_eq!(
-        phase(&world),
+        world.phase(),
         (Some("z0".into()), Some(ZonePhase::Excluding))
     );
     // z1's agent turns unready (its pods restart) while z0 is about to leave.
@@ -752,7 +714,7 @@ fn disabling_the_vmauth_restores_every_zone_then_releases_it() {
     );
     // Later rollouts never touch it again.
     let before = world.vmauth().expect("vmauth").object.clone();
-    set_version(&mut world, "v2");
+    world.set_version("v2");
     assert!(world.run_until_settled(2000));
     assert_eq!(world.vmauth().expect("vmauth").object, before);
 }
@@ -815,7 +777,7 @@ fn condition_transition_times_change_only_with_their_status() {
         first,
         "unchanged while Ready stays True"
     );
-    set_version(&mut world, "v2");
+    world.set_version("v2");
     world.run_steps(3);
     assert_ne!(
         ready_since(&world),
@@ -835,7 +797,7 @@ fn first_preflight(world: &mut World) -> Option<Vec<(ChildKind, String)>> {
                 return Some(names);
             }
         }
-        if phase(world).1.is_some() {
+        if world.phase().1.is_some() {
             return None;
         }
     }
@@ -851,7 +813,7 @@ fn preflight_dry_runs_only_the_children_a_new_generation_changes() {
     assert!(world.run_until_settled(400));
     // A clusterVersion change rewrites the backends only: the agents and the VMAuth already
     // carry their intents, so there is nothing of theirs to try out.
-    set_version(&mut world, "v2");
+    world.set_version("v2");
     let changed = first_preflight(&mut world).expect("a preflight of the new generation");
     assert_eq!(
         changed,

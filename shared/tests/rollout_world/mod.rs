@@ -109,6 +109,17 @@ pub fn zones_cr(n: usize, version: &str) -> VMDistributed {
     }))
 }
 
+/// A world of [`zones_cr`]`(n, "v1")` that has settled: every zone created and operational.
+pub fn settled_world(n: usize) -> World {
+    let mut world = World::new(zones_cr(n, "v1"));
+    assert!(
+        world.run_until_settled(400),
+        "initial creation did not settle: {:?}",
+        world.status()
+    );
+    world
+}
+
 impl World {
     pub fn new(cr: VMDistributed) -> Self {
         Self {
@@ -527,6 +538,53 @@ impl World {
             self.check_invariants();
         }
         false
+    }
+
+    /// The user edits the VMCluster spec of `zoneCommon`.
+    pub fn edit_common_cluster(&mut self, change: impl FnOnce(&mut Value)) {
+        self.edit(|cr| {
+            let common = cr.spec.zone_common.as_mut().expect("zoneCommon");
+            let cluster = common.vmcluster.as_mut().expect("vmcluster");
+            change(cluster.spec.as_mut().expect("spec"));
+        });
+    }
+
+    /// The user sets `zoneCommon.vmcluster.spec.clusterVersion`.
+    pub fn set_version(&mut self, version: &str) {
+        self.edit_common_cluster(|spec| spec["clusterVersion"] = json!(version));
+    }
+
+    /// The zone and phase of the rollout in the status.
+    pub fn phase(&self) -> (Option<String>, Option<ZonePhase>) {
+        let rollout = self.status().rollout.unwrap_or_default();
+        (rollout.zone, rollout.phase)
+    }
+
+    /// (status, reason, message) of a condition; panics when the status has none of `type_`.
+    pub fn condition(&self, type_: &str) -> (String, String, String) {
+        let status = self.status();
+        let c = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .expect("condition");
+        (c.status.clone(), c.reason.clone(), c.message.clone())
+    }
+
+    /// The CR gets its deletion timestamp (now), as a delete by the user gives it.
+    pub fn mark_deleted(&mut self) {
+        self.cr.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(self.now),
+        );
+    }
+
+    /// Whether the CR holds no finalizer (the controller let its deletion finish).
+    pub fn finalizer_removed(&self) -> bool {
+        self.cr
+            .metadata
+            .finalizers
+            .as_ref()
+            .is_none_or(|f| f.is_empty())
     }
 
     /// Run `n` reconcile+tick steps regardless of the outcome.
