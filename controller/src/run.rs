@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use kube::api::Api;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
-use kube::{Client, Config, ResourceExt};
+use kube::{Client, ResourceExt};
 use shared::VMDistributed;
 use shared::names::ChildKind;
 use shared::versions::PinnedVersions;
@@ -292,18 +291,7 @@ fn fatal(problem: StartupProblem) -> anyhow::Error {
 }
 
 async fn client(args: &RunArgs) -> anyhow::Result<Client> {
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path)
-                .map_err(|err| anyhow::anyhow!("--kubeconfig {}: {err}", path.display()))?;
-            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .map_err(|err| anyhow::anyhow!("--kubeconfig {}: {err}", path.display()))?
-        }
-        None => Config::infer().await.map_err(|err| {
-            anyhow::anyhow!("no cluster configuration (in-cluster or ~/.kube/config): {err}")
-        })?,
-    };
+    let config = vmdistributed_runtime::kube_config::load(args.kubeconfig.as_deref()).await?;
     Client::try_from(config).map_err(|err| anyhow::anyhow!("cannot build the API client: {err}"))
 }
 

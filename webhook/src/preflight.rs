@@ -88,21 +88,7 @@ impl Preflight {
     /// # Errors
     /// No usable configuration.
     pub async fn connect(kubeconfig: Option<&Path>, budget: Duration) -> anyhow::Result<Self> {
-        let mut config = match kubeconfig {
-            Some(path) => {
-                let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                    .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-                kube::Config::from_custom_kubeconfig(
-                    kubeconfig,
-                    &kube::config::KubeConfigOptions::default(),
-                )
-                .await
-                .context("kubeconfig")?
-            }
-            None => kube::Config::infer()
-                .await
-                .context("Kubernetes client configuration")?,
-        };
+        let mut config = vmdistributed_runtime::kube_config::load(kubeconfig).await?;
         // A request that cannot finish within the budget is useless; do not queue behind it.
         config.read_timeout = Some(budget);
         config.connect_timeout = Some(budget);
