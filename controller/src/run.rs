@@ -226,7 +226,7 @@ async fn run_controller(
         controller = controller.watches_stream_with(
             stream,
             move |child| children::owners_of(kind, &child, &names),
-            crate::writer::api_resource(kind),
+            vmdistributed_runtime::resources::child(kind),
         );
     }
     controller

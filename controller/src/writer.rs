@@ -5,8 +5,7 @@
 use std::sync::Arc;
 
 use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions,
-    ValidationDirective,
+    DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions, ValidationDirective,
 };
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -23,21 +22,6 @@ use crate::metrics::Metrics;
 pub const FIELD_MANAGER: &str = "vmdistributed-controller";
 /// Finalizer on `VMDistributed` (the upstream name, so existing objects migrate).
 pub const FINALIZER: &str = "apps.victoriametrics.com/finalizer";
-
-/// The API resource of a child kind.
-#[must_use]
-pub fn api_resource(kind: ChildKind) -> ApiResource {
-    let (group, version) = ChildKind::API_VERSION
-        .split_once('/')
-        .unwrap_or(("operator.victoriametrics.com", "v1beta1"));
-    ApiResource {
-        group: group.to_owned(),
-        version: version.to_owned(),
-        api_version: ChildKind::API_VERSION.to_owned(),
-        kind: kind.kind().to_owned(),
-        plural: kind.plural().to_owned(),
-    }
-}
 
 /// Result of a POST.
 #[derive(Debug)]
@@ -68,7 +52,11 @@ impl Writer {
     }
 
     fn child_api(&self, kind: ChildKind, namespace: &str) -> Api<DynamicObject> {
-        Api::namespaced_with(self.client.clone(), namespace, &api_resource(kind))
+        Api::namespaced_with(
+            self.client.clone(),
+            namespace,
+            &vmdistributed_runtime::resources::child(kind),
+        )
     }
 
     fn cr_api(&self, namespace: &str) -> Api<VMDistributed> {

@@ -6,6 +6,7 @@
 pub mod kube_config;
 pub mod logging;
 pub mod pins;
+pub mod resources;
 
 pub use logging::LogFormat;
 pub use pins::PinArgs;

@@ -14,7 +14,6 @@ use anyhow::Context as _;
 use futures::future::join_all;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, ValidationDirective};
 use kube::core::admission::AdmissionResponse;
-use kube::core::{ApiResource, GroupVersionKind};
 use shared::VMDistributed;
 use shared::children::ChildObject;
 use shared::model::Observed;
@@ -22,6 +21,7 @@ use shared::names::ChildKind;
 use shared::preflight::{FIELD_MANAGER, Finding, Shape, Verdict};
 use shared::versions::PinnedVersions;
 use tracing::debug;
+use vmdistributed_runtime::resources;
 
 use crate::admission::Review;
 
@@ -42,12 +42,6 @@ impl std::fmt::Debug for Preflight {
             .field("pinned_versions", &self.pinned_versions)
             .finish_non_exhaustive()
     }
-}
-
-/// The API resource of a child kind.
-fn resource(kind: ChildKind) -> ApiResource {
-    let gvk = GroupVersionKind::gvk(shared::api::GROUP, "v1beta1", kind.kind());
-    ApiResource::from_gvk_with_plural(&gvk, kind.plural())
 }
 
 /// What a dry-run's answer means (the judgement the controller makes too).
@@ -110,7 +104,7 @@ impl Preflight {
                 let api: Api<DynamicObject> = Api::namespaced_with(
                     self.client.clone(),
                     namespace,
-                    &resource(shape.intent.kind),
+                    &resources::child(shape.intent.kind),
                 );
                 let object = shape.intent.to_object();
                 match tokio::time::timeout(
@@ -134,8 +128,11 @@ impl Preflight {
             return None;
         }
         let name = shared::names::vmauth_name(cr);
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), namespace, &resource(ChildKind::VMAuth));
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            namespace,
+            &resources::child(ChildKind::VMAuth),
+        );
         let live = match tokio::time::timeout(self.budget, api.get_opt(&name)).await {
             Ok(Ok(live)) => live?,
             Ok(Err(err)) => {

@@ -15,7 +15,6 @@ use shared::names::{ChildKind, resolved_names, zone_kinds};
 use crate::cache::child::{CachedChild, WatchedChild};
 use crate::cache::kind_cache::KindCache;
 use crate::cache::name_index::NameIndex;
-use crate::writer::api_resource;
 
 /// The caches of the four child kinds.
 #[derive(Clone)]
@@ -42,7 +41,7 @@ pub fn watch_all(
     let mut stores = Vec::new();
     let mut streams = Vec::new();
     for &kind in kinds {
-        let resource = api_resource(kind);
+        let resource = vmdistributed_runtime::resources::child(kind);
         let cache = Arc::new(KindCache::default());
         stores.push((kind, Arc::clone(&cache)));
         let api: Api<WatchedChild> = match namespace {
