@@ -1,4 +1,5 @@
-//! A throwaway certificate authority for tests and the demo (the chart generates its own CA).
+//! A throwaway certificate authority for tests, the envtest control plane and the demo (the chart
+//! generates its own CA).
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
@@ -82,6 +83,34 @@ impl TestCa {
             KeyUsagePurpose::KeyEncipherment,
         ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().map_err(generate)?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(generate)?;
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Issue a client certificate with `common_name` as subject and, if given, `organization`
+    /// (for the API server a group, e.g. `system:masters`).
+    ///
+    /// # Errors
+    /// [`CertError::Generate`] for a signing failure.
+    pub fn issue_client(
+        &self,
+        common_name: &str,
+        organization: Option<&str>,
+    ) -> Result<IssuedCert, CertError> {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, common_name);
+        if let Some(organization) = organization {
+            dn.push(DnType::OrganizationName, organization);
+        }
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let key = KeyPair::generate().map_err(generate)?;
         let cert = params.signed_by(&key, &self.issuer).map_err(generate)?;
         Ok(IssuedCert {

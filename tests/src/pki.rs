@@ -1,12 +1,11 @@
-//! Certificates and keys for one control plane, made in process with rcgen (no openssl at runtime).
+//! Certificates and keys for one control plane, made in process (no openssl at runtime) by the
+//! project's one test CA.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use certs::TestCa;
+use rcgen::KeyPair;
 
 /// Files written under `<dir>/pki`.
 #[derive(Clone, Debug)]
@@ -25,45 +24,16 @@ pub struct Pki {
 
 impl Pki {
     /// Generates a fresh CA, serving certificate (SAN 127.0.0.1, localhost), admin client
-    /// certificate and service account key pair into `dir/pki`.
+    /// certificate and service account key pair into `dir/pki`. The CA is the project's test CA
+    /// ([`certs::TestCa`]), the one the webhook tests and the demo use.
     pub fn generate(dir: &Path) -> Result<Self> {
         let pki_dir = dir.join("pki");
         std::fs::create_dir_all(&pki_dir)
             .with_context(|| format!("creating {}", pki_dir.display()))?;
 
-        let ca_key = KeyPair::generate()?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "vmdistributed-envtest-ca");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_cert = ca_params.self_signed(&ca_key)?;
-        let issuer = Issuer::new(ca_params, ca_key);
-
-        let server_key = KeyPair::generate()?;
-        let mut server_params =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
-        server_params
-            .distinguished_name
-            .push(DnType::CommonName, "kube-apiserver");
-        server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let server_cert = server_params.signed_by(&server_key, &issuer)?;
-
-        let admin_key = KeyPair::generate()?;
-        let mut admin_params = CertificateParams::new(Vec::<String>::new())?;
-        admin_params
-            .distinguished_name
-            .push(DnType::CommonName, "envtest-admin");
-        admin_params
-            .distinguished_name
-            .push(DnType::OrganizationName, "system:masters");
-        admin_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let admin_cert = admin_params.signed_by(&admin_key, &issuer)?;
+        let ca = TestCa::new("vmdistributed-envtest-ca")?;
+        let server = ca.issue_serving("kube-apiserver", &["127.0.0.1", "localhost"])?;
+        let admin = ca.issue_client("envtest-admin", Some("system:masters"))?;
 
         // ECDSA P-256 (rcgen's default): the apiserver accepts it for ES256 service account tokens.
         let sa_key = KeyPair::generate()?;
@@ -78,11 +48,11 @@ impl Pki {
             sa_pub: pki_dir.join("sa.pub"),
         };
         let files = [
-            (&pki.ca_cert, ca_cert.pem()),
-            (&pki.apiserver_cert, server_cert.pem()),
-            (&pki.apiserver_key, server_key.serialize_pem()),
-            (&pki.admin_cert, admin_cert.pem()),
-            (&pki.admin_key, admin_key.serialize_pem()),
+            (&pki.ca_cert, ca.cert_pem()),
+            (&pki.apiserver_cert, server.cert_pem),
+            (&pki.apiserver_key, server.key_pem),
+            (&pki.admin_cert, admin.cert_pem),
+            (&pki.admin_key, admin.key_pem),
             (&pki.sa_key, sa_key.serialize_pem()),
             (&pki.sa_pub, sa_key.public_key_pem()),
         ];
