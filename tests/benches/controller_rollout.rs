@@ -325,9 +325,7 @@ fn spawn_controller(
     ns: &str,
     concurrency: Option<u16>,
 ) -> Result<SupervisedProcess> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = harness::free_port()?;
     cp.spawn(
         ProcessSpec::new(
             harness::controller_binary()?,

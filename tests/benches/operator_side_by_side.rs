@@ -315,9 +315,7 @@ subjects:
     );
     harness::apply_yaml(client, Some(ns), &objects).await?;
     let kubeconfig = cp.service_account_kubeconfig(ns, CONTROLLER_SA, cp.dir())?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = harness::free_port()?;
     let controller = cp.spawn(
         ProcessSpec::new(harness::controller_binary()?, cp.log_path("controller")).args([
             "run".to_owned(),
