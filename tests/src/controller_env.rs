@@ -138,6 +138,41 @@ impl Env {
         Ok((controller, cr))
     }
 
+    /// Start two replicas of the controller, `replica-one` and `replica-two`, electing a leader
+    /// on a 4 s Lease, and wait until both are ready.
+    pub async fn replicas(&self) -> Result<(Controller, Controller)> {
+        let replica = |identity: &str| {
+            self.controller_with(&[
+                "--leader-elect=true",
+                "--identity",
+                identity,
+                "--lease-duration-seconds",
+                "4",
+            ])
+        };
+        let first = replica("replica-one")?;
+        let second = replica("replica-two")?;
+        first.wait_ready(Duration::from_secs(30)).await?;
+        second.wait_ready(Duration::from_secs(30)).await?;
+        Ok((first, second))
+    }
+
+    /// The [`Env::replicas`] as (leader, follower, the follower's identity), by the Lease holder.
+    pub async fn leader_and_follower(
+        &self,
+        (first, second): (Controller, Controller),
+    ) -> Result<(Controller, Controller, &'static str)> {
+        let leader_name = self
+            .lease_holder()
+            .await?
+            .ok_or_else(|| anyhow!("nobody holds the Lease"))?;
+        Ok(if leader_name == "replica-one" {
+            (first, second, "replica-two")
+        } else {
+            (second, first, "replica-one")
+        })
+    }
+
     /// Server-side apply of YAML documents as the test user.
     pub async fn apply(&self, yaml: &str) -> Result<()> {
         crate::apply_yaml(&self.client, Some(&self.ns), yaml).await?;

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use harness::controller_env::{Controller, Env, is_operational};
+use harness::controller_env::{Env, is_operational};
 use harness::state_recorder::StateRecorder;
 use kube::api::ListParams;
 use nix::sys::signal::Signal;
@@ -20,36 +20,15 @@ fn manifest(name: &str, ready_timeout: &str, update_pause: &str) -> String {
     harness::manifests::three_zones(name, "v1.0.0-cluster", ready_timeout, update_pause)
 }
 
-fn replica(env: &Env, identity: &str) -> Result<Controller> {
-    env.controller_with(&[
-        "--leader-elect=true",
-        "--identity",
-        identity,
-        "--lease-duration-seconds",
-        "4",
-    ])
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_writes_and_the_other_replica_finishes_after_it_dies() -> Result<()> {
     let env = Env::new("ctl-leader", "400ms").await?;
     let recorder = StateRecorder::start(&env.client, &env.ns).await?;
-    let first = replica(&env, "replica-one")?;
-    let second = replica(&env, "replica-two")?;
-    first.wait_ready(Duration::from_secs(30)).await?;
-    second.wait_ready(Duration::from_secs(30)).await?;
+    let replicas = env.replicas().await?;
     env.apply(&manifest("ha", "20s", "1s")).await?;
     env.wait_operational("ha", LONG).await?;
 
-    let leader_name = env
-        .lease_holder()
-        .await?
-        .context("nobody holds the Lease")?;
-    let (leader, follower, follower_name) = if leader_name == "replica-one" {
-        (first, second, "replica-two")
-    } else {
-        (second, first, "replica-one")
-    };
+    let (leader, follower, follower_name) = env.leader_and_follower(replicas).await?;
     assert!(leader.writes().await? > 0.0, "the leader wrote nothing");
     assert_eq!(follower.writes().await?, 0.0, "the follower wrote");
     assert_eq!(leader.metric("vmdistributed_leader ").await?, 1.0);

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use harness::controller_env::{Controller, Env};
 use kube::api::DeleteParams;
 use nix::sys::signal::Signal;
@@ -96,33 +96,13 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_lost_the_lease_exports_no_per_object_gauges() -> Result<()> {
     let env = Env::new("ctl-metrics-follower", "300ms").await?;
-    let replica = |identity: &str| {
-        env.controller_with(&[
-            "--leader-elect=true",
-            "--identity",
-            identity,
-            "--lease-duration-seconds",
-            "4",
-        ])
-    };
-    let first = replica("replica-one")?;
-    let second = replica("replica-two")?;
-    first.wait_ready(Duration::from_secs(30)).await?;
-    second.wait_ready(Duration::from_secs(30)).await?;
+    let replicas = env.replicas().await?;
     env.apply(&harness::manifests::three_zones(
         "followed", "v1.0.0", "20s", "0s",
     ))
     .await?;
     env.wait_operational("followed", LONG).await?;
-    let leader_name = env
-        .lease_holder()
-        .await?
-        .context("nobody holds the Lease")?;
-    let (leader, follower, follower_name) = if leader_name == "replica-one" {
-        (first, second, "replica-two")
-    } else {
-        (second, first, "replica-one")
-    };
+    let (leader, follower, follower_name) = env.leader_and_follower(replicas).await?;
     wait_series(&leader, "followed", true, "the leader's series").await?;
     wait_series(&follower, "followed", false, "a follower's series").await?;
 
