@@ -1,4 +1,5 @@
-//! The `VMDistributed` API (`operator.victoriametrics.com/v1alpha1`), SPEC §2 and §5.
+//! The `VMDistributed` API (`operator.victoriametrics.com/v1alpha1`) (docs/api.md; the status in
+//! docs/rollout.md).
 //!
 //! Field names follow the upstream VictoriaMetrics operator so upstream manifests deserialize
 //! unchanged. Everything the user did not write stays `None`; defaults are filled in by
@@ -6,7 +7,8 @@
 //! Typed structs refuse unknown fields: the CRD schema prunes nothing silently and strict decoding
 //! (admission, `check`) reports a typo instead of ignoring it.
 
-// kube-derive printcolumn(...) entries repeat `type_ = "string"`, which clippy mistakes for a duplicated attribute.
+// kube-derive printcolumn(...) entries repeat `type_ = "string"`, which clippy mistakes for a
+// duplicated attribute.
 #![allow(clippy::duplicated_attributes)]
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};

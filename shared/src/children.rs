@@ -1,5 +1,5 @@
 //! Lenient, read-only views of the observed children (`VMCluster`, `VMSingle`, `VMAgent`,
-//! `VMAuth`) as the rollout needs them (SPEC §5).
+//! `VMAuth`) as the rollout needs them (docs/rollout.md).
 //!
 //! The controller lists and watches objects that other programs write (the VictoriaMetrics
 //! operator, Helm, users). A field this project does not know, or a field of an unexpected type,
@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::names::ChildKind;
 
-/// Label on every child naming the `VMDistributed` that claims it (SPEC §4).
+/// Label on every child naming the `VMDistributed` that claims it (docs/rollout.md "Ownership").
 pub const LABEL_CLAIM: &str = "operator.victoriametrics.com/vmdistributed";
 /// Label on every child: `app.kubernetes.io/managed-by: vmdistributed`.
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -164,9 +164,9 @@ impl ChildObject {
     }
 
     /// Operational at its current generation: `status.updateStatus == "operational"` and
-    /// `status.observedGeneration >= metadata.generation` (SPEC §5 "ready"). An object without a
-    /// generation counts as generation 0, so an operator that reports any observedGeneration
-    /// satisfies it; one that reports none does not.
+    /// `status.observedGeneration >= metadata.generation` (docs/rollout.md "Definitions"). An
+    /// object without a generation counts as generation 0, so an operator that reports any
+    /// observedGeneration satisfies it; one that reports none does not.
     #[must_use]
     pub fn is_ready(&self) -> bool {
         self.update_status.as_deref() == Some(OPERATIONAL)
@@ -217,7 +217,7 @@ impl ChildObject {
 
     /// Whether the child was created by the `VMDistributed` with this UID: it carries the
     /// created-by annotation with that UID, or a controller owner reference to it (children the
-    /// upstream operator created before migration, SPEC §4).
+    /// upstream operator created before migration, docs/migration.md).
     #[must_use]
     pub fn created_by(&self, cr_uid: &str) -> bool {
         if cr_uid.is_empty() {

@@ -1,4 +1,4 @@
-//! Defaulting, as done by the mutating webhook (SPEC §2 table).
+//! Defaulting, as done by the mutating webhook (docs/api.md "`spec`").
 //!
 //! Stored defaults, each set only where the user wrote nothing:
 //!

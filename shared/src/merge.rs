@@ -1,4 +1,5 @@
-//! The JSON deep merge of a zone's settings over the `zoneCommon` template (SPEC §2).
+//! The JSON deep merge of a zone's settings over the `zoneCommon` template (docs/api.md "Merge
+//! rules").
 //!
 //! Objects merge key by key; lists and scalars from the overlay (zone) side replace the base
 //! (common) value. A zone can delete a common key three ways:
@@ -47,7 +48,7 @@ pub fn directive_value_is_known(value: &Value) -> bool {
     matches!(value.as_str(), Some("delete" | "replace" | "merge"))
 }
 
-/// Merge `overlay` over `base` (SPEC §2 "Merging a zone's child spec").
+/// Merge `overlay` over `base` (docs/api.md "Merge rules").
 ///
 /// Returns [`Value::Null`] when the overlay deletes the whole value (`null` or
 /// `{$patch: delete}` at the top); callers treat that as "nothing". Neither input is modified.

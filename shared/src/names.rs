@@ -1,4 +1,4 @@
-//! Child kinds and the names of a `VMDistributed`'s children (SPEC §2 "Names").
+//! Child kinds and the names of a `VMDistributed`'s children (docs/api.md "Name resolution").
 //!
 //! Per zone and kind, the first match wins:
 //! 1. `zones[i].<kind>.ref.name` or `zones[i].<kind>.name`, verbatim;
@@ -140,7 +140,7 @@ pub fn common_child(cr: &VMDistributed, kind: ChildKind) -> Option<&CommonChild>
     }
 }
 
-/// Where a resolved child name came from (rule 1, 2 or 3 of SPEC §2 "Names").
+/// Where a resolved child name came from (rule 1, 2 or 3 of docs/api.md "Name resolution").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NameSource {
     /// `zones[i].<kind>.ref.name`: an existing object, never created.
@@ -198,8 +198,8 @@ pub fn resolve_child_name(
     )
 }
 
-/// The name of `zone`'s child of `kind` (SPEC §2 "Names"). For [`ChildKind::VMAuth`] this is
-/// [`vmauth_name`].
+/// The name of `zone`'s child of `kind` (docs/api.md "Name resolution"). For [`ChildKind::VMAuth`]
+/// this is [`vmauth_name`].
 #[must_use]
 pub fn child_name(cr: &VMDistributed, zone: &Zone, kind: ChildKind) -> String {
     resolve_child_name(cr, zone, kind).0
@@ -220,7 +220,7 @@ pub fn is_ref(cr: &VMDistributed, zone: &Zone, kind: ChildKind) -> bool {
 
 /// Whether the child of `kind` named `name` is a `ref` of `cr` (some zone's `<kind>.ref`, or
 /// `vmauth.ref`): an object that is never created, deleted or given an owner reference, even
-/// if this CR once created it (SPEC §2).
+/// if this CR once created it (docs/api.md "Name resolution").
 #[must_use]
 pub fn is_referenced(cr: &VMDistributed, kind: ChildKind, name: &str) -> bool {
     match kind {

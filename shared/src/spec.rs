@@ -1,4 +1,4 @@
-//! A zone's merged child specs (SPEC §2 "Merging a zone's child spec"):
+//! A zone's merged child specs (docs/api.md "Merge rules"):
 //! `replace_zone(zoneCommon.<kind>.spec, zone) ⊕ zones[i].<kind>.spec`.
 //!
 //! These are the user's settings only; rendering adds license, labels and the fields the
@@ -44,8 +44,9 @@ pub fn zone_remote_write(cr: &VMDistributed, target: &Zone) -> Value {
 pub const VMCLUSTER_COMPONENTS: [&str; 3] = ["vminsert", "vmselect", "vmstorage"];
 
 /// Whether `zone`'s backend is adopted by name: it is not a `ref`, and its merged spec cannot
-/// describe a new backend, so the object must already exist (SPEC §3, §5 step 3). Such a backend
-/// is updated with the merged spec but never created; admission answers with a warning.
+/// describe a new backend, so the object must already exist (docs/api.md "Adoption and `ref`").
+/// Such a backend is updated with the merged spec but never created; admission answers with a
+/// warning.
 ///
 /// - VMCluster: the merged spec has none of `vminsert`, `vmselect`, `vmstorage` (for example it is
 ///   empty, or only sets `clusterVersion`, as in the VictoriaMetrics "distributed" chart case).

@@ -1,4 +1,4 @@
-//! Structural `%ZONE%` templating (SPEC §2).
+//! Structural `%ZONE%` templating (docs/api.md "`%ZONE%` templating").
 //!
 //! The placeholder is replaced inside string values and object keys of a JSON tree, never by
 //! editing serialized JSON text: a zone name can therefore never break the document's structure,
@@ -63,7 +63,8 @@ pub fn contains_placeholder(value: &Value) -> bool {
 }
 
 /// Every place where `%ZONE%` occurs in `value`, as field paths relative to `base`
-/// (for example `spec.zones[0].vmcluster.spec.vminsert.nodeSelector["topology.kubernetes.io/zone"]`).
+/// (for example
+/// `spec.zones[0].vmcluster.spec.vminsert.nodeSelector["topology.kubernetes.io/zone"]`).
 ///
 /// A key that contains the placeholder is reported at the path of that key. Used by validation to
 /// reject `%ZONE%` where it would never be replaced.

@@ -1,5 +1,5 @@
-//! Defaulting (SPEC §2): exactly the documented defaults are stored, user values are never
-//! changed, and applying defaults twice changes nothing.
+//! Defaulting (docs/api.md "`spec`"): exactly the documented defaults are stored, user values are
+//! never changed, and applying defaults twice changes nothing.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,5 +1,5 @@
-//! Properties of the deep merge (SPEC §2): an empty side is the identity, the zone side wins, and
-//! `$patch` directives never reach the result.
+//! Properties of the deep merge (docs/api.md "Merge rules"): an empty side is the identity, the
+//! zone side wins, and `$patch` directives never reach the result.
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};

@@ -1,4 +1,5 @@
-//! Name resolution and merged zone specs (SPEC §2) on the examples and on the precedence rules.
+//! Name resolution and merged zone specs (docs/api.md "Name resolution") on the examples and on the
+//! precedence rules.
 
 use std::path::PathBuf;
 

@@ -1,6 +1,6 @@
-//! Ownership rules of SPEC §2–§5 that the pure decision enforces: a `ref` is never deleted or
-//! given an owner reference even when this CR created it, metadata patches test what they
-//! remove, deletes are guarded by what was observed, and the UPDATE protections hold in the
+//! Ownership rules (docs/rollout.md "Ownership") that the pure decision enforces: a `ref` is never
+//! deleted or given an owner reference even when this CR created it, metadata patches test what
+//! they remove, deletes are guarded by what was observed, and the UPDATE protections hold in the
 //! controller against the stored state.
 
 mod rollout_world;

@@ -1,4 +1,4 @@
-//! Rendering of the children, one test per SPEC §4 rule.
+//! Rendering of the children, one test per rendering rule (docs/rollout.md, docs/api.md).
 
 use serde_json::{Value, json};
 use shared::VMDistributed;

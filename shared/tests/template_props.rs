@@ -1,4 +1,5 @@
-//! Properties of `%ZONE%` templating (SPEC §2): structural, idempotent once replaced.
+//! Properties of `%ZONE%` templating (docs/api.md "`%ZONE%` templating"): structural, idempotent
+//! once replaced.
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};

@@ -1,4 +1,5 @@
-//! Table tests for every single-object validation rule of SPEC §3, including the upstream cases.
+//! Table tests for every single-object validation rule of docs/api.md "Validation summary",
+//! including the upstream cases.
 
 use std::path::PathBuf;
 

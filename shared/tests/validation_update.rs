@@ -1,5 +1,6 @@
-//! UPDATE rules of SPEC §3: backendType immutable, rename protection with the allow-rename
-//! escape, zone-removal warnings, and no validation for unchanged specs or objects being deleted.
+//! UPDATE rules (docs/api.md "Validation summary"): backendType immutable, rename protection with
+//! the allow-rename escape, zone-removal warnings, and no validation for unchanged specs or objects
+//! being deleted.
 
 use serde_json::{Value, json};
 use shared::VMDistributed;

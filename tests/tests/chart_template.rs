@@ -469,7 +469,7 @@ fn rbac_is_least_privilege_without_wildcards() -> Result<()> {
             "controller verbs {verbs:?} on {key:?} exceed {permitted:?}"
         );
     }
-    // Nothing SPEC §5 needs is missing.
+    // Nothing the rollout needs is missing.
     let expected_controller: Grants = allowed.clone();
     assert_eq!(
         controller, &expected_controller,

@@ -1,6 +1,6 @@
 //! Adoption, references, ownership conflicts, deletion and zone removal, with the controller as
 //! a real process against a real API server and the simulated VictoriaMetrics operator. Every
-//! test replays all states it saw and checks the SPEC §5 invariants on each.
+//! test replays all states it saw and checks the rollout invariants (docs/rollout.md) on each.
 
 use std::time::Duration;
 

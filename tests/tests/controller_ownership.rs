@@ -3,7 +3,7 @@
 //! disappears from the children the controller created (unless another manager owns it), a
 //! `ref` is never deleted or given an owner reference even when this CR once created it, and a
 //! rename that bypassed the webhook is refused before anything is deleted. Every test replays
-//! the states it saw through watches and checks the SPEC §5 invariants on each.
+//! the states it saw through watches and checks the rollout invariants (docs/rollout.md) on each.
 
 use std::time::Duration;
 
@@ -99,9 +99,10 @@ spec:
     - name: zone-b
 "#;
 
-/// SPEC §5: whatever the intent stops sending disappears from a child the controller created,
-/// except what another manager owns. The children were created with a POST; before the fix the
-/// API server recorded that as an `Update` of ours that kept every created field forever.
+/// docs/rollout.md "Ownership": whatever the intent stops sending disappears from a child the
+/// controller created, except what another manager owns. The children were created with a POST;
+/// before the fix the API server recorded that as an `Update` of ours that kept every created field
+/// forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fields_dropped_from_the_spec_disappear_from_created_children() -> Result<()> {
     let env = Env::new("ctl-removal", "300ms").await?;
@@ -260,11 +261,11 @@ fn owner_references(child: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// SPEC §2, §5: a `ref` is never deleted or given an owner reference, even when this CR
-/// created it. A created zone and the created VMAuth are switched to `ref`; the CR is then
-/// deleted in the foreground while the garbage collector runs (which deletes every dependent
-/// that still names the CR before any finalizer can act): both survive, and from the moment
-/// the controller let go of them no state of theirs carries an owner reference again.
+/// docs/rollout.md "Ownership": a `ref` is never deleted or given an owner reference, even when
+/// this CR created it. A created zone and the created VMAuth are switched to `ref`; the CR is then
+/// deleted in the foreground while the garbage collector runs (which deletes every dependent that
+/// still names the CR before any finalizer can act): both survive, and from the moment the
+/// controller let go of them no state of theirs carries an owner reference again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_created_zone_and_vmauth_switched_to_ref_survive_the_deletion_of_their_cr() -> Result<()>
 {
@@ -372,9 +373,9 @@ async fn a_created_zone_and_vmauth_switched_to_ref_survive_the_deletion_of_their
     Ok(())
 }
 
-/// SPEC §3: the UPDATE protections run in the controller too, against the stored state. A
-/// rename applied where no webhook checks it (here: no webhook at all) is refused with
-/// `InvalidSpec`, and under `zoneRemovalPolicy: Delete` nothing is deleted or created; the
+/// docs/api.md "Validation summary": the UPDATE protections run in the controller too, against the
+/// stored state. A rename applied where no webhook checks it (here: no webhook at all) is refused
+/// with `InvalidSpec`, and under `zoneRemovalPolicy: Delete` nothing is deleted or created; the
 /// documented annotation then lets it through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rename_that_bypassed_the_webhook_is_refused_and_deletes_nothing() -> Result<()> {

@@ -1,7 +1,7 @@
 //! The controller as a real process against a real API server with the simulated VictoriaMetrics
 //! operator: creation of the seed example, zone-by-zone rollouts, a zone that never becomes
 //! ready, pausing, and zero writes at steady state. Every test replays all states it saw through
-//! watches and checks the SPEC §5 invariants on each of them.
+//! watches and checks the rollout invariants (docs/rollout.md) on each of them.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -365,9 +365,9 @@ async fn vminsert_replicas(env: &Env, cluster: &str) -> Result<Option<Value>> {
     Ok(cluster.pointer("/spec/vminsert/replicaCount").cloned())
 }
 
-/// SPEC §6: a zone switched to `read-only` is rolled like any other change: it leaves the
-/// VMAuth, its vminsert is scaled to zero, and it comes back for reads only; back to
-/// `read-write`, it gets its replicas and the writes again. No other zone is touched.
+/// docs/rollout.md "Traffic modes and vminsert": a zone switched to `read-only` is rolled like any
+/// other change: it leaves the VMAuth, its vminsert is scaled to zero, and it comes back for reads
+/// only; back to `read-write`, it gets its replicas and the writes again. No other zone is touched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_zone_runs_no_vminsert_and_takes_no_writes() -> Result<()> {
     let env = Env::new("ctl-traffic", "300ms").await?;

@@ -1,5 +1,6 @@
-//! Admission decisions (SPEC §3), independent of HTTP: parse an `AdmissionReview`, short-circuit
-//! what must never be blocked, then default (mutate) or validate through the domain crate.
+//! Admission decisions (docs/api.md "Validation summary"), independent of HTTP: parse an
+//! `AdmissionReview`, short-circuit what must never be blocked, then default (mutate) or validate
+//! through the domain crate.
 
 use kube::core::admission::{AdmissionResponse, META_API_VERSION_V1, META_KIND, Operation};
 use kube::core::{GroupVersionKind, Status};
@@ -10,11 +11,11 @@ use shared::api::{GROUP, KIND, VERSION};
 
 /// Largest request body accepted; larger ones get HTTP 413 without being read whole.
 ///
-/// The limit docs/operations.md documents (8 MiB). The largest legitimate review fits well under it:
-/// etcd stores objects of at most 1.5 MiB, so an UPDATE's `object` and `oldObject` together are
-/// about 3 MiB at most (a CREATE half that), plus the review's envelope, and the API server
-/// caps request bodies it accepts at 3 MiB. Anything bigger describes an object Kubernetes
-/// could not store, and buffering it would only cost memory.
+/// The limit docs/operations.md documents (8 MiB). The largest legitimate review fits well under
+/// it: etcd stores objects of at most 1.5 MiB, so an UPDATE's `object` and `oldObject` together are
+/// about 3 MiB at most (a CREATE half that), plus the review's envelope, and the API server caps
+/// request bodies it accepts at 3 MiB. Anything bigger describes an object Kubernetes could not
+/// store, and buffering it would only cost memory.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// A body that is not a review this webhook answers: HTTP 400 with this one-line reason.

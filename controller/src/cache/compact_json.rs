@@ -1,11 +1,11 @@
 //! Cached children as LZ4-compressed JSON, with a dictionary of the text every child shares.
 //!
 //! A trimmed child is about 1 KB of JSON, and most of it is text every child repeats: the API
-//! versions, the label and annotation keys of SPEC §4, the owner reference to a `VMDistributed`,
-//! the remote-write URL pattern, the VMAuth target refs. Compressed alone, 1 KB of JSON barely
-//! shrinks; against a dictionary holding that shared text it shrinks to about a quarter (measured
-//! on the benchmark's 7,000 children: 8.1 MB of JSON → 2.1 MB). Decompressing one child takes
-//! about a microsecond, and a reconcile reads only its own CR's few children.
+//! versions, the label and annotation keys of docs/rollout.md "Ownership", the owner reference to a
+//! `VMDistributed`, the remote-write URL pattern, the VMAuth target refs. Compressed alone, 1 KB of
+//! JSON barely shrinks; against a dictionary holding that shared text it shrinks to about a quarter
+//! (measured on the benchmark's 7,000 children: 8.1 MB of JSON → 2.1 MB). Decompressing one child
+//! takes about a microsecond, and a reconcile reads only its own CR's few children.
 //!
 //! The dictionary only affects the ratio, never the content: any JSON round-trips.
 
@@ -44,7 +44,7 @@ impl CompactJson {
 }
 
 /// Text shared by the children this controller writes: one skeleton of each kind as rendered by
-/// SPEC §4, with empty names, uids and hashes.
+/// docs/rollout.md "Ownership", with empty names, uids and hashes.
 static DICTIONARY: LazyLock<Vec<u8>> = LazyLock::new(|| {
     let owner = json!([{
         "apiVersion": format!("{}/{}", shared::api::GROUP, shared::api::VERSION),

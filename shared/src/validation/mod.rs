@@ -1,5 +1,5 @@
-//! Validation of a `VMDistributed` (SPEC §3): every rule, all errors at once, each with the field
-//! path it is about and a message a user can act on; warnings separately.
+//! Validation of a `VMDistributed` (docs/api.md "Validation summary"): every rule, all errors at
+//! once, each with the field path it is about and a message a user can act on; warnings separately.
 //!
 //! The same code runs in the validating webhook, in `vmdistributed-webhook check`, and in the
 //! controller (an object that bypassed the webhook gets `Ready=False, InvalidSpec`).
@@ -149,8 +149,8 @@ pub fn validate(cr: &VMDistributed, old: Option<&VMDistributed>) -> Report {
 
 /// Validate `cr` as the controller does: [`validate`] without an old object, plus the UPDATE
 /// rules (`backendType`, renames) judged against the stored state, the observed `children`
-/// and `status.zones[]` (SPEC §3), since a change that bypassed the webhook reaches the
-/// controller unchecked.
+/// and `status.zones[]` (docs/api.md "Validation summary"), since a change that bypassed the
+/// webhook reaches the controller unchecked.
 #[must_use]
 pub fn validate_stored(cr: &VMDistributed, children: &[ChildObject]) -> Report {
     let mut report = validate(cr, None);
@@ -166,9 +166,9 @@ pub fn validate_stored(cr: &VMDistributed, children: &[ChildObject]) -> Report {
 ///
 /// Decoding problems (unknown fields, wrong types, unknown enum values, wrong `kind` or
 /// `apiVersion`) become errors with their field path, every one of them ([`strict_cr`]);
-/// validation rules then do not run, since they need the typed object. When `old` does not decode, the object is validated as on CREATE
-/// and a warning says the UPDATE checks were skipped. The UPDATE short-cut (same `spec`, or a
-/// `deletionTimestamp`) is taken before anything is decoded.
+/// validation rules then do not run, since they need the typed object. When `old` does not decode,
+/// the object is validated as on CREATE and a warning says the UPDATE checks were skipped. The
+/// UPDATE short-cut (same `spec`, or a `deletionTimestamp`) is taken before anything is decoded.
 #[must_use]
 pub fn validate_value(object: &Value, old: Option<&Value>) -> Report {
     if let Some(old) = old

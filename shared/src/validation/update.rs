@@ -68,9 +68,9 @@ pub(super) fn check(cr: &VMDistributed, old: &VMDistributed, report: &mut Report
 }
 
 /// The UPDATE rules for the controller, which has no old object: judged against the stored
-/// state instead (SPEC §3), so that a change that bypassed the webhook (`failurePolicy:
-/// Ignore`, a namespace selector, an outage) cannot make the children of a zone removal
-/// candidates, to be deleted under `zoneRemovalPolicy: Delete`.
+/// state instead (docs/api.md "Validation summary"), so that a change that bypassed the webhook
+/// (`failurePolicy: Ignore`, a namespace selector, an outage) cannot make the children of a zone
+/// removal candidates, to be deleted under `zoneRemovalPolicy: Delete`.
 ///
 /// The stored state is what the children this CR claims (the claim label, not being deleted)
 /// and `status.zones[]` name for each zone:

@@ -67,7 +67,8 @@ pub fn version_patch(version: &str) -> Value {
     json!({"spec": {"zoneCommon": {"vmcluster": {"spec": {"clusterVersion": version}}}}})
 }
 
-/// A CR whose zone points at a VMCluster in another namespace: SPEC §3 rejects it.
+/// A CR whose zone points at a VMCluster in another namespace: validation rejects it (docs/api.md
+/// "Validation summary").
 pub fn cross_namespace() -> Value {
     json!({
         "apiVersion": "operator.victoriametrics.com/v1alpha1",

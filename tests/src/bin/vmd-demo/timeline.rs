@@ -657,7 +657,8 @@ impl Report {
 }
 
 /// Checks the rollout that began with the CR write at `start_rv` (the clusterVersion change)
-/// against SPEC §5's invariants, over every observation sorted by resourceVersion.
+/// against the rollout invariants (docs/rollout.md "Invariants"), over every observation sorted by
+/// resourceVersion.
 pub fn analyze(model: &Model, start_rv: u64, new_version: &str) -> Report {
     let zones: Vec<String> = model.layout.zones.iter().map(|z| z.zone.clone()).collect();
     let mut sorted = model.observations.clone();
