@@ -13,11 +13,10 @@ pub const VMSINGLE_DEFAULT_PORT: &str = "8428";
 
 /// The URL every agent writes to for a backend of `kind` named `name` in `namespace`, whose
 /// (live or intended) spec is `spec`:
-/// - `VMCluster`:
-/// `http(s)://<svc>.<ns>.svc:<port>[<prefix>]/insert/multitenant/prometheus/api/v1/write`
+/// - `VMCluster`: `http(s)://<svc>.<ns>.svc:<port>[<prefix>]/insert/multitenant/prometheus/api/v1/write`
 ///   where `<svc>` is `vminsert-<name>` (`<name>-vminsert` with `useLegacyNaming: true`), the
 ///   port is `vminsert.port` (string or number) or 8480, the scheme is https when
-/// `vminsert.extraArgs.tls` is `"true"`, and the prefix is `vminsert.extraArgs["http.pathPrefix"]`;
+///   `vminsert.extraArgs.tls` is `"true"`, and the prefix is `vminsert.extraArgs["http.pathPrefix"]`;
 /// - `VMSingle`: `http(s)://vmsingle-<name>.<ns>.svc:<port or 8428>[<prefix>]/api/v1/write`
 ///   from the top-level `port` and `extraArgs`.
 ///
