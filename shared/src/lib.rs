@@ -15,6 +15,7 @@ pub mod names;
 pub mod parse;
 mod path;
 pub mod preflight;
+pub mod queues;
 pub mod render;
 pub mod render_cli;
 pub mod rollout;
