@@ -19,6 +19,7 @@ pub mod http;
 pub mod leader;
 pub mod managed_fields;
 pub mod metrics;
+pub mod queue_probe;
 pub mod reconcile;
 pub mod run;
 pub mod startup;

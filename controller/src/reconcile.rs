@@ -20,6 +20,7 @@ use shared::model::{
 };
 use shared::names::ChildKind;
 use shared::preflight::Finding;
+use shared::queues::{QueueProbe, QueueReport};
 use shared::rollout::{Observed, decide};
 use shared::versions::PinnedVersions;
 use tracing::Instrument;
@@ -28,6 +29,7 @@ use crate::cache::watches::ChildStores;
 use crate::error::Error;
 use crate::managed_fields::Takeover;
 use crate::metrics::{Metrics, ZoneState};
+use crate::queue_probe::QueueProber;
 use crate::writer::{Created, Writer};
 
 /// Budget of one preflight (all dry-runs in parallel), as the webhook's preflight.
@@ -74,6 +76,8 @@ struct Memory {
     unseen_writes: Vec<UnseenWrite>,
     /// When this process last wrote the CR's status.
     last_status_write: Option<Instant>,
+    /// The last poll of each agent queue a drain asked for.
+    queues: Vec<QueueReport>,
 }
 
 /// A child we created or changed, and what its cache entry looked like before.
@@ -104,6 +108,8 @@ pub struct Context {
     /// True once every child cache holds its first full list.
     caches_filled: tokio::sync::watch::Receiver<bool>,
     memory: Mutex<HashMap<String, Memory>>,
+    /// Reads the agents' queues for the drain; without one, a drain finds no pod.
+    queue_prober: Option<QueueProber>,
 }
 
 impl Context {
@@ -126,6 +132,7 @@ impl Context {
         });
         Self {
             pinned_versions: PinnedVersions::default(),
+            queue_prober: None,
             preflight_recheck_base: shared::preflight::RECHECK_BASE,
             caches_filled,
             writer,
@@ -134,6 +141,13 @@ impl Context {
             metrics,
             memory: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Read the agents' queues with this prober.
+    #[must_use]
+    pub fn with_queue_prober(mut self, prober: QueueProber) -> Self {
+        self.queue_prober = Some(prober);
+        self
     }
 
     /// Pin these versions into children whose spec leaves them unset (none by default).
@@ -175,6 +189,7 @@ impl Context {
             vmauth_applied_uid: memory.vmauth_applied_uid.clone(),
             pinned_versions: self.pinned_versions.clone(),
             child_failures: memory.child_failures.clone(),
+            queues: memory.queues.clone(),
         }
     }
 
@@ -434,6 +449,7 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
                     again = true;
                 }
                 Executed::Preflight => again = true,
+                Executed::Polled => {}
             }
         }
         if let Some(err) = failed {
@@ -493,7 +509,10 @@ fn remember_child_failure(ctx: &Context, uid: &str, action: &Action, err: &Error
         Action::Apply { intent } => ("apply", Some(intent)),
         Action::Delete { .. } => ("delete", None),
         Action::PatchMetadata { .. } => ("patch", None),
-        Action::Preflight { .. } | Action::AddFinalizer | Action::RemoveFinalizer => return,
+        Action::Preflight { .. }
+        | Action::ProbeQueues { .. }
+        | Action::AddFinalizer
+        | Action::RemoveFinalizer => return,
     };
     let failure = ChildFailure {
         kind,
@@ -639,6 +658,8 @@ enum Executed {
     Child,
     Cr(Box<VMDistributed>),
     Preflight,
+    /// Agent queues were polled: the decision's requeue brings the next poll.
+    Polled,
 }
 
 async fn execute(
@@ -770,6 +791,10 @@ async fn execute(
                 });
                 Ok(Executed::Preflight)
             }
+            Action::ProbeQueues { probes } => {
+                poll_queues(ctx, cr, probes).await;
+                Ok(Executed::Polled)
+            }
             Action::AddFinalizer => {
                 let updated = ctx.writer.set_finalizer(cr, true).await?;
                 tracing::info!("finalizer added");
@@ -784,6 +809,24 @@ async fn execute(
     }
     .instrument(span)
     .await
+}
+
+/// One poll of every probe's agent, at once, folded into this CR's queue reports.
+async fn poll_queues(ctx: &Context, cr: &VMDistributed, probes: &[QueueProbe]) {
+    let namespace = cr.namespace().unwrap_or_default();
+    let polls = match &ctx.queue_prober {
+        Some(prober) => join_all(probes.iter().map(|probe| prober.poll(&namespace, probe))).await,
+        None => probes.iter().map(|_| Vec::new()).collect(),
+    };
+    let now = jiff::Timestamp::now();
+    ctx.remember(&cr.uid().unwrap_or_default(), |m| {
+        for (probe, pages) in probes.iter().zip(&polls) {
+            m.queues = shared::queues::record(&m.queues, probe, pages, now);
+        }
+    });
+    for (probe, pages) in probes.iter().zip(&polls) {
+        tracing::debug!(agent = %probe.agent, pods = pages.len(), "polled agent queues");
+    }
 }
 
 /// Dry-run every shape in which `intents` are written, in parallel, each within

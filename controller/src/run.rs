@@ -23,6 +23,7 @@ use crate::crd_watch;
 use crate::http::{self, Readiness};
 use crate::leader::{Election, ElectionConfig};
 use crate::metrics::Metrics;
+use crate::queue_probe::QueueProber;
 use crate::reconcile::{self, Context, EventSink};
 use crate::startup::{self, StartupProblem};
 use crate::writer::{FIELD_MANAGER, Writer};
@@ -185,6 +186,7 @@ async fn run_controller(
     tracing::info!(pinned = ?pinned_versions, "versions pinned where a spec sets none");
     let context = Arc::new(
         Context::new(writer, stores, recorder, metrics)
+            .with_queue_prober(QueueProber::from_env(client.clone()))
             .with_pinned_versions(pinned_versions)
             .with_preflight_recheck_base(preflight_recheck_base),
     );

@@ -209,6 +209,10 @@ pub fn required_permissions(
     for verb in ["create", "patch"] {
         out.push(perm("events.k8s.io", "events", verb));
     }
+    // The drain finds each agent's pods through its Service's EndpointSlices.
+    for verb in ["get", "list", "watch"] {
+        out.push(perm("discovery.k8s.io", "endpointslices", verb));
+    }
     for p in &mut out {
         p.namespace = watch_namespace.map(str::to_owned);
     }

@@ -106,6 +106,7 @@ fn free_form(_: &mut SchemaGenerator) -> Schema {
         type_ = "string",
         json_path = ".status.rollout.zone"
     ),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.rollout.phase"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -276,6 +277,10 @@ pub struct ZoneCommon {
     /// Per-zone budget for each wait of a rollout (a Go duration, at least 1s). Default 5m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_timeout: Option<String>,
+    /// How long a rollout waits for the vmagents' persistent queues to drain at each point
+    /// that waits for them (a Go duration, at least 1s). Default: readyTimeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout: Option<String>,
     /// Wait after a zone finished updating, before the next one starts (a Go duration).
     /// Default 1m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -486,4 +491,18 @@ pub struct RolloutStatus {
     /// No zone starts before this time (updatePause after the previous zone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_until: Option<MicroTime>,
+    /// The phase's persistent-queue drain: `Draining` since `phaseSince`, or `Drained`, then
+    /// `phaseSince` is when it finished (the phase's other waits count from there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainState>,
+}
+
+/// Where the phase's persistent-queue drain is (docs/rollout.md "Persistent-queue drain").
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[schemars(transform = unwrap_descriptions)]
+pub enum DrainState {
+    /// Waiting for the agents' queues to empty.
+    Draining,
+    /// The queues were empty; the phase goes on.
+    Drained,
 }

@@ -79,6 +79,18 @@ pub fn ready_timeout(cr: &VMDistributed) -> Duration {
         .unwrap_or(Duration::from_secs(300))
 }
 
+/// The effective `zoneCommon.drainTimeout`: the written value when it parses, else
+/// [`ready_timeout`].
+#[must_use]
+pub fn drain_timeout(cr: &VMDistributed) -> Duration {
+    cr.spec
+        .zone_common
+        .as_ref()
+        .and_then(|c| c.drain_timeout.as_deref())
+        .and_then(|s| parse_go_duration(s).ok())
+        .unwrap_or_else(|| ready_timeout(cr))
+}
+
 /// The effective `zoneCommon.updatePause`: the written value when it parses, else 1m.
 ///
 /// An unparsable value is rejected by validation; the fallback only keeps callers total.

@@ -47,7 +47,10 @@ fn crd_has_the_documented_shape() {
         .iter()
         .filter_map(|c| c["name"].as_str())
         .collect();
-    assert_eq!(columns, ["Status", "Ready zones", "Rollout zone", "Age"]);
+    assert_eq!(
+        columns,
+        ["Status", "Ready zones", "Rollout zone", "Phase", "Age"]
+    );
 
     let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
     assert_eq!(spec["properties"]["zones"]["minItems"], 1);

@@ -214,6 +214,7 @@ fn build(s: &Scenario) -> (VMDistributed, Observed) {
             vmauth_applied_uid: None,
             pinned_versions: Default::default(),
             child_failures: Vec::new(),
+            queues: Vec::new(),
         },
     )
 }

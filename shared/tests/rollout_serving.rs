@@ -6,7 +6,7 @@
 
 mod rollout_world;
 
-use rollout_world::{SimChild, World, cr_from, zones_cr};
+use rollout_world::{SimChild, World, cr_from, remote_write_urls, run_until, zones_cr};
 use serde_json::{Value, json};
 use shared::api::{UpdateStatus, ZonePhase};
 use shared::names::ChildKind;
@@ -19,35 +19,6 @@ fn settled(world: &mut World) {
         "did not settle: {:?}",
         world.status()
     );
-}
-
-/// Reconcile and tick (checking every state) until `pred` holds; panics after `max` steps.
-fn run_until(world: &mut World, max: usize, what: &str, pred: impl Fn(&World) -> bool) {
-    for _ in 0..max {
-        if pred(world) {
-            return;
-        }
-        world.reconcile(None);
-        world.check_invariants();
-        if pred(world) {
-            return;
-        }
-        world.operator_tick();
-        world.check_invariants();
-    }
-    panic!("never reached {what}: {:?}", world.status());
-}
-
-fn remote_write_urls(world: &World, agent: &str) -> Vec<String> {
-    world
-        .child(ChildKind::VMAgent, agent)
-        .expect("agent")
-        .object["spec"]["remoteWrite"]
-        .as_array()
-        .expect("remoteWrite")
-        .iter()
-        .map(|e| e["url"].as_str().unwrap_or_default().to_owned())
-        .collect()
 }
 
 fn zones_with_modes(modes: &[&str]) -> World {

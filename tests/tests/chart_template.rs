@@ -341,6 +341,12 @@ fn allowed_rules(lease: &str) -> Grants {
         entry(vm, "vmdistributed/finalizers", "", &["update"]),
         entry("events.k8s.io", "events", "", &["create", "patch"]),
         entry(
+            "discovery.k8s.io",
+            "endpointslices",
+            "",
+            &["get", "list", "watch"],
+        ),
+        entry(
             "authorization.k8s.io",
             "selfsubjectaccessreviews",
             "",

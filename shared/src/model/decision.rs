@@ -10,6 +10,7 @@ use super::ChildIntent;
 use crate::api::VMDistributedStatus;
 use crate::children::ChildObject;
 use crate::names::ChildKind;
+use crate::queues::QueueProbe;
 
 /// Field manager of every server-side apply and dry-run.
 pub const FIELD_MANAGER: &str = "vmdistributed-controller";
@@ -100,6 +101,15 @@ pub enum Action {
         /// The intents this generation writes (already without owner references).
         intents: Vec<ChildIntent>,
     },
+    /// Poll the `/metrics` of every ready pod of each probe's agent once (concurrently, each
+    /// within [`crate::queues::POD_TIMEOUT`]), fold the pages into the reports with
+    /// [`crate::queues::record`] and pass them as [`Observed::queues`] to later decisions
+    /// (docs/rollout.md "Persistent-queue drain"). Writes nothing; the decision's requeue
+    /// brings the next poll.
+    ProbeQueues {
+        /// The agents and targets to poll.
+        probes: Vec<QueueProbe>,
+    },
     /// Add [`FINALIZER`] to the CR (a JSON Patch on `metadata.finalizers` with a
     /// resourceVersion test, or an update). Returned alone, before the first child write.
     AddFinalizer,
@@ -141,7 +151,10 @@ impl Action {
             Self::Delete { kind, name, .. } | Self::PatchMetadata { kind, name, .. } => {
                 Some((*kind, name.as_str()))
             }
-            Self::Preflight { .. } | Self::AddFinalizer | Self::RemoveFinalizer => None,
+            Self::Preflight { .. }
+            | Self::ProbeQueues { .. }
+            | Self::AddFinalizer
+            | Self::RemoveFinalizer => None,
         }
     }
 }
@@ -179,6 +192,8 @@ pub enum EventReason {
     ChildRejected,
     /// A child write failed for another reason (RBAC, a missing CRD, a server error).
     ChildWriteFailed,
+    /// The vmagents' persistent queues did not drain within `drainTimeout`.
+    QueueNotDrained,
 }
 
 impl EventReason {
@@ -196,6 +211,7 @@ impl EventReason {
             Self::UpdatingInPlace => "UpdatingInPlace",
             Self::ChildRejected => "ChildRejected",
             Self::ChildWriteFailed => "ChildWriteFailed",
+            Self::QueueNotDrained => "QueueNotDrained",
         }
     }
 }

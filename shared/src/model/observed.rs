@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::Action;
 use crate::children::ChildObject;
 use crate::names::ChildKind;
+use crate::queues::QueueReport;
 use crate::versions::PinnedVersions;
 
 /// What the controller observed, as input to the decision.
@@ -55,6 +56,10 @@ pub struct Observed {
     /// writes").
     #[serde(default)]
     pub child_failures: Vec<ChildFailure>,
+    /// The last poll of each agent queue an [`Action::ProbeQueues`] of this process asked for.
+    /// Lost on a restart: the drain then polls again.
+    #[serde(default)]
+    pub queues: Vec<QueueReport>,
 }
 
 impl Observed {

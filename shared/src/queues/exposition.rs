@@ -122,9 +122,12 @@ fn queue_dir(path: &str) -> Option<(u32, Option<u64>)> {
     Some((index, hash))
 }
 
+/// A sample's labels: names as written, values unescaped.
+type Labels<'a> = Vec<(&'a str, String)>;
+
 /// `name{label="value",…} value [timestamp]` → its parts; comments and malformed lines are
 /// skipped.
-fn parse_line(line: &str) -> Option<(&str, Vec<(&str, String)>, f64)> {
+fn parse_line(line: &str) -> Option<(&str, Labels<'_>, f64)> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return None;
@@ -148,7 +151,7 @@ fn parse_line(line: &str) -> Option<(&str, Vec<(&str, String)>, f64)> {
 }
 
 /// The labels after `{` up to the closing `}`, and what follows it.
-fn parse_labels(mut body: &str) -> Option<(Vec<(&str, String)>, &str)> {
+fn parse_labels(mut body: &str) -> Option<(Labels<'_>, &str)> {
     let mut labels = Vec::new();
     loop {
         body = body.trim_start_matches([' ', ',']);

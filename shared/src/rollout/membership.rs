@@ -281,7 +281,8 @@ pub fn agent_writes_to(agent_spec: &Value, url: &str) -> bool {
     remote_write_urls(agent_spec).any(|entry| entry == url)
 }
 
-fn remote_write_urls(agent_spec: &Value) -> impl Iterator<Item = &str> {
+/// The `url` of each entry of an agent spec's `remoteWrite`, in order.
+pub(crate) fn remote_write_urls(agent_spec: &Value) -> impl Iterator<Item = &str> {
     agent_spec
         .get("remoteWrite")
         .and_then(Value::as_array)

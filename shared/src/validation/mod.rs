@@ -57,6 +57,10 @@ pub use dns::{DNS_LABEL_MAX, child_name_problem, dns_label_problem, name_limit};
 /// Annotation on a `VMDistributed` that lifts the rename check on UPDATE when set to `"true"`.
 pub const ALLOW_RENAME_ANNOTATION: &str = "operator.victoriametrics.com/allow-rename";
 
+/// Annotation on a `VMDistributed` that skips the persistent-queue drain when set to `"true"`
+/// (docs/rollout.md "Persistent-queue drain"): what the queues hold may then be lost.
+pub const SKIP_DRAIN_ANNOTATION: &str = "operator.victoriametrics.com/skip-drain";
+
 /// One validation error: where, and what to do about it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]

@@ -166,16 +166,28 @@ impl Ctx<'_> {
         let Some(common) = &self.cr.spec.zone_common else {
             return;
         };
-        if let Some(timeout) = &common.ready_timeout {
+        for (field, value, what) in [
+            (
+                "readyTimeout",
+                &common.ready_timeout,
+                "a zone has time to become ready",
+            ),
+            (
+                "drainTimeout",
+                &common.drain_timeout,
+                "the agents have time to send what they queued",
+            ),
+        ] {
+            let Some(timeout) = value else {
+                continue;
+            };
+            let path = format!("spec.zoneCommon.{field}");
             match parse_go_duration(timeout) {
-                Err(err) => self
-                    .report
-                    .error("spec.zoneCommon.readyTimeout", err.to_string()),
+                Err(err) => self.report.error(&path, err.to_string()),
                 Ok(d) if d < Duration::from_secs(1) => self.report.error(
-                    "spec.zoneCommon.readyTimeout",
+                    &path,
                     format!(
-                        "{timeout:?} is too short: at least 1s, so a zone has time to become \
-                         ready (for example \"5m\")"
+                        "{timeout:?} is too short: at least 1s, so {what} (for example \"5m\")"
                     ),
                 ),
                 Ok(_) => {}

@@ -21,6 +21,7 @@ use shared::model::{
     Action, ChildFailure, ChildIntent, Decision, Event, FINALIZER, Observed, PreflightOutcome,
 };
 use shared::names::{ChildKind, backend_kind, child_name, vmauth_name};
+use shared::queues::{PodPage, QueueProbe, QueueReport, record};
 use shared::rollout::invariants::{CR_KIND, Change, InvariantChecker};
 use shared::rollout::{EventReason, decide};
 use shared::versions::PinnedVersions;
@@ -57,6 +58,14 @@ pub struct World {
     pub failing: BTreeMap<String, String>,
     /// Child names the operator never reconciles (its controller for them is not running).
     pub frozen: BTreeSet<String>,
+    /// Bytes each agent's queue for a URL holds (absent: empty).
+    pub queued: BTreeMap<(String, String), u64>,
+    /// Agents with no ready pod.
+    pub agents_without_pods: BTreeSet<String>,
+    /// The controller's last poll of each agent queue (process memory: lost in a crash).
+    pub memory_queues: Vec<QueueReport>,
+    /// How many times the decision asked for a poll.
+    pub probes: usize,
     /// Children reported `failed` because of `failing`, to recover once out of it.
     failed: BTreeSet<(String, String)>,
     /// Children whose create or apply the API server refuses, with its message.
@@ -109,6 +118,35 @@ pub fn zones_cr(n: usize, version: &str) -> VMDistributed {
     }))
 }
 
+/// Reconcile and tick (checking every state) until `pred` holds; panics after `max` steps.
+pub fn run_until(world: &mut World, max: usize, what: &str, pred: impl Fn(&World) -> bool) {
+    for _ in 0..max {
+        if pred(world) {
+            return;
+        }
+        world.reconcile(None);
+        world.check_invariants();
+        if pred(world) {
+            return;
+        }
+        world.operator_tick();
+        world.check_invariants();
+    }
+    panic!("never reached {what}: {:?}", world.status());
+}
+
+pub fn remote_write_urls(world: &World, agent: &str) -> Vec<String> {
+    world
+        .child(ChildKind::VMAgent, agent)
+        .expect("agent")
+        .object["spec"]["remoteWrite"]
+        .as_array()
+        .expect("remoteWrite")
+        .iter()
+        .map(|e| e["url"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 /// A world of [`zones_cr`]`(n, "v1")` that has settled: every zone created and operational.
 pub fn settled_world(n: usize) -> World {
     let mut world = World::new(zones_cr(n, "v1"));
@@ -139,6 +177,10 @@ impl World {
             memory_vmauth_generation: None,
             memory_vmauth_uid: None,
             memory_child_failures: Vec::new(),
+            memory_queues: Vec::new(),
+            queued: BTreeMap::new(),
+            agents_without_pods: BTreeSet::new(),
+            probes: 0,
             checker: InvariantChecker::new("demo"),
             checked: BTreeMap::new(),
             uid_counter: 0,
@@ -160,6 +202,7 @@ impl World {
             vmauth_applied_uid: self.memory_vmauth_uid.clone(),
             pinned_versions: self.pins.clone(),
             child_failures: self.memory_child_failures.clone(),
+            queues: self.memory_queues.clone(),
         }
     }
 
@@ -168,6 +211,48 @@ impl World {
         self.memory_vmauth_generation = None;
         self.memory_vmauth_uid = None;
         self.memory_child_failures.clear();
+        self.memory_queues.clear();
+    }
+
+    /// The `/metrics` page of `agent`'s one pod: a queue per entry of its live `remoteWrite`,
+    /// holding what [`World::queued`] says (vmagent's shape, URLs hidden).
+    pub fn agent_page(&self, agent: &str) -> String {
+        let urls: Vec<String> = self
+            .child(ChildKind::VMAgent, agent)
+            .and_then(|a| a.object["spec"]["remoteWrite"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| e["url"].as_str().map(str::to_owned))
+            .collect();
+        let mut page = String::from("# TYPE vmagent_remotewrite_pending_data_bytes gauge\n");
+        for (i, url) in urls.iter().enumerate() {
+            let index = i + 1;
+            let bytes = self
+                .queued
+                .get(&(agent.to_owned(), url.clone()))
+                .copied()
+                .unwrap_or(0);
+            page.push_str(&format!(
+                "vmagent_remotewrite_pending_data_bytes{{path=\"/tmp/vmagent-remotewrite-data/persistent-queue/{index}_{:016X}\", url=\"{index}:secret-url\"}} {bytes}\n",
+                shared::queues::exposition::url_hash(url)
+            ));
+        }
+        page
+    }
+
+    fn probe_queues(&mut self, probes: &[QueueProbe]) {
+        self.probes += 1;
+        for probe in probes {
+            let pages = if self.agents_without_pods.contains(&probe.agent) {
+                Vec::new()
+            } else {
+                vec![PodPage {
+                    pod: format!("{}-0", probe.agent),
+                    page: Ok(self.agent_page(&probe.agent)),
+                }]
+            };
+            self.memory_queues = record(&self.memory_queues, probe, &pages, self.now);
+        }
     }
 
     pub fn child(&self, kind: ChildKind, name: &str) -> Option<&SimChild> {
@@ -294,6 +379,7 @@ impl World {
                 );
             }
             Action::Apply { intent } => self.apply(intent, &rollout),
+            Action::ProbeQueues { probes } => self.probe_queues(probes),
             Action::Delete {
                 kind, name, uid, ..
             } => {

@@ -93,6 +93,7 @@ pub(super) fn condition_events(
         let reason = match degraded.reason.as_str() {
             "ZoneNotReady" => Some(EventReason::ZoneNotReady),
             "VMAuthNotReady" => Some(EventReason::VMAuthNotReady),
+            "QueueNotDrained" => Some(EventReason::QueueNotDrained),
             "OwnershipConflict" => Some(EventReason::OwnershipConflict),
             "ChildRejected" => Some(EventReason::ChildRejected),
             "ChildWriteFailed" => Some(EventReason::ChildWriteFailed),

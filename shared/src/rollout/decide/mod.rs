@@ -11,10 +11,12 @@
 //! (`run`); each concern is a file of its own, so the order reads in one place:
 //! - `housekeeping`: writes allowed in any phase (creation, stamping, owner references);
 //! - `phases`: the zone under update moving through `Excluding`, `Applying`, `Restoring`;
+//! - `drain`: the wait for the agents' persistent queues within a phase;
 //! - `removal`: VMAuths handed back and removed zones' children released or deleted;
 //! - `status`: the outcome of a step turned into the status and its conditions;
 //! - `events`: the events of a status change.
 
+mod drain;
 mod events;
 mod housekeeping;
 mod phases;
@@ -121,8 +123,11 @@ struct Outcome {
     /// What an exclusion waits for, for the message of its timeout.
     waiting_for: Option<String>,
     invalid: Option<String>,
-    /// Per zone, what preflight refused of it.
-    preflight_zones: BTreeMap<String, String>,
+    /// Per zone, a message for its status (what preflight refused of it, an agent the drain
+    /// finds no pod of).
+    zone_messages: BTreeMap<String, String>,
+    /// The phase waits for the agents' queues; the drain handles its own timeout.
+    draining: bool,
     paused: bool,
     ready: bool,
     preflight_generation: Option<i64>,
@@ -403,6 +408,7 @@ impl<'a> Step<'a> {
             phase: Some(phase),
             phase_since: Some(MicroTime(self.now)),
             pause_until: None,
+            drain: None,
         }
     }
 
@@ -443,7 +449,7 @@ impl<'a> Step<'a> {
                     if let Some(rejection) = &result.rejection {
                         // Worded by `preflight::verdict`, each line already says `preflight:`.
                         outcome.invalid = Some(rejection.clone());
-                        outcome.preflight_zones = result.zone_messages.clone();
+                        outcome.zone_messages = result.zone_messages.clone();
                         return outcome;
                     }
                     outcome.preflight_generation = Some(self.generation);

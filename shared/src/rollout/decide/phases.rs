@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 
+use super::drain::Drain;
 use super::{
     Outcome, REASON_ROLLING_OUT, REASON_UPDATING_IN_PLACE, REASON_WAITING_FOR_HEALTHY_ZONES, Step,
     ZoneView, add, child_current, pause_end, until,
@@ -48,7 +49,7 @@ impl Step<'_> {
             ZonePhase::Applying => self.applying(view, outcome),
             ZonePhase::Restoring => self.restoring(view, outcome),
         };
-        if !waiting {
+        if !waiting || outcome.draining {
             return;
         }
         // A child the VictoriaMetrics operator reports `failed` for the spec it now has will
@@ -200,6 +201,11 @@ impl Step<'_> {
             return true;
         }
         self.note_in_place(view, ZonePhase::Excluding, outcome);
+        match self.drain(view, ZonePhase::Excluding, outcome) {
+            Drain::Clear => {}
+            Drain::Transitioned => return false,
+            Drain::Waiting => return true,
+        }
         if let Some(write) = self.vmauth_write() {
             outcome.actions.push(write);
             return true;
@@ -274,12 +280,19 @@ impl Step<'_> {
                 self.transition(rollout, outcome);
                 return false;
             }
+            // The backend is written at once; the agent once the queues its new list drops
+            // or moves are empty.
+            let agent_held = match self.drain(view, ZonePhase::Applying, outcome) {
+                Drain::Clear => false,
+                Drain::Transitioned => return false,
+                Drain::Waiting => true,
+            };
             let backend = backend_kind(self.cr);
             for (kind, child, intent) in [
                 (backend, view.backend, &view.intents.backend),
                 (ChildKind::VMAgent, view.agent, &view.intents.agent),
             ] {
-                if child_current(child, intent) {
+                if child_current(child, intent) || (agent_held && kind == ChildKind::VMAgent) {
                     continue;
                 }
                 let action = match child {
@@ -313,10 +326,16 @@ impl Step<'_> {
             phase: None,
             phase_since: None,
             pause_until: Some(MicroTime(pause_end(self.now, update_pause(self.cr)))),
+            drain: None,
         };
         if self.intents.vmauth.is_none() {
             self.transition(done, outcome);
             return false;
+        }
+        match self.drain(view, ZonePhase::Restoring, outcome) {
+            Drain::Clear => {}
+            Drain::Transitioned => return false,
+            Drain::Waiting => return true,
         }
         if let Some(write) = self.vmauth_write() {
             outcome.actions.push(write);

@@ -41,7 +41,7 @@ impl Step<'_> {
         let views = self.zone_views();
         let mut zones = self.zone_statuses(&views);
         for zone in &mut zones {
-            if let Some(message) = outcome.preflight_zones.get(&zone.name) {
+            if let Some(message) = outcome.zone_messages.get(&zone.name) {
                 zone.message = Some(message.clone());
             }
         }
