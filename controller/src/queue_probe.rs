@@ -5,10 +5,13 @@
 //!
 //! Plain HTTP goes through `HTTP_PROXY` (or `http_proxy`) unless `NO_PROXY` (or `no_proxy`)
 //! lists the pod's address, `*`, or a CIDR that holds it, as Go programs such as the VM operator
-//! do. Agents that serve HTTPS (`extraArgs.tls`) are reported unreadable.
+//! do. Agents that serve HTTPS (`extraArgs.tls`) are read directly, without checking their
+//! certificate: it is issued for the Service's name, not the pod's address, and nothing but a
+//! request for a page of gauges is sent.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 
 use futures::future::join_all;
 use http_body_util::{BodyExt, Empty, Limited};
@@ -69,26 +72,20 @@ impl QueueProber {
             }
         };
         let pods = ready_pods(&listed);
+        let tls = probe.scheme == "https";
         join_all(pods.into_iter().map(|(address, (pod, port))| async move {
-            let page = if probe.scheme == "http" {
-                self.get(&address, port, &probe.path).await
-            } else {
-                Err(format!(
-                    "the agent serves {}; the drain reads plain HTTP only",
-                    probe.scheme
-                ))
-            };
+            let page = self.get(&address, port, &probe.path, tls).await;
             PodPage { pod, page }
         }))
         .await
     }
 
-    async fn get(&self, address: &str, port: i32, path: &str) -> Result<String, String> {
+    async fn get(&self, address: &str, port: i32, path: &str, tls: bool) -> Result<String, String> {
         let host = host_port(address, port);
         let via = self
             .proxy
             .as_ref()
-            .filter(|proxy| !bypassed(&proxy.bypass, address));
+            .filter(|proxy| !tls && !bypassed(&proxy.bypass, address));
         let (connect, uri) = match via {
             Some(proxy) => (proxy.address.clone(), format!("http://{host}{path}")),
             None => (host.clone(), path.to_owned()),
@@ -97,11 +94,17 @@ impl QueueProber {
             let stream = tokio::net::TcpStream::connect(&connect)
                 .await
                 .map_err(|e| format!("connecting to {connect}: {e}"))?;
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            let mut sender = if tls {
+                let server = rustls_pki_types::ServerName::try_from(address.to_owned())
+                    .map_err(|e| format!("{address}: {e}"))?;
+                let stream = tokio_rustls::TlsConnector::from(tls_config())
+                    .connect(server, stream)
                     .await
-                    .map_err(|e| e.to_string())?;
-            tokio::spawn(connection);
+                    .map_err(|e| format!("TLS with {host}: {e}"))?;
+                handshake(stream).await?
+            } else {
+                handshake(stream).await?
+            };
             let request = hyper::Request::get(uri)
                 .header(hyper::header::HOST, &host)
                 .body(Empty::<Bytes>::new())
@@ -124,6 +127,94 @@ impl QueueProber {
         tokio::time::timeout(POD_TIMEOUT, request)
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {POD_TIMEOUT:?}")))
+    }
+}
+
+/// An HTTP/1.1 connection over `stream`, driven by a task of its own.
+async fn handshake<S>(
+    stream: S,
+) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// TLS for reading an agent's page: any certificate is accepted (see the module docs);
+/// signatures are still checked, with the ring provider.
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .map(|builder| {
+                    builder
+                        .dangerous()
+                        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                        .with_no_client_auth()
+                });
+            Arc::new(config.unwrap_or_else(|_| {
+                // The ring provider supports the default versions; kept total all the same.
+                rustls::ClientConfig::builder()
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth()
+            }))
+        })
+        .clone()
+}
+
+/// Accepts the agent's certificate whoever issued it, for whatever name.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -236,6 +327,124 @@ fn bypassed(entries: &[String], address: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    const PAGE: &str = "vmagent_remotewrite_pending_data_bytes{url=\"1:secret-url\"} 0\n";
+
+    /// A prober whose client is never used (no EndpointSlice is listed here).
+    fn prober(proxy: Option<Proxy>) -> QueueProber {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        QueueProber {
+            client: Client::try_from(config).expect("client"),
+            proxy,
+        }
+    }
+
+    /// Serves one connection on 127.0.0.1: answers `response` to whatever comes, and sends the
+    /// request's first line back through the handle.
+    async fn one_answer(response: &'static str) -> (u16, tokio::task::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let task = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut request = vec![0; 4096];
+            let n = stream.read(&mut request).await.expect("read");
+            stream.write_all(response.as_bytes()).await.expect("write");
+            stream.shutdown().await.ok();
+            String::from_utf8_lossy(&request[..n])
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        });
+        (port, task)
+    }
+
+    fn ok(body: &str) -> &'static str {
+        Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .into_boxed_str(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_page_is_read_directly_or_through_the_proxy() {
+        let (port, request) = one_answer(ok(PAGE)).await;
+        let page = prober(None)
+            .get("127.0.0.1", i32::from(port), "/metrics", false)
+            .await;
+        assert_eq!(page.as_deref(), Ok(PAGE));
+        assert_eq!(request.await.expect("request"), "GET /metrics HTTP/1.1");
+
+        let (proxy_port, request) = one_answer(ok(PAGE)).await;
+        let proxy = proxy_from(
+            Some(&format!("http://127.0.0.1:{proxy_port}")),
+            Some("10.0.0.0/8"),
+        );
+        let page = prober(proxy)
+            .get("198.18.0.7", 8429, "/vmagent/metrics", false)
+            .await;
+        assert_eq!(page.as_deref(), Ok(PAGE));
+        assert_eq!(
+            request.await.expect("request"),
+            "GET http://198.18.0.7:8429/vmagent/metrics HTTP/1.1"
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_and_silence_are_reported_not_waited_for() {
+        let (port, _) =
+            one_answer("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n").await;
+        let page = prober(None)
+            .get("127.0.0.1", i32::from(port), "/metrics", false)
+            .await;
+        assert!(page.as_ref().is_err_and(|e| e.contains("503")), "{page:?}");
+
+        // Accepts and never answers.
+        let silent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = silent.local_addr().expect("addr").port();
+        let started = std::time::Instant::now();
+        let page = prober(None)
+            .get("127.0.0.1", i32::from(port), "/metrics", false)
+            .await;
+        assert!(
+            page.as_ref().is_err_and(|e| e.contains("no answer")),
+            "{page:?}"
+        );
+        assert!(started.elapsed() < POD_TIMEOUT + std::time::Duration::from_secs(1));
+        drop(silent);
+    }
+
+    #[tokio::test]
+    async fn an_agent_serving_https_is_read_whatever_its_certificate() {
+        let ca = certs::TestCa::new("agent-ca").expect("ca");
+        // Issued for the Service's name, not the address the pod is reached at.
+        let issued = ca
+            .issue_serving("vmagent-a", &["vmagent-a.default.svc"])
+            .expect("cert");
+        let key = certs::parse_key_pair(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes())
+            .expect("key");
+        let config = certs::server_config(Arc::new(certs::CertResolver::new(key))).expect("config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            let mut stream = acceptor.accept(stream).await.expect("tls");
+            let mut request = vec![0; 4096];
+            let _ = stream.read(&mut request).await;
+            stream.write_all(ok(PAGE).as_bytes()).await.expect("write");
+            stream.shutdown().await.ok();
+        });
+        let page = prober(None)
+            .get("127.0.0.1", i32::from(port), "/metrics", true)
+            .await;
+        assert_eq!(page.as_deref(), Ok(PAGE));
+    }
 
     #[test]
     fn no_proxy_matches_addresses_and_ranges() {
