@@ -35,6 +35,10 @@ enum Event {
     DeleteVMAuth,
     /// `vmauth.name` changes.
     RenameVMAuth,
+    /// An agent's queue for a zone's backend fills (the drain waits for it until healed).
+    Backlog(usize, usize),
+    /// An agent loses its ready pods (the drain waits for one until healed).
+    NoPods(usize),
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -49,6 +53,8 @@ fn event() -> impl Strategy<Value = Event> {
         1 => Just(Event::Heal),
         1 => Just(Event::DeleteVMAuth),
         1 => Just(Event::RenameVMAuth),
+        2 => (0usize..5, 0usize..5).prop_map(|(a, z)| Event::Backlog(a, z)),
+        1 => (0usize..5).prop_map(Event::NoPods),
     ]
 }
 
@@ -173,6 +179,8 @@ impl Walk {
     fn heal(&mut self) {
         self.world.broken.clear();
         self.broken = None;
+        self.world.queued.clear();
+        self.world.agents_without_pods.clear();
     }
 
     fn apply(&mut self, event: &Event) {
@@ -234,6 +242,22 @@ impl Walk {
                 }
             }
             Event::Heal => self.heal(),
+            Event::Backlog(agent, zone) => {
+                let agent = format!("demo-z{}", agent % self.n);
+                let url = self
+                    .world
+                    .child(ChildKind::VMAgent, &agent)
+                    .and_then(|a| a.object["spec"]["remoteWrite"][zone % self.n]["url"].as_str())
+                    .map(str::to_owned);
+                if let Some(url) = url {
+                    self.world.queued.insert((agent, url), 4096);
+                }
+            }
+            Event::NoPods(zone) => {
+                self.world
+                    .agents_without_pods
+                    .insert(format!("demo-z{}", zone % self.n));
+            }
             Event::DeleteVMAuth => {
                 let name = shared::names::vmauth_name(&self.world.cr);
                 self.world.children.remove(&("VMAuth".to_owned(), name));
