@@ -66,42 +66,41 @@ pub fn default_in_place(cr: &mut VMDistributed) {
     }
 }
 
-/// The effective `zoneCommon.readyTimeout`: the written value when it parses, else 5m.
-///
-/// An unparsable value is rejected by validation; the fallback only keeps callers total.
-#[must_use]
-pub fn ready_timeout(cr: &VMDistributed) -> Duration {
-    cr.spec
-        .zone_common
-        .as_ref()
-        .and_then(|c| c.ready_timeout.as_deref())
-        .and_then(|s| parse_go_duration(s).ok())
-        .unwrap_or(Duration::from_secs(300))
+/// The rollout's timing, resolved once per decision: each `zoneCommon` value the user wrote, when
+/// it parses, else its default from the table above (an unparsable value is refused by
+/// validation; the fallback only keeps the decision total).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// `zoneCommon.readyTimeout`: the budget of each wait of a phase.
+    pub ready_timeout: Duration,
+    /// `zoneCommon.updatePause`: the wait between two zones.
+    pub update_pause: Duration,
+    /// `zoneCommon.drainTimeout`: the budget of a persistent-queue drain; `readyTimeout` when
+    /// unset.
+    pub drain_timeout: Duration,
 }
 
-/// The effective `zoneCommon.drainTimeout`: the written value when it parses, else
-/// [`ready_timeout`].
-#[must_use]
-pub fn drain_timeout(cr: &VMDistributed) -> Duration {
-    cr.spec
-        .zone_common
-        .as_ref()
-        .and_then(|c| c.drain_timeout.as_deref())
-        .and_then(|s| parse_go_duration(s).ok())
-        .unwrap_or_else(|| ready_timeout(cr))
+impl Settings {
+    /// The settings of `cr`.
+    #[must_use]
+    pub fn of(cr: &VMDistributed) -> Self {
+        let common = cr.spec.zone_common.as_ref();
+        let written = |value: Option<&String>| value.and_then(|v| parse_go_duration(v).ok());
+        let ready_timeout = written(common.and_then(|c| c.ready_timeout.as_ref()))
+            .unwrap_or_else(|| default_duration(DEFAULT_READY_TIMEOUT));
+        Self {
+            ready_timeout,
+            update_pause: written(common.and_then(|c| c.update_pause.as_ref()))
+                .unwrap_or_else(|| default_duration(DEFAULT_UPDATE_PAUSE)),
+            drain_timeout: written(common.and_then(|c| c.drain_timeout.as_ref()))
+                .unwrap_or(ready_timeout),
+        }
+    }
 }
 
-/// The effective `zoneCommon.updatePause`: the written value when it parses, else 1m.
-///
-/// An unparsable value is rejected by validation; the fallback only keeps callers total.
-#[must_use]
-pub fn update_pause(cr: &VMDistributed) -> Duration {
-    cr.spec
-        .zone_common
-        .as_ref()
-        .and_then(|c| c.update_pause.as_deref())
-        .and_then(|s| parse_go_duration(s).ok())
-        .unwrap_or(Duration::from_secs(60))
+/// A default of the table above as a duration; the table's own values always parse.
+fn default_duration(stored: &str) -> Duration {
+    parse_go_duration(stored).unwrap_or_default()
 }
 
 /// Whether the shared VMAuth is managed (`vmauth.enabled`, default true).
@@ -122,20 +121,31 @@ mod tests {
     #[test]
     fn effective_durations_fall_back_to_defaults() {
         let mut cr = VMDistributed::new("x", VMDistributedSpec::default());
-        assert_eq!(ready_timeout(&cr), Duration::from_secs(300));
-        assert_eq!(update_pause(&cr), Duration::from_secs(60));
+        let defaults = Settings::of(&cr);
+        assert_eq!(defaults.ready_timeout, Duration::from_secs(300));
+        assert_eq!(defaults.update_pause, Duration::from_secs(60));
+        assert_eq!(defaults.drain_timeout, Duration::from_secs(300));
         cr.spec.zone_common = Some(ZoneCommon {
             ready_timeout: Some("10s".into()),
             update_pause: Some("0".into()),
             ..ZoneCommon::default()
         });
-        assert_eq!(ready_timeout(&cr), Duration::from_secs(10));
-        assert_eq!(update_pause(&cr), Duration::ZERO);
+        let written = Settings::of(&cr);
+        assert_eq!(written.ready_timeout, Duration::from_secs(10));
+        assert_eq!(written.update_pause, Duration::ZERO);
+        assert_eq!(
+            written.drain_timeout,
+            Duration::from_secs(10),
+            "follows readyTimeout"
+        );
         cr.spec.zone_common = Some(ZoneCommon {
             ready_timeout: Some("ten seconds".into()),
+            drain_timeout: Some("2m".into()),
             ..ZoneCommon::default()
         });
-        assert_eq!(ready_timeout(&cr), Duration::from_secs(300));
+        let fallback = Settings::of(&cr);
+        assert_eq!(fallback.ready_timeout, Duration::from_secs(300));
+        assert_eq!(fallback.drain_timeout, Duration::from_secs(120));
     }
 
     #[test]

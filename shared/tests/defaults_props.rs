@@ -11,7 +11,7 @@ use shared::api::{
     BackendType, ChildRef, CommonChild, TrafficMode, VMAuthSettings, VMDistributedSpec, Zone,
     ZoneChild, ZoneCommon, ZoneRemovalPolicy,
 };
-use shared::defaults::{apply_defaults, ready_timeout, update_pause};
+use shared::defaults::{Settings, apply_defaults};
 use shared::parse::strict;
 
 fn example(name: &str) -> Value {
@@ -73,8 +73,8 @@ fn keeps_user_values_and_free_form_specs_of_examples() {
         defaulted["spec"]["vmauth"].get("name").is_none(),
         "vmauth.name is resolved, not stored"
     );
-    assert_eq!(ready_timeout(&cr), Duration::from_secs(600));
-    assert_eq!(update_pause(&cr), Duration::from_secs(30));
+    assert_eq!(Settings::of(&cr).ready_timeout, Duration::from_secs(600));
+    assert_eq!(Settings::of(&cr).update_pause, Duration::from_secs(30));
 }
 
 #[test]

@@ -18,7 +18,6 @@ use serde_json::Value;
 use super::{Outcome, Step, ZoneView, add};
 use crate::api::{DrainState, RolloutStatus, TrafficMode, ZonePhase};
 use crate::children::ChildObject;
-use crate::defaults::drain_timeout;
 use crate::duration::format_go_duration;
 use crate::model::{Action, EventReason, Target};
 use crate::names::{ChildKind, backend_kind, child_name};
@@ -102,13 +101,16 @@ impl Step<'_> {
             .actions
             .push(Action::ProbeQueues { probes: pending });
         outcome.draining = true;
-        let deadline = add(self.phase_since(&outcome.rollout), drain_timeout(self.cr));
+        let deadline = add(
+            self.phase_since(&outcome.rollout),
+            self.settings.drain_timeout,
+        );
         if self.now >= deadline {
             outcome.degraded = Some((
                 EventReason::QueueNotDrained,
                 format!(
                     "{subject}; the vmagent queues did not drain within drainTimeout ({}): {holding}; the rollout is halted until they drain or the spec changes (annotate the VMDistributed {SKIP_DRAIN_ANNOTATION}=true to go on without waiting: what the queues hold may then be lost)",
-                    format_go_duration(drain_timeout(self.cr)),
+                    format_go_duration(self.settings.drain_timeout),
                 ),
             ));
         }

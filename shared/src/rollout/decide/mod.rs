@@ -33,7 +33,7 @@ use crate::api::{
     RolloutStatus, UpdateStatus, VMDistributed, VMDistributedStatus, Zone, ZonePhase,
 };
 use crate::children::ChildObject;
-use crate::defaults::apply_defaults;
+use crate::defaults::{Settings, apply_defaults};
 use crate::model::{
     Action, ChildIntent, Decision, EventReason, Intents, Observed, ZoneIntents, contains,
 };
@@ -251,6 +251,7 @@ struct Step<'a> {
     previous: &'a VMDistributedStatus,
     generation: i64,
     intents: Intents,
+    settings: Settings,
 }
 
 impl<'a> Step<'a> {
@@ -266,6 +267,7 @@ impl<'a> Step<'a> {
             now,
             previous,
             generation: cr.metadata.generation.unwrap_or(0),
+            settings: Settings::of(cr),
             // Rendering grows with the square of the zones; an object over the limit (stored
             // under an older CRD) is refused by validation before any intent is used.
             intents: if cr.spec.zones.len() > crate::api::MAX_ZONES {

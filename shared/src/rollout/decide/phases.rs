@@ -14,7 +14,6 @@ use super::{
 };
 use crate::api::{RolloutStatus, TrafficMode, ZonePhase};
 use crate::children::ChildObject;
-use crate::defaults::{ready_timeout, update_pause};
 use crate::model::{Action, EventReason, Membership, Target};
 use crate::names::{ChildKind, backend_kind, vmauth_name};
 use crate::render::may_create;
@@ -34,7 +33,7 @@ impl Step<'_> {
             return;
         }
         let since = self.phase_since(&outcome.rollout);
-        let deadline = add(since, ready_timeout(self.cr));
+        let deadline = add(since, self.settings.ready_timeout);
         let expired = self.now >= deadline;
         let halt_reason = match phase {
             ZonePhase::Applying => EventReason::ZoneNotReady,
@@ -68,20 +67,20 @@ impl Step<'_> {
                 (ZonePhase::Excluding, Some(waiting)) => {
                     let message = format!(
                         "{waiting} within readyTimeout ({}); the rollout is halted until it is ready or the spec changes",
-                        crate::duration::format_go_duration(ready_timeout(self.cr))
+                        crate::duration::format_go_duration(self.settings.ready_timeout)
                     );
                     outcome.degraded = Some((EventReason::ZoneNotReady, message));
                     return;
                 }
                 (ZonePhase::Applying, _) => format!(
                     "zone {zone_name} did not become ready within readyTimeout ({}){}; the rollout is halted until it is ready or the spec changes",
-                    crate::duration::format_go_duration(ready_timeout(self.cr)),
+                    crate::duration::format_go_duration(self.settings.ready_timeout),
                     not_ready_details([view.backend, view.agent])
                 ),
                 _ => format!(
                     "VMAuth {} did not reach the targets of phase {phase:?} for zone {zone_name} within readyTimeout ({}){}; the rollout is halted",
                     vmauth_name(self.cr),
-                    crate::duration::format_go_duration(ready_timeout(self.cr)),
+                    crate::duration::format_go_duration(self.settings.ready_timeout),
                     not_ready_details([self.vmauth_child()])
                 ),
             };
@@ -325,7 +324,7 @@ impl Step<'_> {
             zone: None,
             phase: None,
             phase_since: None,
-            pause_until: Some(MicroTime(pause_end(self.now, update_pause(self.cr)))),
+            pause_until: Some(MicroTime(pause_end(self.now, self.settings.update_pause))),
             drain: None,
         };
         if self.intents.vmauth.is_none() {
