@@ -90,15 +90,9 @@ pub(super) fn condition_events(
     if let Some(degraded) = conditions::find(&next.conditions, DEGRADED)
         && degraded.status == "True"
     {
-        let reason = match degraded.reason.as_str() {
-            "ZoneNotReady" => Some(EventReason::ZoneNotReady),
-            "VMAuthNotReady" => Some(EventReason::VMAuthNotReady),
-            "QueueNotDrained" => Some(EventReason::QueueNotDrained),
-            "OwnershipConflict" => Some(EventReason::OwnershipConflict),
-            "ChildRejected" => Some(EventReason::ChildRejected),
-            "ChildWriteFailed" => Some(EventReason::ChildWriteFailed),
-            _ => None,
-        };
+        // The decision writes `Degraded` only with an event reason (`Outcome::degraded`), so
+        // every halt and failure it reports gets its event.
+        let reason = EventReason::from_reason(&degraded.reason);
         let same_message = conditions::find(&previous.conditions, DEGRADED)
             .is_some_and(|p| p.message == degraded.message);
         // For these a new message is a new cause (another child, another refusal) and gets an
