@@ -4,10 +4,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use vmdistributed_runtime::health::{self, Health};
 
 use crate::metrics::Metrics;
 
@@ -49,39 +46,26 @@ impl Readiness {
     }
 }
 
-#[derive(Clone)]
-struct AppState {
+/// The controller's health: ready once it leads or follows with filled caches (see
+/// `run`), and its metrics.
+struct ControllerHealth {
     readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
 }
 
-/// The router serving `/healthz`, `/readyz` and `/metrics`.
-pub fn router(readiness: Arc<Readiness>, metrics: Arc<Metrics>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .with_state(AppState { readiness, metrics })
-}
+impl Health for ControllerHealth {
+    fn not_ready(&self) -> Option<String> {
+        self.readiness.problem()
+    }
 
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.readiness.problem() {
-        None => (StatusCode::OK, "ok".to_owned()),
-        Some(problem) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {problem}\n"),
-        ),
+    fn metrics(&self) -> String {
+        self.metrics.encode()
     }
 }
 
-async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
+/// The router serving `/healthz`, `/readyz` and `/metrics`.
+pub fn router(readiness: Arc<Readiness>, metrics: Arc<Metrics>) -> Router {
+    health::router(Arc::new(ControllerHealth { readiness, metrics }))
 }
 
 /// Bind `addr` and serve until `shutdown` resolves.

@@ -298,21 +298,7 @@ async fn client(args: &RunArgs) -> anyhow::Result<Client> {
 }
 
 async fn wait_for_signal(shutdown: watch::Sender<bool>) {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = terminate => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-    }
+    vmdistributed_runtime::signals::terminated().await;
     let _ = shutdown.send(true);
 }
 

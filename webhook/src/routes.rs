@@ -9,11 +9,12 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use futures::StreamExt;
 use kube::core::admission::AdmissionResponse;
 use shared::versions::PinnedVersions;
 use tracing::{debug, info, warn};
+use vmdistributed_runtime::health::{self, Health};
 
 use crate::admission::{self, BadRequest, MAX_BODY_BYTES, Prepared};
 use crate::metrics::{Endpoint, Metrics, Outcome};
@@ -58,28 +59,18 @@ pub fn admission_router(state: Arc<AppState>) -> Router {
 
 /// `GET /healthz`, `/readyz`, `/metrics`.
 pub fn health_router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(state)
+    health::router(state)
 }
 
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.ready.load(Ordering::Relaxed) {
-        "ok".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+impl Health for AppState {
+    fn not_ready(&self) -> Option<String> {
+        (!self.ready.load(Ordering::Relaxed))
+            .then(|| "the HTTPS listener does not accept connections".to_owned())
     }
-}
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let mut response = state.metrics.encode().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
-    response
+    fn metrics(&self) -> String {
+        self.metrics.encode()
+    }
 }
 
 async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Response {

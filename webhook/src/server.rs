@@ -154,11 +154,8 @@ impl RunningServer {
     /// # Errors
     /// A listener failed or the signal handler could not be installed.
     pub async fn run_until_signal(mut self) -> anyhow::Result<()> {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
         tokio::select! {
-            _ = term.recv() => info!("SIGTERM: finishing in-flight requests"),
-            _ = tokio::signal::ctrl_c() => info!("SIGINT: finishing in-flight requests"),
+            () = vmdistributed_runtime::signals::terminated() => info!("finishing in-flight requests"),
             // A listener that stops on its own is fatal: exit non-zero so the pod restarts.
             stopped = &mut self.tls_task => {
                 anyhow::bail!("HTTPS listener stopped: {:?}", stopped.map(|r| r.map_err(|e| e.to_string())));
