@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// `render -f FILE|-`: the pure logic lives in `shared::render_cli`.
+/// `render -f FILE|-`: the pure logic lives in `shared::offline::render`.
 fn render(file: &str, pins: &shared::versions::PinnedVersions) -> ExitCode {
     let input = if file == "-" {
         let mut text = String::new();
@@ -65,7 +65,7 @@ fn render(file: &str, pins: &shared::versions::PinnedVersions) -> ExitCode {
             }
         }
     };
-    let output = shared::render_cli::render_documents_with(&input, pins);
+    let output = shared::offline::render::render_documents_with(&input, pins);
     let _ = std::io::stdout().write_all(output.stdout.as_bytes());
     let _ = std::io::stderr().write_all(output.stderr.as_bytes());
     ExitCode::from(u8::try_from(output.exit_code).unwrap_or(1))

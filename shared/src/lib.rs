@@ -3,21 +3,19 @@
 //! controller are thin shells over this crate, so both judge an object the same way.
 
 pub mod api;
-pub mod check;
 pub mod children;
-pub mod cli;
 pub mod crd;
 pub mod defaults;
 pub mod duration;
 pub mod merge;
 pub mod model;
 pub mod names;
+pub mod offline;
 pub mod parse;
 mod path;
 pub mod preflight;
 pub mod queues;
 pub mod render;
-pub mod render_cli;
 pub mod rollout;
 pub mod spec;
 pub mod template;

@@ -1,7 +1,7 @@
 //! The check logic never panics, whatever the input, and its exit code follows its report.
 
 use proptest::prelude::*;
-use shared::check::{check_documents, split_documents};
+use shared::offline::check::{check_documents, split_documents};
 
 /// Lines that look like YAML manifests, document markers and broken syntax.
 fn yamlish() -> impl Strategy<Value = String> {

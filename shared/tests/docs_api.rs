@@ -364,9 +364,9 @@ fn cli_examples_match_the_real_output() {
     for (command, file, shown) in examples {
         let input = read_repo_file(&file);
         let output = if command.starts_with("vmdistributed-webhook check") {
-            shared::check::check_documents(&input)
+            shared::offline::check::check_documents(&input)
         } else if command.starts_with("vmdistributed-controller render") {
-            shared::render_cli::render_documents(&input)
+            shared::offline::render::render_documents(&input)
         } else {
             panic!("docs/cli.md: unknown command `{command}`");
         };

@@ -1,7 +1,7 @@
 //! The offline `render` command's logic.
 
 use serde_json::Value;
-use shared::render_cli::render_documents;
+use shared::offline::render::render_documents;
 
 fn documents(stdout: &str) -> Vec<Value> {
     stdout

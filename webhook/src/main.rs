@@ -98,7 +98,7 @@ fn check(args: &CheckArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let output = shared::check::check_documents(&input);
+    let output = shared::offline::check::check_documents(&input);
     let _ = std::io::stdout().write_all(output.stdout.as_bytes());
     let _ = std::io::stderr().write_all(output.stderr.as_bytes());
     if output.exit_code == 0 {

@@ -1,6 +1,12 @@
-//! The result of an offline command (`vmdistributed-webhook check`, `vmdistributed-controller
-//! render`), computed by a pure function so it can be tested without running a binary. The
+//! The offline commands (`vmdistributed-webhook check`, `vmdistributed-controller render`):
+//! each result is computed by a pure function so it can be tested without running a binary. The
 //! binaries print `stdout` and `stderr` as they are and exit with `exit_code`.
+//!
+//! - [`check`]: validate and default documents as the webhook would;
+//! - [`render`]: the children a document renders to.
+
+pub mod check;
+pub mod render;
 
 /// What an offline command prints and how it exits.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -11,9 +11,9 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use super::CliOutput;
 use crate::VMDistributed;
 use crate::api::KIND;
-use crate::cli::CliOutput;
 use crate::defaults::default_in_place;
 use crate::parse::strict;
 use crate::validation::validate_value;

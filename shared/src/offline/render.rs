@@ -13,10 +13,10 @@
 
 use std::fmt::Write as _;
 
+use super::CliOutput;
+use super::check::{Parsed, parse_document, split_documents};
 use crate::VMDistributed;
 use crate::api::{KIND, TrafficMode};
-use crate::check::{Parsed, parse_document, split_documents};
-use crate::cli::CliOutput;
 use crate::defaults::default_in_place;
 use crate::model::{ChildIntent, Membership, Observed};
 use crate::names::ChildKind;
