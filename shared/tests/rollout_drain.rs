@@ -223,3 +223,26 @@ fn a_settled_world_never_polls() {
     world.run_steps(20);
     assert_eq!(world.probes, probes);
 }
+
+#[test]
+fn an_empty_queue_drains_with_no_status_write_but_its_end() {
+    let mut world = settled_world(3);
+    start_update(&mut world);
+    run_until(&mut world, 20, "draining", |w| {
+        drain_state(w) == Some(DrainState::Draining)
+    });
+    let mut writes = 0;
+    for _ in 0..10 {
+        let decision = world.reconcile(None);
+        world.check_invariants();
+        if decision.status_changed {
+            writes += 1;
+        }
+        if drain_state(&world) != Some(DrainState::Draining) {
+            break;
+        }
+        world.operator_tick();
+    }
+    assert_eq!(drain_state(&world), Some(DrainState::Drained), "{:?}", world.status());
+    assert_eq!(writes, 1, "only the transition to Drained is written");
+}
