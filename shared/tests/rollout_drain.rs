@@ -243,6 +243,11 @@ fn an_empty_queue_drains_with_no_status_write_but_its_end() {
         }
         world.operator_tick();
     }
-    assert_eq!(drain_state(&world), Some(DrainState::Drained), "{:?}", world.status());
+    assert_eq!(
+        drain_state(&world),
+        Some(DrainState::Drained),
+        "{:?}",
+        world.status()
+    );
     assert_eq!(writes, 1, "only the transition to Drained is written");
 }

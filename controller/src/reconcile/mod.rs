@@ -28,6 +28,10 @@ use tracing::Instrument;
 use crate::cache::watches::ChildStores;
 use crate::error::Error;
 use crate::managed_fields::Takeover;
+mod plan;
+
+use plan::StatusWrite;
+
 use crate::metrics::{Metrics, ZoneState};
 use crate::queue_probe::QueueProber;
 use crate::writer::{Created, Writer};
@@ -41,15 +45,6 @@ const MAX_STEPS: usize = 6;
 const STALE_RECHECK: Duration = Duration::from_secs(1);
 /// Maximum size of an event note.
 const NOTE_LIMIT: usize = 1024;
-/// How long a change of only the per-zone details of the status (`zones[]`, `readyZones`) may
-/// wait after our last status write, to be written with the next change. During a rollout the
-/// zone flags change right after each phase's write (the VMAuth drops the zone, the VMAuth
-/// routes it again; the applied zone is counted unready by the status that authorizes its
-/// apply already); when the phase takes less than this, the
-/// next transition carries them, one status write instead of two. Three seconds covers phases
-/// of children that become ready within a second or two even on a loaded API server, and
-/// `kubectl get` is never more than that behind.
-const ZONE_DETAILS_DELAY: Duration = Duration::from_secs(3);
 /// How long a child write of ours may stay unseen by the cache before decisions go ahead
 /// without it (a watch that is reconnecting; the live re-read still guards every write).
 const UNSEEN_WRITE_TTL: Duration = Duration::from_secs(10);
@@ -334,32 +329,25 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
     let mut current_source = source;
     let rollout_changed =
         cr.status.as_ref().and_then(|s| s.rollout.as_ref()) != decision.status.rollout.as_ref();
-    // A preflight comes first in a new generation's first step; the step after it writes the
-    // status with the preflight's outcome, so this one's status (and its events) can wait for
-    // it: one status write less per generation, and the first child write comes sooner.
-    let preflight_first = decision
-        .actions
-        .iter()
-        .any(|a| matches!(a, Action::Preflight { .. }));
-    let deferred = if decision.status_changed
-        && decision.changes_only_zone_details(&cr.status.clone().unwrap_or_default())
-    {
-        memory
-            .last_status_write
-            .and_then(|at| ZONE_DETAILS_DELAY.checked_sub(at.elapsed()))
-            .filter(|wait| !wait.is_zero())
-    } else {
-        None
+    let since_written = memory.last_status_write.map(|at| at.elapsed());
+    let write = plan::status_write(
+        &decision,
+        &cr.status.clone().unwrap_or_default(),
+        since_written,
+    );
+    let deferred = match write {
+        StatusWrite::Defer(wait) => Some(wait),
+        _ => None,
     };
-    if let Some(wait) = deferred {
-        tracing::debug!(
+    let preflight_first = write == StatusWrite::AfterPreflight;
+    match write {
+        StatusWrite::Unchanged => {}
+        StatusWrite::Defer(wait) => tracing::debug!(
             ?wait,
             "only zone details changed; writing them with the next change"
-        );
-    } else if preflight_first {
-        tracing::debug!("status waits for the preflight's outcome");
-    } else if decision.status_changed {
-        match ctx.writer.write_status(&cr, &decision.status).await {
+        ),
+        StatusWrite::AfterPreflight => tracing::debug!("status waits for the preflight's outcome"),
+        StatusWrite::Write => match ctx.writer.write_status(&cr, &decision.status).await {
             Ok(written) => {
                 tracing::debug!(rollout = ?decision.status.rollout, "status written");
                 remember_superseded(ctx, &uid, &cr);
@@ -381,7 +369,7 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
                 });
             }
             Err(err) => return Err(err),
-        }
+        },
     }
     // 2. Events, only after the status that records the transition is stored.
     if !preflight_first {
@@ -389,7 +377,7 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
     }
 
     // A transition authorizes writes only once stored: decide again on the written object.
-    if decision.status_changed && rollout_changed && !preflight_first {
+    if plan::decide_again_after_status(write, rollout_changed) {
         return Ok(Next::Again(Box::new(current), current_source));
     }
     // 3. Child writes only after a live read still shows the authorizing transition. The
@@ -477,15 +465,10 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
         .preflight_recheck_at(&cr, &ctx.memory(&uid))
         .filter(|at| *at > now)
         .map(|at| at - now);
-    let after = [decision.requeue_after, deferred, recheck]
-        .into_iter()
-        .flatten()
-        .min();
-    let requeue = match (wrote_children, after) {
-        // The watch event of our own write normally arrives first; this bounds the wait.
-        (true, after) => Duration::from_secs(2).min(after.unwrap_or(Duration::MAX)),
-        (false, Some(after)) => after,
-        (false, None) => return Ok(Next::Done(Requeue::await_change())),
+    let Some(requeue) =
+        plan::requeue_after(wrote_children, &[decision.requeue_after, deferred, recheck])
+    else {
+        return Ok(Next::Done(Requeue::await_change()));
     };
     Ok(Next::Done(Requeue::requeue(requeue)))
 }
