@@ -1,7 +1,8 @@
 //! `VMDistributed` manifests shared by tests and benchmarks.
 
-/// A 3-zone `VMDistributed` (`zone-a`, `zone-b`, `zone-c`) whose clusters are created from
-/// `zoneCommon` with `cluster_version`, so a rollout is one `clusterVersion` change away.
+/// A 3-zone `VMDistributed` (`zone-a`, `zone-b`, `zone-c`) of one-replica children whose
+/// clusters are created from `zoneCommon` with `cluster_version`, so a rollout is one
+/// `clusterVersion` change away.
 #[must_use]
 pub fn three_zones(
     name: &str,
@@ -9,26 +10,13 @@ pub fn three_zones(
     ready_timeout: &str,
     update_pause: &str,
 ) -> String {
-    format!(
-        r#"apiVersion: operator.victoriametrics.com/v1alpha1
-kind: VMDistributed
-metadata:
-  name: {name}
-spec:
-  zoneCommon:
-    readyTimeout: {ready_timeout}
-    updatePause: {update_pause}
-    vmcluster:
-      spec:
-        clusterVersion: {cluster_version}
-        vminsert: {{replicaCount: 1}}
-        vmselect: {{replicaCount: 1}}
-        vmstorage: {{replicaCount: 1}}
-  zones:
-    - name: zone-a
-    - name: zone-b
-    - name: zone-c
-"#
+    manifest(
+        name,
+        &["zone-a", "zone-b", "zone-c"],
+        (ready_timeout, update_pause),
+        "",
+        cluster_version,
+        "",
     )
 }
 
@@ -47,6 +35,25 @@ pub fn one_replica(
     ready_timeout: &str,
     update_pause: &str,
     spec_lines: &str,
+    cluster_lines: &str,
+) -> String {
+    manifest(
+        name,
+        zones,
+        (ready_timeout, update_pause),
+        spec_lines,
+        "v1.110.0-cluster",
+        cluster_lines,
+    )
+}
+
+/// The one template behind [`three_zones`] and [`one_replica`].
+fn manifest(
+    name: &str,
+    zones: &[&str],
+    (ready_timeout, update_pause): (&str, &str),
+    spec_lines: &str,
+    cluster_version: &str,
     cluster_lines: &str,
 ) -> String {
     let zones: String = zones
@@ -70,7 +77,7 @@ spec:
         replicaCount: 1
     vmcluster:
       spec:
-        clusterVersion: v1.110.0-cluster
+        clusterVersion: {cluster_version}
 {cluster_lines}        vmstorage:
           replicaCount: 1
         vmselect:
