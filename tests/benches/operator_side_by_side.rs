@@ -29,15 +29,16 @@
 //! stack stop that: kwok pods run nothing, and the API server refuses loopback addresses in an
 //! EndpointSlice, so the Service's slices of the loopback pods stay empty (kube-controller-
 //! manager logs `may not be in the loopback range`) and the controller waits for endpoints until
-//! its readyTimeout. In the measured setups the benchmark therefore publishes, next to each vmagent
-//! Service's own slice, a slice of its own with each Ready vmagent pod at an address of the
-//! benchmarking range (pod `127.X.Y.Z` → `198.18.Y.Z`, RFC 2544), and runs the operator with
-//! `HTTP_PROXY` pointing at a small HTTP server of the benchmark on 127.0.0.1 that answers those
-//! polls with what an idle vmagent reports: every queue empty (URLs hidden, as vmagent hides them
-//! by default). Nothing leaves 127.0.0.1: requests to loopback addresses are never proxied, and
-//! nothing listens on 198.18.0.0/15. Both setups get the same, so the environment differs only in
-//! the VMDistributed controller. The `as-is` setup runs the operator's controller without either,
-//! to record where it stops on the world as the harness starts it.
+//! its readyTimeout. The operator world therefore publishes, next to each vmagent Service's own
+//! slice, a slice of its own with each Ready vmagent pod at an address of the benchmarking range
+//! (pod `127.X.Y.Z` → `198.18.Y.Z`, RFC 2544), and answers those polls through the world's agent
+//! metrics proxy on 127.0.0.1 (`harness::vmagent_standin`) with what an idle vmagent reports: every
+//! queue empty (URLs hidden, as vmagent hides them by default). In the measured setups the
+//! operator and our controller get that proxy as `HTTP_PROXY`. Nothing leaves 127.0.0.1: requests
+//! to loopback addresses are never proxied, and nothing listens on 198.18.0.0/15. Both setups get
+//! the same, so the environment differs only in the VMDistributed controller. The `as-is` setup
+//! runs the operator's controller without either (no mirrored slices, no proxy), to record where
+//! it stops on a plain kwok world.
 //!
 //! Variables: `VMD_BENCH_ROUNDS` (changes per setup, default 3), `VMD_BENCH_SETUPS` (default
 //! `"upstream ours as-is"`), `VMD_BENCH_READY_TIMEOUT_S` (`zoneCommon.readyTimeout`, default 120),
@@ -45,10 +46,10 @@
 //! window measured after creation, default 30; 0 skips it).
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -56,7 +57,6 @@ use futures::StreamExt;
 use harness::operator_world::{OperatorWorldOptions, VMDistributedCrd};
 use harness::proc_stats::{cpu_seconds, process_name, status_kib};
 use harness::{ControlPlane, Options, ProcessSpec, SupervisedProcess};
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
@@ -112,11 +112,21 @@ impl Setup {
 
     fn world(self) -> OperatorWorldOptions {
         match self {
-            Self::Ours => OperatorWorldOptions::default(),
-            Self::Upstream | Self::UpstreamAsIs => OperatorWorldOptions {
+            Self::Ours => OperatorWorldOptions {
+                operator_http_proxy: true,
+                ..OperatorWorldOptions::default()
+            },
+            Self::Upstream => OperatorWorldOptions {
                 reconcile_vmdistributed: true,
                 vmdistributed_crd: VMDistributedCrd::Upstream,
-                operator_http_proxy: None,
+                operator_http_proxy: true,
+                vmagent_endpoints: true,
+            },
+            Self::UpstreamAsIs => OperatorWorldOptions {
+                reconcile_vmdistributed: true,
+                vmdistributed_crd: VMDistributedCrd::Upstream,
+                operator_http_proxy: false,
+                vmagent_endpoints: false,
             },
         }
     }
@@ -174,8 +184,8 @@ struct Stack {
     operator_pid: u32,
     apiserver_pid: u32,
     controller: Option<SupervisedProcess>,
-    /// The vmagent `/metrics` proxy and the EndpointSlice mirror, but in the `as-is` setup.
-    vmagent_answers: Option<(MetricsProxy, tokio::task::JoinHandle<()>)>,
+    /// The world's vmagent `/metrics` proxy, but in the `as-is` setup.
+    agent_metrics_proxy: Option<String>,
     start: StackStart,
 }
 
@@ -201,15 +211,6 @@ impl Stack {
     }
 }
 
-impl Drop for Stack {
-    fn drop(&mut self) {
-        if let Some((proxy, mirror)) = self.vmagent_answers.take() {
-            proxy.task.abort();
-            mirror.abort();
-        }
-    }
-}
-
 fn api(client: &Client, ns: &str, version: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
     let resource = ApiResource {
         group: "operator.victoriametrics.com".into(),
@@ -222,18 +223,9 @@ fn api(client: &Client, ns: &str, version: &str, kind: &str, plural: &str) -> Ap
 }
 
 async fn start_stack(setup: Setup) -> Result<Stack> {
-    let proxy = if setup == Setup::UpstreamAsIs {
-        None
-    } else {
-        Some(start_metrics_proxy().await?)
-    };
     let began = Instant::now();
     let cp = ControlPlane::start_with_audit_log(Options::default()).await?;
-    let world = OperatorWorldOptions {
-        operator_http_proxy: proxy.as_ref().map(|p| p.url.clone()),
-        ..setup.world()
-    };
-    cp.ensure_operator_world_with(world).await?;
+    cp.ensure_operator_world_with(setup.world()).await?;
     let total = began.elapsed();
     let world = cp
         .operator_world()
@@ -255,17 +247,10 @@ async fn start_stack(setup: Setup) -> Result<Stack> {
         .ok_or_else(|| anyhow!("no kube-apiserver among the control plane's processes"))?;
     let client = cp.client().await?;
     let ns = harness::create_namespace(&client, "side-by-side").await?;
-    let vmagent_answers = proxy.map(|proxy| {
-        let (client, ns) = (client.clone(), ns.clone());
-        let mirror = tokio::spawn(async move {
-            if let Err(e) = mirror_vmagent_endpoints(client, ns).await {
-                eprintln!("vmagent endpoints mirror stopped: {e:#}");
-            }
-        });
-        (proxy, mirror)
-    });
+    let agent_metrics_proxy = (setup != Setup::UpstreamAsIs).then(|| world.agent_metrics_proxy());
     let controller = if setup == Setup::Ours {
-        Some(start_our_controller(&cp, &client, &ns).await?)
+        let proxy = world.agent_metrics_proxy();
+        Some(start_our_controller(&cp, &client, &ns, &proxy).await?)
     } else {
         None
     };
@@ -279,18 +264,19 @@ async fn start_stack(setup: Setup) -> Result<Stack> {
         operator_pid,
         apiserver_pid,
         controller,
-        vmagent_answers,
+        agent_metrics_proxy,
         start,
     })
 }
 
 /// A release `vmdistributed-controller` for namespace `ns`, authenticated as the ServiceAccount
-/// [`CONTROLLER_SA`] (bound to cluster-admin: RBAC is not what is measured); returns once it
-/// answers `/readyz`.
+/// [`CONTROLLER_SA`] (bound to cluster-admin: RBAC is not what is measured), polling vmagent
+/// `/metrics` through `agent_metrics_proxy`; returns once it answers `/readyz`.
 async fn start_our_controller(
     cp: &ControlPlane,
     client: &Client,
     ns: &str,
+    agent_metrics_proxy: &str,
 ) -> Result<SupervisedProcess> {
     let objects = format!(
         r#"apiVersion: v1
@@ -317,18 +303,20 @@ subjects:
     let kubeconfig = cp.service_account_kubeconfig(ns, CONTROLLER_SA, cp.dir())?;
     let port = harness::free_port()?;
     let controller = cp.spawn(
-        ProcessSpec::new(harness::controller_binary()?, cp.log_path("controller")).args([
-            "run".to_owned(),
-            "--kubeconfig".to_owned(),
-            kubeconfig.display().to_string(),
-            "--leader-elect=false".to_owned(),
-            "--watch-namespace".to_owned(),
-            ns.to_owned(),
-            "--http-addr".to_owned(),
-            format!("127.0.0.1:{port}"),
-            "--log-level".to_owned(),
-            "warn".to_owned(),
-        ]),
+        ProcessSpec::new(harness::controller_binary()?, cp.log_path("controller"))
+            .args([
+                "run".to_owned(),
+                "--kubeconfig".to_owned(),
+                kubeconfig.display().to_string(),
+                "--leader-elect=false".to_owned(),
+                "--watch-namespace".to_owned(),
+                ns.to_owned(),
+                "--http-addr".to_owned(),
+                format!("127.0.0.1:{port}"),
+                "--log-level".to_owned(),
+                "warn".to_owned(),
+            ])
+            .agent_metrics_proxy(agent_metrics_proxy),
     )?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while !http_ok(SocketAddr::from(([127, 0, 0, 1], port)), "/readyz").await {
@@ -362,139 +350,6 @@ async fn http_ok(addr: SocketAddr, path: &str) -> bool {
     })
     .await
     .unwrap_or(false)
-}
-
-/// What an idle vmagent with three remote-write queues (one per zone) reports: every queue empty.
-/// vmagent shows `N:secret-url` instead of the URL unless `-remoteWrite.showURL` is set, which
-/// the operator does not set by default.
-const IDLE_VMAGENT_METRICS: &str = "# TYPE vmagent_remotewrite_pending_data_bytes gauge
-vmagent_remotewrite_pending_data_bytes{path=\"/tmp/vmagent-remotewrite-data/persistent-queue/1_0\",url=\"1:secret-url\"} 0
-vmagent_remotewrite_pending_data_bytes{path=\"/tmp/vmagent-remotewrite-data/persistent-queue/2_0\",url=\"2:secret-url\"} 0
-vmagent_remotewrite_pending_data_bytes{path=\"/tmp/vmagent-remotewrite-data/persistent-queue/3_0\",url=\"3:secret-url\"} 0
-";
-
-/// The operator's `HTTP_PROXY`: answers `GET http://198.18.Y.Z:PORT/metrics` with
-/// [`IDLE_VMAGENT_METRICS`] and counts the answers.
-struct MetricsProxy {
-    url: String,
-    answered: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn start_metrics_proxy() -> Result<MetricsProxy> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("binding the vmagent /metrics proxy")?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let answered = Arc::new(AtomicU64::new(0));
-    let counter = answered.clone();
-    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
-        let counter = counter.clone();
-        async move {
-            // Only the benchmark's own addresses: anything else the operator might send through
-            // the proxy is refused rather than faked.
-            let ours = uri
-                .host()
-                .and_then(|h| h.parse::<Ipv4Addr>().ok())
-                .is_some_and(|ip| ip.octets()[..2] == [198, 18]);
-            if ours && uri.path() == "/metrics" {
-                counter.fetch_add(1, Ordering::Relaxed);
-                (axum::http::StatusCode::OK, IDLE_VMAGENT_METRICS)
-            } else {
-                (axum::http::StatusCode::BAD_GATEWAY, "")
-            }
-        }
-    });
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            eprintln!("vmagent /metrics proxy: {e}");
-        }
-    });
-    Ok(MetricsProxy {
-        url,
-        answered,
-        task,
-    })
-}
-
-/// Keeps, for every vmagent Service in `ns`, an EndpointSlice of the benchmark's own listing its
-/// Ready pods at [`benchmark_address`] (see the module docs), until the task is aborted.
-async fn mirror_vmagent_endpoints(client: Client, ns: String) -> Result<()> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let config = watcher::Config::default().labels("app.kubernetes.io/name=vmagent");
-    let mut stream = watcher(pods, config).default_backoff().boxed();
-    // Service → pod UID → address.
-    let mut published: BTreeMap<String, BTreeMap<String, Ipv4Addr>> = BTreeMap::new();
-    while let Some(event) = stream.next().await {
-        let event = match event {
-            Ok(event) => event,
-            Err(e) => {
-                eprintln!("vmagent endpoints: watch error (retried): {e}");
-                continue;
-            }
-        };
-        let (pod, present) = match event {
-            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => (pod, true),
-            watcher::Event::Delete(pod) => (pod, false),
-            watcher::Event::Init | watcher::Event::InitDone => continue,
-        };
-        let Some(instance) = pod.labels().get("app.kubernetes.io/instance").cloned() else {
-            continue;
-        };
-        let service = format!("vmagent-{instance}");
-        let uid = pod.uid().unwrap_or_default();
-        let address = benchmark_address(&pod).filter(|_| present);
-        let members = published.entry(service.clone()).or_default();
-        let changed = match address {
-            Some(address) => members.insert(uid, address) != Some(address),
-            None => members.remove(&uid).is_some(),
-        };
-        if changed {
-            let slice = json!({
-                "apiVersion": "discovery.k8s.io/v1",
-                "kind": "EndpointSlice",
-                "metadata": {
-                    "name": format!("{service}-bench"),
-                    "namespace": ns,
-                    "labels": {
-                        "kubernetes.io/service-name": service,
-                        // Not the endpointslice controller's: it leaves this slice alone.
-                        "endpointslice.kubernetes.io/managed-by": "vmd-side-by-side-bench",
-                    },
-                },
-                "addressType": "IPv4",
-                "ports": [{"name": "http", "port": 8429, "protocol": "TCP"}],
-                "endpoints": members.values().map(|ip| json!({
-                    "addresses": [ip.to_string()],
-                    "conditions": {"ready": true},
-                })).collect::<Vec<_>>(),
-            });
-            harness::apply_value(
-                &client,
-                Some(&ns),
-                slice,
-                &PatchParams::apply("vmd-side-by-side-bench").force(),
-            )
-            .await?;
-        }
-    }
-    bail!("the pod watch ended")
-}
-
-/// The address a Ready, running vmagent pod with IP `127.X.Y.Z` is published at: `198.18.Y.Z`.
-fn benchmark_address(pod: &Pod) -> Option<Ipv4Addr> {
-    if pod.metadata.deletion_timestamp.is_some() {
-        return None;
-    }
-    let status = pod.status.as_ref()?;
-    let ready = status
-        .conditions
-        .iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
-    let ip: Ipv4Addr = status.pod_ip.as_deref()?.parse().ok()?;
-    let [a, _, c, d] = ip.octets();
-    (ready && a == 127).then(|| Ipv4Addr::new(198, 18, c, d))
 }
 
 /// What the watches saw during a create or change, stamped on arrival.
@@ -659,6 +514,14 @@ enum Action {
     Change(u32),
 }
 
+/// vmagent `/metrics` requests the world's proxy has answered so far (0 in the `as-is` setup).
+async fn polls(stack: &Stack) -> Result<u64> {
+    match &stack.agent_metrics_proxy {
+        Some(proxy) => Ok(harness::vmagent_standin::answered(proxy).await?.0),
+        None => Ok(0),
+    }
+}
+
 async fn measure(stack: &Stack, config: &Config, action: &Action) -> Result<Rollout> {
     let version = match action {
         Action::Create => version(0),
@@ -677,13 +540,7 @@ async fn measure(stack: &Stack, config: &Config, action: &Action) -> Result<Roll
         cpu_seconds(stack.operator_pid),
         cpu_seconds(stack.apiserver_pid),
     ];
-    let polls = || {
-        stack
-            .vmagent_answers
-            .as_ref()
-            .map_or(0, |(proxy, _)| proxy.answered.load(Ordering::Relaxed))
-    };
-    let polls_before = polls();
+    let polls_before = polls(stack).await?;
     let wall_start = unix_nanos();
     let start = Instant::now();
     let generation = match action {
@@ -750,7 +607,7 @@ async fn measure(stack: &Stack, config: &Config, action: &Action) -> Result<Roll
         cpu_seconds(stack.operator_pid),
         cpu_seconds(stack.apiserver_pid),
     ];
-    let vmagent_polls = polls() - polls_before;
+    let vmagent_polls = polls(stack).await? - polls_before;
     let peaks = sampler.await.context("RSS sampler")?;
     let rss = |pid: u32, peak: u64| -> Result<(u64, u64, u64)> {
         Ok((status_kib(pid, "VmRSS:")?, peak, status_kib(pid, "VmHWM:")?))

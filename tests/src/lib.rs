@@ -89,6 +89,7 @@ pub mod resources;
 pub mod sim;
 pub mod state_recorder;
 pub mod supervisor;
+pub mod vmagent_standin;
 pub mod wait;
 
 pub use control_plane::{CONTROLLER_MANAGER_CONTROLLERS, ControlPlane, Options};

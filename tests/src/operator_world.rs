@@ -11,7 +11,12 @@
 //!   [`STORAGE_CLASS`] are bound;
 //! - every upstream operator CRD except VMDistributed, plus the project's VMDistributed CRD;
 //! - `vm-pod-standin` (a binary of this crate), which answers on the pods' own IPs what the
-//!   operator asks its pods (today: the VMAuth config-reloader's `:8435/metrics`);
+//!   operator asks its pods (today: the VMAuth config-reloader's `:8435/metrics`), and stands in
+//!   for vmagent `/metrics` ([`crate::vmagent_standin`]): for every namespace it mirrors each
+//!   vmagent Service into an EndpointSlice of its own that lists the Ready pods at 198.18.Y.Z
+//!   (kube-controller-manager's own slices of loopback pods stay empty: the API server refuses
+//!   loopback addresses), and answers those addresses as a proxy on 127.0.0.1
+//!   ([`OperatorWorld::agent_metrics_proxy`], the `HTTP_PROXY` to give a controller);
 //! - the operator (`vm-operator` built by `tests/envtest/build.sh`) with its VMDistributed
 //!   controller and webhooks off, no leader election, all namespaces, pod readiness polled every
 //!   second instead of every five.
@@ -68,20 +73,32 @@ pub enum VMDistributedCrd {
 }
 
 /// The VMDistributed setup of an operator world. The default is the one every test uses: the
-/// project CRD, the operator's VMDistributed controller off. The other combination exists to run
-/// the operator's own VMDistributed controller on the same stack, for the side-by-side benchmark
-/// (`tests/benches/operator_side_by_side.rs`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// project CRD, the operator's VMDistributed controller off, vmagent endpoints mirrored. The other
+/// combinations exist to run the operator's own VMDistributed controller on the same stack, for
+/// the side-by-side benchmark (`tests/benches/operator_side_by_side.rs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OperatorWorldOptions {
     /// Let the operator reconcile VMDistributed (no `-controller.disableReconcileFor`).
     pub reconcile_vmdistributed: bool,
     pub vmdistributed_crd: VMDistributedCrd,
-    /// `HTTP_PROXY` of the operator (`http://127.0.0.1:PORT`): where its HTTP requests to
-    /// non-loopback addresses go; loopback ones (API server, pod IPs) stay direct. The API server
-    /// refuses loopback addresses in EndpointSlices, so pods found through EndpointSlices (the
-    /// vmagent `/metrics` that the operator's VMDistributed controller polls) can only be given
-    /// addresses elsewhere, which a proxy on 127.0.0.1 then answers for.
-    pub operator_http_proxy: Option<String>,
+    /// Give the operator the world's agent metrics proxy as `HTTP_PROXY`
+    /// ([`OperatorWorld::agent_metrics_proxy`]; loopback addresses stay direct), for the
+    /// operator's own VMDistributed controller, which polls vmagent `/metrics`.
+    pub operator_http_proxy: bool,
+    /// Mirror vmagent Services into EndpointSlices at 198.18.Y.Z (default). Without it, vmagent
+    /// pods have no usable endpoints, as on a plain kwok cluster; the proxy still runs.
+    pub vmagent_endpoints: bool,
+}
+
+impl Default for OperatorWorldOptions {
+    fn default() -> Self {
+        Self {
+            reconcile_vmdistributed: false,
+            vmdistributed_crd: VMDistributedCrd::default(),
+            operator_http_proxy: false,
+            vmagent_endpoints: true,
+        }
+    }
 }
 
 /// The processes and addresses of a running operator world (see the module docs).
@@ -90,6 +107,7 @@ pub struct OperatorWorld {
     processes: Vec<(&'static str, SupervisedProcess)>,
     loopback: u8,
     operator_health: u16,
+    agent_metrics_proxy: String,
     started_in: Duration,
     // Reserves 127.X.0.0/16 for this world among all processes on the machine while it lives.
     _loopback_lock: File,
@@ -130,6 +148,14 @@ impl OperatorWorld {
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, p)| p.log_path())
+    }
+
+    /// `http://127.0.0.1:PORT`: the agent metrics proxy of `vm-pod-standin`, which answers
+    /// `GET http://198.18.Y.Z:PORT/metrics` for the vmagent pods it mirrored into EndpointSlices
+    /// (see [`crate::vmagent_standin`]). Give it to a controller with
+    /// [`crate::ProcessSpec::agent_metrics_proxy`].
+    pub fn agent_metrics_proxy(&self) -> String {
+        self.agent_metrics_proxy.clone()
     }
 
     /// `http://127.0.0.1:PORT`: the operator's health endpoints (`/health`, `/ready`).
@@ -255,6 +281,8 @@ impl ControlPlane {
             ]);
         processes.push(("kwok", self.spawn(kwok)?));
 
+        let agent_metrics_port = free_port()?;
+        let agent_metrics_proxy = format!("http://127.0.0.1:{agent_metrics_port}");
         let standin = ProcessSpec::new(
             tests_binary("vm-pod-standin")?,
             self.log_path("vm-pod-standin"),
@@ -262,7 +290,9 @@ impl ControlPlane {
         .args([
             format!("--kubeconfig={kubeconfig}"),
             "--reload-delay=1s".into(),
-        ]);
+            format!("--agent-metrics-proxy-port={agent_metrics_port}"),
+        ])
+        .args((!options.vmagent_endpoints).then(|| "--no-vmagent-endpoints".to_owned()));
         processes.push(("vm-pod-standin", self.spawn(standin)?));
 
         let nodes: Vec<(String, String, usize)> = KWOK_NODES
@@ -307,11 +337,10 @@ impl ControlPlane {
             .env("VM_PODWAITREADYINTERVALCHECK", "1s")
             .env("VM_PVC_WAIT_READY_INTERVAL", "1s")
             .env("VM_WAIT_READY_INTERVAL", "1s");
-        let operator = match &options.operator_http_proxy {
-            Some(proxy) => operator
-                .env("HTTP_PROXY", proxy)
-                .env("NO_PROXY", "127.0.0.0/8,localhost"),
-            None => operator,
+        let operator = if options.operator_http_proxy {
+            operator.agent_metrics_proxy(&agent_metrics_proxy)
+        } else {
+            operator
         };
         processes.push(("vm-operator", self.spawn(operator)?));
 
@@ -320,6 +349,7 @@ impl ControlPlane {
             processes,
             loopback,
             operator_health,
+            agent_metrics_proxy,
             started_in: Duration::ZERO,
             _loopback_lock: loopback_lock,
             extra_nodes: tokio::sync::Mutex::new(Vec::new()),
@@ -329,12 +359,15 @@ impl ControlPlane {
         wait_nodes_ready(&client, &world, &names, deadline).await?;
         loop {
             world.check_alive()?;
-            if http_get_ok(world.operator_health, "/ready") {
+            if http_get_ok(world.operator_health, "/ready")
+                && http_get_ok(agent_metrics_port, crate::vmagent_standin::ANSWERED_PATH)
+            {
                 break;
             }
             if Instant::now() > deadline {
                 bail!(
-                    "vm-operator not ready after {START_TIMEOUT:?}; log tail:\n{}",
+                    "vm-operator (or vm-pod-standin's agent metrics proxy) not ready after \
+                     {START_TIMEOUT:?}; vm-operator log tail:\n{}",
                     world.log_path("vm-operator").map(tail).unwrap_or_default()
                 );
             }

@@ -1,15 +1,22 @@
 //! The real VictoriaMetrics operator world: kwok nodes, scheduler, controller manager, the
-//! operator and the pod stand-in bring VMCluster, VMAgent, VMSingle and VMAuth to `operational`.
+//! operator and the pod stand-in bring VMCluster, VMAgent, VMSingle and VMAuth to `operational`;
+//! vmagent pods are published in EndpointSlices of the stand-in and answered through its proxy.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use harness::operator_world::{config_reloader_hash, rss_bytes};
+use harness::vmagent_standin::{
+    MANAGED_BY, PENDING_BYTES_ANNOTATION, VMAGENT_PORT, get_through_proxy,
+};
 use harness::{ControlPlane, KWOK_NODES, apply_yaml_with, create_namespace};
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PatchParams};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
 use serde_json::{Value, json};
 
 const OPERATIONAL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -370,5 +377,159 @@ async fn managed_kinds_become_operational(cp: &ControlPlane) -> Result<()> {
         report.push(format!("{name} {} MiB", rss >> 20));
     }
     eprintln!("RSS: {}; total {} MiB", report.join(", "), total >> 20);
+    Ok(())
+}
+
+/// A VMAgent with two pods and two remote writes.
+const MIRRORED_AGENT: &str = "mirrored";
+
+fn mirrored_agent_yaml() -> String {
+    format!(
+        r#"apiVersion: operator.victoriametrics.com/v1beta1
+kind: VMAgent
+metadata:
+  name: {MIRRORED_AGENT}
+spec:
+  ingestOnlyMode: true
+  replicaCount: 2
+  remoteWrite:
+  - url: http://vminsert-a:8480/insert/0/prometheus/api/v1/write
+  - url: http://vminsert-b:8480/insert/0/prometheus/api/v1/write
+"#
+    )
+}
+
+#[tokio::test]
+async fn vmagent_pods_are_mirrored_into_endpoint_slices_and_answered_through_the_proxy()
+-> Result<()> {
+    let cp = ControlPlane::shared().await?;
+    cp.ensure_operator_world().await?;
+    let world = cp
+        .operator_world()
+        .ok_or_else(|| anyhow!("operator world missing"))?;
+    let proxy = world.agent_metrics_proxy();
+    let client = cp.client().await?;
+    let ns = create_namespace(&client, "vmagent-mirror").await?;
+    apply(&client, &ns, &mirrored_agent_yaml()).await?;
+    let agents = api(&client, &ns, "VMAgent", "vmagents");
+    wait_operational(&agents, MIRRORED_AGENT, 1).await?;
+
+    // The Ready vmagent pods, at the addresses the mirror publishes them.
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default().labels(&format!(
+            "app.kubernetes.io/name=vmagent,app.kubernetes.io/instance={MIRRORED_AGENT}"
+        )))
+        .await?;
+    let mut expected: Vec<String> = pods
+        .items
+        .iter()
+        .filter_map(harness::vmagent_standin::mirrored_address)
+        .map(|ip| ip.to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(
+        expected.len(),
+        2,
+        "two Ready vmagent pods: {:?}",
+        pods.items
+    );
+
+    let service = format!("vmagent-{MIRRORED_AGENT}");
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
+    let of_service = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
+    let deadline = Instant::now() + OPERATIONAL_TIMEOUT;
+    let (controller_manager_slices, mirrored) = loop {
+        let all = slices.list(&of_service).await?.items;
+        let (ours, theirs): (Vec<_>, Vec<_>) = all.into_iter().partition(|s| {
+            s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("endpointslice.kubernetes.io/managed-by"))
+                .is_some_and(|m| m == MANAGED_BY)
+        });
+        let mut addresses: Vec<String> = ours
+            .iter()
+            .flat_map(|s| s.endpoints.iter())
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+            .flat_map(|e| e.addresses.iter().cloned())
+            .collect();
+        addresses.sort();
+        if addresses == expected && !theirs.is_empty() {
+            break (theirs, ours);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "slices of {service}: mirrored addresses {addresses:?} (want {expected:?}), \
+                 kube-controller-manager's {theirs:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Why the mirror exists: kube-controller-manager cannot publish loopback pod IPs.
+    for slice in &controller_manager_slices {
+        assert!(
+            slice.endpoints.is_empty(),
+            "kube-controller-manager's slice {:?} of {service} lists endpoints, but the API \
+             server refuses loopback pod IPs in EndpointSlices, so it should stay empty (and the \
+             mirror would be unnecessary): {:?}",
+            slice.metadata.name,
+            slice.endpoints
+        );
+    }
+    assert_eq!(mirrored.len(), 1, "{mirrored:?}");
+    assert_eq!(
+        mirrored[0].metadata.name.as_deref(),
+        Some(format!("{service}-standin").as_str())
+    );
+    let port = mirrored[0].ports.as_ref().and_then(|p| p.first()).cloned();
+    assert_eq!(
+        port.as_ref().map(|p| (p.name.as_deref(), p.port)),
+        Some((Some("http"), Some(i32::from(VMAGENT_PORT))))
+    );
+
+    // Every mirrored pod answers through the proxy with one series per remote write.
+    for address in &expected {
+        let (code, body) = get_through_proxy(&proxy, address.parse()?, VMAGENT_PORT).await?;
+        assert_eq!(code, 200, "{address}: {body}");
+        let series = body.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(series, 2, "{address}: {body}");
+        assert!(
+            body.contains(
+                "vmagent_remotewrite_pending_data_bytes{path=\"/tmp/vmagent-remotewrite-data/persistent-queue/2_0000000000000000\",url=\"2:secret-url\"} 0\n"
+            ),
+            "{body}"
+        );
+    }
+
+    // The annotation on the VMAgent sets what its pods report.
+    let patch = json!({"metadata": {"annotations": {PENDING_BYTES_ANNOTATION: "1=4096"}}});
+    agents
+        .patch(
+            MIRRORED_AGENT,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = get_through_proxy(&proxy, expected[0].parse()?, VMAGENT_PORT).await?;
+        if body.contains("persistent-queue/1_0000000000000000\",url=\"1:secret-url\"} 4096\n") {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the pending-bytes annotation is not reported: {body}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (answered, by_agent) = harness::vmagent_standin::answered(&proxy).await?;
+    assert!(answered >= 3, "{answered} answers counted");
+    assert!(
+        by_agent
+            .get(&format!("{ns}/{MIRRORED_AGENT}"))
+            .copied()
+            .unwrap_or(0)
+            >= 3,
+        "{by_agent:?}"
+    );
     Ok(())
 }

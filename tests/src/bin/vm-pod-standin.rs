@@ -9,9 +9,15 @@
 //! config-reloader would have confirmed it, `--reload-delay` after the pod started or the Secret
 //! changed (the real one waits at least 1 s before it calls reload).
 //!
-//! Other pod endpoints (e.g. vmagent `/metrics`) are meant to be added as [`Endpoint`] variants:
-//! a pod maps to a list of `(port, Endpoint)`, each served on `<podIP>:<port>` only, never on a
-//! wildcard address, and only for IPs in 127.0.0.0/8. Listeners stop when their pod goes away.
+//! Other pod endpoints are meant to be added as [`Endpoint`] variants: a pod maps to a list of
+//! `(port, Endpoint)`, each served on `<podIP>:<port>` only, never on a wildcard address, and only
+//! for IPs in 127.0.0.0/8. Listeners stop when their pod goes away.
+//!
+//! vmagent `/metrics` is found through EndpointSlices, which cannot hold loopback IPs, so it is
+//! answered differently (`harness::vmagent_standin`): this program mirrors every vmagent pod's
+//! Service into an EndpointSlice of its own at an address of 198.18.0.0/15 and answers those
+//! addresses as an HTTP proxy on `127.0.0.1:--agent-metrics-proxy-port`, which the processes that
+//! poll vmagents get as `HTTP_PROXY`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -29,6 +35,7 @@ use axum::routing::get;
 use clap::Parser;
 use futures::StreamExt;
 use harness::operator_world::config_reloader_hash;
+use harness::vmagent_standin::{self, AddressBook};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -56,6 +63,12 @@ struct Args {
     /// reloaded, e.g. 1s, 500ms.
     #[arg(long, default_value = "1s", value_parser = harness::sim::parse_duration)]
     reload_delay: Duration,
+    /// Port on 127.0.0.1 of the vmagent `/metrics` proxy (0: any free port; the URL is logged).
+    #[arg(long, default_value_t = 0)]
+    agent_metrics_proxy_port: u16,
+    /// Publish no EndpointSlices for vmagent pods (the proxy then has nothing to answer for).
+    #[arg(long)]
+    no_vmagent_endpoints: bool,
     /// tracing filter, e.g. info or debug.
     #[arg(long, default_value = "info", env = "VMD_LOG_LEVEL")]
     log_level: String,
@@ -94,12 +107,34 @@ async fn run(args: Args) -> Result<()> {
         None => Client::try_default().await?,
     };
     let shared = Shared::new(args.reload_delay);
-    tracing::info!(reload_delay = ?args.reload_delay, "vm-pod-standin started");
+    let (listener, proxy_url) = vmagent_standin::bind_proxy(args.agent_metrics_proxy_port).await?;
+    tracing::info!(reload_delay = ?args.reload_delay, agent_metrics_proxy = %proxy_url,
+        vmagent_endpoints = !args.no_vmagent_endpoints, "vm-pod-standin started");
+    let addresses = AddressBook::default();
+    let (agents, agent_events) = vmagent_standin::vmagent_reflector(client.clone(), None);
+    let proxy = vmagent_standin::serve_metrics_proxy(listener, addresses.clone(), agents.clone());
+    let vmagent_endpoints = async {
+        if args.no_vmagent_endpoints {
+            vmagent_standin::drive(agent_events).await;
+            Err(anyhow!("VMAgent watch ended"))
+        } else {
+            vmagent_standin::mirror_vmagent_endpoints(
+                client.clone(),
+                None,
+                addresses,
+                agents,
+                agent_events,
+            )
+            .await
+        }
+    };
     let pods = watch_pods(client.clone(), shared.clone());
-    let secrets = watch_secrets(client, shared);
+    let secrets = watch_secrets(client.clone(), shared);
     tokio::select! {
         r = pods => r,
         r = secrets => r,
+        r = proxy => r,
+        r = vmagent_endpoints => r,
         _ = tokio::signal::ctrl_c() => Ok(()),
     }
 }
