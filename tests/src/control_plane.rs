@@ -38,10 +38,49 @@ pub struct ControlPlane {
     apiserver_pid: u32,
     controller_manager: Mutex<Option<u32>>,
     pub(crate) crds: OnceCell<()>,
-    pub(crate) sim: OnceCell<SupervisedProcess>,
+    pub(crate) sim: OnceCell<SimOperator>,
     pub(crate) operator_world: OnceCell<crate::operator_world::OperatorWorld>,
     started_in: Duration,
     audit_log: Option<PathBuf>,
+}
+
+/// A running `vm-operator-sim` ([`ControlPlane::start_sim_operator`]) and its agent metrics
+/// proxy.
+pub struct SimOperator {
+    /// The process; stopped when dropped.
+    pub process: SupervisedProcess,
+    agent_metrics_proxy: String,
+}
+
+impl SimOperator {
+    /// `http://127.0.0.1:PORT`: answers the `/metrics` of the VMAgents this simulator drives (see
+    /// [`crate::vmagent_standin`]).
+    pub fn agent_metrics_proxy(&self) -> &str {
+        &self.agent_metrics_proxy
+    }
+
+    /// Returns once the proxy answers (the simulator is up); fails if the process exited.
+    pub async fn wait_ready(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if crate::vmagent_standin::wait_proxy(&self.agent_metrics_proxy, Duration::ZERO)
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            if let Some(how) = self.process.exit_status()? {
+                bail!(
+                    "vm-operator-sim exited ({how}); log tail:\n{}",
+                    tail(self.process.log_path())
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("vm-operator-sim's agent metrics proxy does not answer after 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 static SHARED: OnceCell<ControlPlane> = OnceCell::const_new();
@@ -262,36 +301,61 @@ impl ControlPlane {
     }
 
     /// Starts the shared simulated VictoriaMetrics operator (all namespaces, `--ready-delay 1s`)
-    /// unless it runs already. Objects with the `sim.vmdistributed.io/*` annotations behave as
-    /// documented in [`crate::sim`].
+    /// unless it runs already; returns once its agent metrics proxy answers. Objects with the
+    /// `sim.vmdistributed.io/*` annotations behave as documented in [`crate::sim`] and
+    /// [`crate::vmagent_standin`].
     pub async fn ensure_sim_operator(&self) -> Result<()> {
         let sim = self
             .sim
-            .get_or_try_init(|| async { self.start_sim_operator(["--ready-delay", "1s"]) })
+            .get_or_try_init(|| async {
+                let sim = self.start_sim_operator(["--ready-delay", "1s"])?;
+                sim.wait_ready().await?;
+                Ok::<_, anyhow::Error>(sim)
+            })
             .await?;
-        match sim.exit_status()? {
+        match sim.process.exit_status()? {
             None => Ok(()),
             Some(how) => Err(anyhow!(
                 "vm-operator-sim exited ({how}); log tail:\n{}",
-                tail(sim.log_path())
+                tail(sim.process.log_path())
             )),
         }
     }
 
+    /// The agent metrics proxy (`http://127.0.0.1:PORT`) of the shared simulated operator, if
+    /// [`Self::ensure_sim_operator`] started it: the `HTTP_PROXY` for a controller acting on
+    /// objects that simulator drives ([`ProcessSpec::agent_metrics_proxy`]).
+    pub fn sim_agent_metrics_proxy(&self) -> Option<&str> {
+        self.sim.get().map(SimOperator::agent_metrics_proxy)
+    }
+
     /// Starts another `vm-operator-sim` with the given flags (e.g. `["--namespace", ns,
     /// "--ready-delay", "3s"]`), stopped when the handle drops.
-    pub fn start_sim_operator<I, S>(&self, args: I) -> Result<SupervisedProcess>
+    pub fn start_sim_operator<I, S>(&self, args: I) -> Result<SimOperator>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let spec = ProcessSpec::new(
-            crate::paths::sim_operator_binary()?,
-            self.log_path("vm-operator-sim"),
-        )
-        .args(args)
-        .arg(format!("--kubeconfig={}", self.kubeconfig.display()));
-        self.spawn(spec)
+        let (spec, agent_metrics_proxy) =
+            crate::sim::sim_operator_spec(self.log_path("vm-operator-sim"))?;
+        let spec = spec
+            .args(args)
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()));
+        self.spawn_sim_operator(spec, agent_metrics_proxy)
+    }
+
+    /// Spawns a `vm-operator-sim` made by [`crate::sim::sim_operator_spec`] (with your flags
+    /// added; `KUBECONFIG` is set) whose proxy is `agent_metrics_proxy`. It may still be starting:
+    /// [`SimOperator::wait_ready`].
+    pub fn spawn_sim_operator(
+        &self,
+        spec: ProcessSpec,
+        agent_metrics_proxy: String,
+    ) -> Result<SimOperator> {
+        Ok(SimOperator {
+            process: self.spawn(spec)?,
+            agent_metrics_proxy,
+        })
     }
 
     /// A new client (admin, `system:masters`). Create one per test: a client is tied to the tokio
@@ -340,7 +404,7 @@ impl ControlPlane {
             pids.push(pid);
         }
         if let Some(sim) = self.sim.get() {
-            pids.push(sim.pid());
+            pids.push(sim.process.pid());
         }
         if let Some(world) = self.operator_world.get() {
             pids.extend(world.processes().iter().map(|(_, pid)| *pid));

@@ -36,6 +36,12 @@
 //! - [`ControlPlane::ensure_sim_operator`]: one `vm-operator-sim` for the control plane (all
 //!   namespaces, ready delay 1 s); [`ControlPlane::start_sim_operator`]: an extra one with your own
 //!   flags (use `--namespace` so the two do not both write). Behavior and annotations: [`sim`].
+//! - vmagent `/metrics` (remote-write queue sizes) in every world: EndpointSlices for each VMAgent
+//!   at 198.18.0.0/15 addresses and a proxy on 127.0.0.1 answering them, per simulator
+//!   ([`SimOperator::agent_metrics_proxy`], [`ControlPlane::sim_agent_metrics_proxy`]) and per
+//!   operator world ([`OperatorWorld::agent_metrics_proxy`]); a controller gets it with
+//!   [`ProcessSpec::agent_metrics_proxy`]. Annotations that set what an agent reports:
+//!   [`vmagent_standin`].
 //! - [`ControlPlane::ensure_operator_world`]: the real VictoriaMetrics operator (`vm-operator`,
 //!   VMDistributed reconcile off) with kube-scheduler, kube-controller-manager and kwok: three
 //!   fake Nodes [`KWOK_NODES`] labelled [`ZONE_LABEL`] `zone-a|b|c`, a default StorageClass whose
@@ -92,7 +98,7 @@ pub mod supervisor;
 pub mod vmagent_standin;
 pub mod wait;
 
-pub use control_plane::{CONTROLLER_MANAGER_CONTROLLERS, ControlPlane, Options};
+pub use control_plane::{CONTROLLER_MANAGER_CONTROLLERS, ControlPlane, Options, SimOperator};
 pub use net::{free_port, http_get};
 pub use operator_world::{KWOK_NODES, OperatorWorld, STORAGE_CLASS, ZONE_LABEL};
 pub use paths::{

@@ -14,6 +14,12 @@
 //!
 //! An object already `operational` for its current generation when the simulator starts is left
 //! as it is (a restarted simulator does not flap objects).
+//!
+//! The `vm-operator-sim` process also stands in for the VMAgents' pods: an EndpointSlice per
+//! VMAgent (always ready while the VMAgent exists and is not being deleted) and a proxy answering
+//! their `/metrics` with remote-write queue sizes the `sim.vmdistributed.io/pending-*`
+//! annotations control; see [`crate::vmagent_standin`]. [`sim_operator_spec`] starts it with
+//! the proxy on a known port.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -62,6 +68,18 @@ impl Default for SimConfig {
             namespace: None,
         }
     }
+}
+
+/// A `vm-operator-sim` process logging to `log`, with its agent metrics proxy on a free port of
+/// 127.0.0.1 (`--metrics-proxy-port`): the spec (add your flags) and the proxy's URL, to give the
+/// controller as `HTTP_PROXY` ([`crate::ProcessSpec::agent_metrics_proxy`]).
+pub fn sim_operator_spec(
+    log: impl Into<std::path::PathBuf>,
+) -> Result<(crate::ProcessSpec, String)> {
+    let port = crate::free_port()?;
+    let spec = crate::ProcessSpec::new(crate::paths::sim_operator_binary()?, log)
+        .arg(format!("--metrics-proxy-port={port}"));
+    Ok((spec, format!("http://127.0.0.1:{port}")))
 }
 
 /// Parses `1s`, `500ms`, `2m`, `1.5s` or a plain number of seconds.

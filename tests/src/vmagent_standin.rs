@@ -397,45 +397,76 @@ struct SimSlice {
     ready: bool,
 }
 
-/// For every VMAgent of `events` (a [`vmagent_reflector`] stream), keeps an EndpointSlice named
-/// like its Service with one endpoint at [`sim_address`], port `http` = [`agent_port`], ready
-/// while the VMAgent exists and is not being deleted (and [`ENDPOINT_READY_ANNOTATION`] is not
-/// `"false"`), and records the address in `addresses`. A VMAgent's slice is deleted with it;
-/// after the first listing, slices of this kind whose VMAgent is gone are deleted too (a restart
-/// of the simulator missed their deletion). Runs until the stream ends.
+/// For every VMAgent of `events` (the stream of the [`vmagent_reflector`] whose store is
+/// `agents`), keeps an EndpointSlice named like its Service with one endpoint at [`sim_address`],
+/// port `http` = [`agent_port`], ready while the VMAgent exists and is not being deleted (and
+/// [`ENDPOINT_READY_ANNOTATION`] is not `"false"`), and records the address in `addresses`. A
+/// VMAgent's slice is deleted with it; after the first listing, slices of this kind whose VMAgent
+/// is gone are deleted too (a restart of the simulator missed their deletion). Failed writes are
+/// retried every [`RETRY_EVERY`]. Runs until the stream ends.
 pub async fn publish_sim_agent_endpoints(
     client: Client,
     namespace: Option<String>,
     addresses: AddressBook,
+    agents: Store<DynamicObject>,
     events: impl Stream<Item = watcher::Result<Event<DynamicObject>>>,
 ) -> Result<()> {
     let mut events = std::pin::pin!(events);
     let mut published: HashMap<AgentRef, SimSlice> = HashMap::new();
     let mut relisted: Option<HashSet<AgentRef>> = None;
-    while let Some(event) = events.next().await {
-        let event = match event {
-            Ok(event) => event,
-            Err(e) => {
-                tracing::debug!(error = %e, "VMAgent watch (retried)");
+    // Agents whose last write failed, and whether the stale-slice cleanup did.
+    let mut failed: BTreeSet<AgentRef> = BTreeSet::new();
+    let mut cleanup_failed = false;
+    let mut retry = tokio::time::interval(RETRY_EVERY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let event = tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(event)) => event,
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "VMAgent watch (retried)");
+                    continue;
+                }
+                None => bail!("the VMAgent watch ended"),
+            },
+            _ = retry.tick(), if !failed.is_empty() || cleanup_failed => {
+                for key in std::mem::take(&mut failed) {
+                    let live = agents.get(&ObjectRef::new_with(&key.1, vmagent_resource()).within(&key.0));
+                    let result = match live {
+                        Some(agent) => publish_sim_agent(&client, &addresses, &mut published, &agent).await,
+                        None => unpublish_sim_agent(&client, &addresses, &mut published, &key).await,
+                    };
+                    if let Err(e) = result {
+                        tracing::warn!(error = format!("{e:#}"), "vmagent endpoints (retried)");
+                        failed.insert(key);
+                    }
+                }
+                if cleanup_failed {
+                    cleanup_failed = delete_stale_slices(&client, namespace.as_deref(), &published)
+                        .await
+                        .inspect_err(|e| tracing::warn!(error = format!("{e:#}"), "stale vmagent endpoints (retried)"))
+                        .is_err();
+                }
                 continue;
             }
         };
-        let result = match event {
+        let (key, result) = match event {
             Event::Init => {
                 relisted = Some(HashSet::new());
-                Ok(())
+                continue;
             }
-            Event::InitApply(agent) => {
+            Event::InitApply(agent) | Event::Apply(agent) => {
+                let key = agent_ref(&agent);
                 if let Some(seen) = relisted.as_mut() {
-                    seen.insert(agent_ref(&agent));
+                    seen.insert(key.clone());
                 }
-                publish_sim_agent(&client, &addresses, &mut published, &agent).await
-            }
-            Event::Apply(agent) => {
-                publish_sim_agent(&client, &addresses, &mut published, &agent).await
+                let result = publish_sim_agent(&client, &addresses, &mut published, &agent).await;
+                (key, result)
             }
             Event::Delete(agent) => {
-                unpublish_sim_agent(&client, &addresses, &mut published, &agent_ref(&agent)).await
+                let key = agent_ref(&agent);
+                let result = unpublish_sim_agent(&client, &addresses, &mut published, &key).await;
+                (key, result)
             }
             Event::InitDone => {
                 let seen = relisted.take().unwrap_or_default();
@@ -444,20 +475,37 @@ pub async fn publish_sim_agent_endpoints(
                     .filter(|key| !seen.contains(*key))
                     .cloned()
                     .collect();
-                let mut result = Ok(());
                 for key in gone {
-                    result = result
-                        .and(unpublish_sim_agent(&client, &addresses, &mut published, &key).await);
+                    if let Err(e) =
+                        unpublish_sim_agent(&client, &addresses, &mut published, &key).await
+                    {
+                        tracing::warn!(error = format!("{e:#}"), "vmagent endpoints");
+                        failed.insert(key);
+                    }
                 }
-                result.and(delete_stale_slices(&client, namespace.as_deref(), &published).await)
+                cleanup_failed = delete_stale_slices(&client, namespace.as_deref(), &published)
+                    .await
+                    .inspect_err(|e| {
+                        tracing::warn!(error = format!("{e:#}"), "stale vmagent endpoints")
+                    })
+                    .is_err();
+                continue;
             }
         };
-        if let Err(e) = result {
-            tracing::warn!(error = format!("{e:#}"), "vmagent endpoints");
+        match result {
+            Ok(()) => {
+                failed.remove(&key);
+            }
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "vmagent endpoints");
+                failed.insert(key);
+            }
         }
     }
-    bail!("the VMAgent watch ended")
 }
+
+/// How often failed EndpointSlice writes are tried again.
+pub const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn publish_sim_agent(
     client: &Client,
@@ -511,11 +559,13 @@ async fn unpublish_sim_agent(
     published: &mut HashMap<AgentRef, SimSlice>,
     key: &AgentRef,
 ) -> Result<()> {
-    let Some(old) = published.remove(key) else {
+    let Some(old) = published.get(key) else {
         return Ok(());
     };
     addresses.remove(old.address);
-    delete_slice(client, &key.0, &old.name).await
+    delete_slice(client, &key.0, &old.name).await?;
+    published.remove(key);
+    Ok(())
 }
 
 /// Deletes this module's slices in `namespace` (all when `None`) that no published agent owns.
@@ -572,7 +622,8 @@ type MirrorSlice = (String, u16, BTreeSet<Ipv4Addr>);
 /// `<service>-standin` labelled with its Service's name that lists its Ready pods at
 /// [`mirrored_address`], port `http` = [`agent_port`], and records each address in `addresses`.
 /// `agents` is the store of `agent_events` (a [`vmagent_reflector`]), whose changes re-publish
-/// (e.g. `spec.useLegacyNaming` renames the Service). Runs until a watch ends.
+/// (e.g. `spec.useLegacyNaming` renames the Service). Failed writes are retried every
+/// [`RETRY_EVERY`]. Runs until a watch ends.
 pub async fn mirror_vmagent_endpoints(
     client: Client,
     namespace: Option<String>,
@@ -593,8 +644,20 @@ pub async fn mirror_vmagent_endpoints(
     let mut pods: HashMap<String, MirroredPod> = HashMap::new();
     let mut published: HashMap<AgentRef, MirrorSlice> = HashMap::new();
     let mut relisted: Option<HashSet<String>> = None;
-    while let Some(event) = events.next().await {
+    // Agents whose last write failed, tried again every RETRY_EVERY.
+    let mut failed: BTreeSet<AgentRef> = BTreeSet::new();
+    let mut retry = tokio::time::interval(RETRY_EVERY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let event = tokio::select! {
+            event = events.next() => match event {
+                Some(event) => event,
+                None => bail!("the vmagent pod watch ended"),
+            },
+            _ = retry.tick(), if !failed.is_empty() => Either::Retry,
+        };
         let touched: Vec<AgentRef> = match event {
+            Either::Retry => std::mem::take(&mut failed).into_iter().collect(),
             Either::Agent(Ok(Event::Apply(agent) | Event::InitApply(agent))) => {
                 vec![agent_ref(&agent)]
             }
@@ -643,19 +706,23 @@ pub async fn mirror_vmagent_endpoints(
             }
         };
         for agent in touched.into_iter().collect::<BTreeSet<_>>() {
-            if let Err(e) =
-                mirror_agent(&client, &addresses, &agents, &pods, &mut published, &agent).await
-            {
-                tracing::warn!(error = format!("{e:#}"), "vmagent endpoints mirror");
+            match mirror_agent(&client, &addresses, &agents, &pods, &mut published, &agent).await {
+                Ok(()) => {
+                    failed.remove(&agent);
+                }
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "vmagent endpoints mirror");
+                    failed.insert(agent);
+                }
             }
         }
     }
-    bail!("the vmagent pod watch ended")
 }
 
 enum Either<P, A> {
     Pod(P),
     Agent(A),
+    Retry,
 }
 
 async fn mirror_agent(

@@ -1,11 +1,20 @@
-//! The simulated VictoriaMetrics operator against the real API server.
+//! The simulated VictoriaMetrics operator against the real API server, with its stand-in for the
+//! VMAgents' endpoints and `/metrics`.
 
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use harness::sim::{FAIL_ANNOTATION, FAIL_REASON, READY_AFTER_ANNOTATION, STUCK_ANNOTATION};
+use harness::vmagent_standin::{
+    MANAGED_BY, PENDING_BYTES_ANNOTATION, PENDING_METRIC_ANNOTATION, PENDING_MISSING_ANNOTATION,
+    PENDING_URL_ANNOTATION, VMAGENT_PORT, get_through_proxy,
+};
 use harness::{ControlPlane, apply_yaml_with, create_namespace};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -227,5 +236,191 @@ async fn ready_after_annotation_delays_operational() -> Result<()> {
         .await?;
     f.annotate("slow", READY_AFTER_ANNOTATION, None).await?;
     f.wait_status("slow", |s, _| s == "operational").await?;
+    Ok(())
+}
+
+const VMAGENT_YAML: &str = r#"apiVersion: operator.victoriametrics.com/v1beta1
+kind: VMAgent
+metadata:
+  name: agent
+spec:
+  remoteWrite:
+  - url: http://vminsert-a:8480/insert/0/prometheus/api/v1/write
+  - url: http://vminsert-b:8480/insert/0/prometheus/api/v1/write
+  - url: http://vminsert-c:8480/insert/0/prometheus/api/v1/write
+"#;
+
+/// The EndpointSlices labelled for Service `service` in `ns`.
+async fn slices_of(client: &kube::Client, ns: &str, service: &str) -> Result<Vec<EndpointSlice>> {
+    let api: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
+    let selector = format!("kubernetes.io/service-name={service}");
+    Ok(api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items)
+}
+
+/// Polls until `accept` holds for the slices of `service`; returns them.
+async fn wait_slices(
+    client: &kube::Client,
+    ns: &str,
+    service: &str,
+    accept: impl Fn(&[EndpointSlice]) -> bool,
+) -> Result<Vec<EndpointSlice>> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let slices = slices_of(client, ns, service).await?;
+        if accept(&slices) {
+            return Ok(slices);
+        }
+        if Instant::now() > deadline {
+            bail!("EndpointSlices of {ns}/{service} after {TIMEOUT:?}: {slices:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls `/metrics` of `address` through `proxy` until the body satisfies `accept`.
+async fn wait_metrics(
+    proxy: &str,
+    address: Ipv4Addr,
+    accept: impl Fn(&str) -> bool,
+) -> Result<String> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let (code, body) = get_through_proxy(proxy, address, VMAGENT_PORT).await?;
+        if code == 200 && accept(&body) {
+            return Ok(body);
+        }
+        if Instant::now() > deadline {
+            bail!("http://{address}:{VMAGENT_PORT}/metrics through {proxy}: {code} {body}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The value of the series whose labels contain `labels_part`.
+fn sample(body: &str, labels_part: &str) -> Option<u64> {
+    body.lines()
+        .find(|l| !l.starts_with('#') && l.contains(labels_part))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+#[tokio::test]
+async fn vmagents_get_an_endpoint_whose_metrics_the_annotations_control() -> Result<()> {
+    let f = setup("sim-vmagent-metrics").await?;
+    let cp = ControlPlane::shared().await?;
+    let proxy = cp
+        .sim_agent_metrics_proxy()
+        .context("the shared simulator has no agent metrics proxy")?;
+    let agents = Api::<DynamicObject>::namespaced_with(
+        f.client.clone(),
+        &f.ns,
+        &harness::vmagent_standin::vmagent_resource(),
+    );
+    harness::apply_yaml(&f.client, Some(&f.ns), VMAGENT_YAML).await?;
+
+    // One slice, named and labelled like the Service, one ready endpoint, port http 8429.
+    let slices = wait_slices(&f.client, &f.ns, "vmagent-agent", |s| s.len() == 1).await?;
+    let slice = &slices[0];
+    assert_eq!(slice.metadata.name.as_deref(), Some("vmagent-agent"));
+    assert_eq!(
+        slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("endpointslice.kubernetes.io/managed-by"))
+            .map(String::as_str),
+        Some(MANAGED_BY)
+    );
+    let port = slice.ports.as_ref().and_then(|p| p.first()).cloned();
+    assert_eq!(
+        port.as_ref().map(|p| (p.name.as_deref(), p.port)),
+        Some((Some("http"), Some(i32::from(VMAGENT_PORT))))
+    );
+    assert_eq!(slice.endpoints.len(), 1, "{slice:?}");
+    let endpoint = &slice.endpoints[0];
+    assert_eq!(
+        endpoint.conditions.as_ref().and_then(|c| c.ready),
+        Some(true)
+    );
+    let address: Ipv4Addr = endpoint.addresses[0].parse()?;
+    assert_eq!(address.octets()[..2], [198, 18], "{address}");
+
+    // One series per remoteWrite entry, every queue empty.
+    let body = wait_metrics(proxy, address, |_| true).await?;
+    let series: Vec<&str> = body.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(series.len(), 3, "{body}");
+    for n in 1..=3 {
+        let labels = format!(
+            "path=\"/tmp/vmagent-remotewrite-data/persistent-queue/{n}_0000000000000000\",url=\"{n}:secret-url\""
+        );
+        assert_eq!(sample(&body, &labels), Some(0), "{body}");
+    }
+
+    // The annotation sets the bytes of one queue.
+    let annotate = |key: &'static str, value: Option<&'static str>| {
+        let agents = agents.clone();
+        async move {
+            let patch = json!({"metadata": {"annotations": {key: value}}});
+            agents
+                .patch("agent", &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+            anyhow::Ok(())
+        }
+    };
+    annotate(PENDING_BYTES_ANNOTATION, Some("2=1048576")).await?;
+    let body = wait_metrics(proxy, address, |b| {
+        sample(b, "persistent-queue/2_") == Some(1_048_576)
+    })
+    .await?;
+    assert_eq!(sample(&body, "persistent-queue/1_"), Some(0), "{body}");
+    assert_eq!(sample(&body, "persistent-queue/3_"), Some(0), "{body}");
+
+    // The older metric only, and a missing series.
+    annotate(PENDING_METRIC_ANNOTATION, Some("legacy")).await?;
+    annotate(PENDING_MISSING_ANNOTATION, Some("3")).await?;
+    let body = wait_metrics(proxy, address, |b| {
+        b.contains("vm_persistentqueue_bytes_pending") && !b.contains("persistent-queue/3_")
+    })
+    .await?;
+    assert!(
+        !body.contains("vmagent_remotewrite_pending_data_bytes"),
+        "{body}"
+    );
+    assert!(!body.contains("url="), "{body}");
+    assert_eq!(
+        sample(&body, "persistent-queue/2_"),
+        Some(1_048_576),
+        "{body}"
+    );
+
+    // Real URLs, as with -remoteWrite.showURL.
+    annotate(PENDING_METRIC_ANNOTATION, None).await?;
+    annotate(PENDING_URL_ANNOTATION, Some("show")).await?;
+    wait_metrics(proxy, address, |b| {
+        b.contains("url=\"1:http://vminsert-a:8480/insert/0/prometheus/api/v1/write\"")
+    })
+    .await?;
+
+    // Nobody else's address is answered.
+    let other = Ipv4Addr::new(198, 19, 255, 254);
+    let (code, _) = get_through_proxy(proxy, other, VMAGENT_PORT).await?;
+    assert_eq!(code, 502, "an address no VMAgent is published at");
+
+    // useLegacyNaming renames the Service: the slice follows.
+    let patch = json!({"spec": {"useLegacyNaming": true}});
+    agents
+        .patch("agent", &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    wait_slices(&f.client, &f.ns, "agent", |s| s.len() == 1).await?;
+    wait_slices(&f.client, &f.ns, "vmagent-agent", <[_]>::is_empty).await?;
+
+    // Gone with the VMAgent.
+    agents.delete("agent", &Default::default()).await?;
+    wait_slices(&f.client, &f.ns, "agent", <[_]>::is_empty).await?;
+    let (code, _) = get_through_proxy(proxy, address, VMAGENT_PORT).await?;
+    assert_eq!(code, 502, "the VMAgent is deleted");
     Ok(())
 }

@@ -57,6 +57,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "dir": cp.dir(),
         "pids": cp.pids(),
         "started_ms": cp.started_in().as_millis() as u64,
+        // The HTTP_PROXY for a controller: the simulator's VMAgents' /metrics.
+        "agent_metrics_proxy": cp.sim_agent_metrics_proxy(),
     });
     let mut stdout = std::io::stdout();
     writeln!(stdout, "{line}")?;
