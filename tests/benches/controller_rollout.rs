@@ -27,7 +27,7 @@ use anyhow::{Context as _, Result, bail};
 use futures::StreamExt;
 use harness::proc_stats::{cpu_seconds, process_name, status_kib};
 use harness::state_recorder::StateRecorder;
-use harness::{ControlPlane, ProcessSpec, SupervisedProcess};
+use harness::{ControlPlane, ProcessSpec, SimOperator, SupervisedProcess};
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -167,7 +167,7 @@ async fn many_together(many: usize, ready_delay_ms: u64) -> Result<Together> {
     let solo_seconds = start.elapsed().as_secs_f64();
     let mut processes = vec![
         ("controller".to_owned(), w.controller.pid()),
-        ("simulated operator".to_owned(), w.sim.pid()),
+        ("simulated operator".to_owned(), w.sim.process.pid()),
     ];
     processes.extend(
         w.cp.pids()
@@ -231,7 +231,7 @@ struct World {
     cp: &'static ControlPlane,
     client: Client,
     ns: String,
-    sim: SupervisedProcess,
+    sim: SimOperator,
     controller: SupervisedProcess,
 }
 
@@ -247,8 +247,9 @@ async fn world_with(prefix: &str, ready_delay_ms: u64, concurrency: Option<u16>)
     let client = cp.client().await?;
     let ns = harness::create_namespace(&client, prefix).await?;
     let kubeconfig = cp.kubeconfig_path().display().to_string();
-    let sim = cp.spawn(
-        ProcessSpec::new(harness::sim_operator_binary()?, cp.log_path("bench-sim")).args([
+    let (spec, agent_metrics_proxy) = harness::sim::sim_operator_spec(cp.log_path("bench-sim"))?;
+    let sim = cp.spawn_sim_operator(
+        spec.args([
             "--ready-delay".to_owned(),
             format!("{ready_delay_ms}ms"),
             "--namespace".to_owned(),
@@ -258,8 +259,10 @@ async fn world_with(prefix: &str, ready_delay_ms: u64, concurrency: Option<u16>)
             "--log-level".to_owned(),
             "warn".to_owned(),
         ]),
+        agent_metrics_proxy,
     )?;
-    let controller = spawn_controller(cp, &ns, concurrency)?;
+    sim.wait_ready().await?;
+    let controller = spawn_controller(cp, &ns, concurrency, sim.agent_metrics_proxy())?;
     Ok(World {
         cp,
         client,
@@ -305,7 +308,7 @@ async fn rss_with_many(crs: usize) -> Result<Rss> {
         ..
     } = w;
     controller.stop(Duration::from_secs(10))?;
-    let controller = spawn_controller(cp, &ns, None)?;
+    let controller = spawn_controller(cp, &ns, None, sim.agent_metrics_proxy())?;
     tokio::time::sleep(Duration::from_secs(RESTART_SETTLE_S)).await;
     let restarted = rss_kib(controller.pid())?;
     let restarted_peak = status_kib(controller.pid(), "VmHWM:")?;
@@ -319,11 +322,13 @@ async fn rss_with_many(crs: usize) -> Result<Rss> {
     })
 }
 
-/// A release controller acting on namespace `ns` only, without leader election.
+/// A release controller acting on namespace `ns` only, without leader election, polling the
+/// VMAgents' `/metrics` through the simulator's `agent_metrics_proxy`.
 fn spawn_controller(
     cp: &ControlPlane,
     ns: &str,
     concurrency: Option<u16>,
+    agent_metrics_proxy: &str,
 ) -> Result<SupervisedProcess> {
     let port = harness::free_port()?;
     cp.spawn(
@@ -348,7 +353,8 @@ fn spawn_controller(
                 .map(|n| ["--concurrency".to_owned(), n.to_string()])
                 .into_iter()
                 .flatten(),
-        ),
+        )
+        .agent_metrics_proxy(agent_metrics_proxy),
     )
 }
 

@@ -34,6 +34,9 @@ pub struct Env {
     pub ns: String,
     /// The simulated operator of this namespace; `None` on the real-operator tier.
     sim: Option<SupervisedProcess>,
+    /// The `HTTP_PROXY` of the controllers started here: the simulator's or the operator
+    /// world's agent metrics proxy ([`crate::vmagent_standin`]).
+    agent_metrics_proxy: String,
 }
 
 impl Env {
@@ -52,9 +55,10 @@ impl Env {
         crate::install_crypto_provider();
         let client = cp.client().await?;
         let ns = crate::create_namespace(&client, prefix).await?;
-        let sim_bin = crate::sim_operator_binary()?;
-        let sim = cp.spawn(
-            ProcessSpec::new(sim_bin, cp.log_path(&format!("sim-{ns}"))).args([
+        let (spec, agent_metrics_proxy) =
+            crate::sim::sim_operator_spec(cp.log_path(&format!("sim-{ns}")))?;
+        let sim = cp.spawn_sim_operator(
+            spec.args([
                 "--ready-delay".to_owned(),
                 ready_delay.to_owned(),
                 "--namespace".to_owned(),
@@ -62,12 +66,16 @@ impl Env {
                 "--kubeconfig".to_owned(),
                 cp.kubeconfig_path().display().to_string(),
             ]),
+            agent_metrics_proxy,
         )?;
+        sim.wait_ready().await?;
+        let agent_metrics_proxy = sim.agent_metrics_proxy().to_owned();
         Ok(Self {
             cp,
             client,
             ns,
-            sim: Some(sim),
+            sim: Some(sim.process),
+            agent_metrics_proxy,
         })
     }
 
@@ -80,12 +88,25 @@ impl Env {
         cp.ensure_operator_world().await?;
         let client = cp.client().await?;
         let ns = crate::create_namespace(&client, prefix).await?;
+        let agent_metrics_proxy = cp
+            .operator_world()
+            .ok_or_else(|| anyhow!("the operator world did not start"))?
+            .agent_metrics_proxy();
         Ok(Self {
             cp,
             client,
             ns,
             sim: None,
+            agent_metrics_proxy,
         })
+    }
+
+    /// `http://127.0.0.1:PORT`: the proxy answering the `/metrics` of this namespace's VMAgents
+    /// (the simulator's, or the operator world's), which every controller started here gets as
+    /// `HTTP_PROXY`. Set what an agent reports with the annotations of
+    /// [`crate::vmagent_standin`].
+    pub fn agent_metrics_proxy(&self) -> &str {
+        &self.agent_metrics_proxy
     }
 
     /// Start the controller for this namespace without leader election.
@@ -111,9 +132,11 @@ impl Env {
             "info,vmdistributed_controller=debug".to_owned(),
         ];
         args.extend(extra.iter().map(|a| (*a).to_owned()));
-        let process = self
-            .cp
-            .spawn(ProcessSpec::new(crate::controller_binary()?, log).args(args))?;
+        let process = self.cp.spawn(
+            ProcessSpec::new(crate::controller_binary()?, log)
+                .args(args)
+                .agent_metrics_proxy(&self.agent_metrics_proxy),
+        )?;
         Ok(Controller { process, port })
     }
 

@@ -84,7 +84,14 @@ async fn controller_starts_leads_and_writes_with_the_charts_rbac() -> Result<()>
     args.push(format!("--kubeconfig={}", kubeconfig.display()));
     // The downward-API variables the chart sets, with the values a pod would get.
     let log = cp.log_path("chart-controller-log");
-    let spec = ProcessSpec::new(harness::controller_binary()?, &log).args(args.clone());
+    // vmagent `/metrics` of the shared simulator's VMAgents through its proxy, as every
+    // controller the tests start.
+    let proxy = cp
+        .sim_agent_metrics_proxy()
+        .context("the shared simulator has no agent metrics proxy")?;
+    let spec = ProcessSpec::new(harness::controller_binary()?, &log)
+        .args(args.clone())
+        .agent_metrics_proxy(proxy);
     let spec = container["env"]
         .as_array()
         .context("env")?

@@ -54,6 +54,8 @@ async fn a_permanently_failing_object_is_retried_ever_more_slowly() -> Result<()
     .apply(&client)
     .await?;
     let port = free_port()?;
+    // No HTTP_PROXY (ProcessSpec::agent_metrics_proxy): no simulator runs here, so no VMAgent has
+    // endpoints or becomes ready, and the controller never gets to poll one.
     let controller = cp.spawn(
         ProcessSpec::new(
             harness::controller_binary()?,

@@ -29,6 +29,8 @@ async fn a_preflight_rejection_is_judged_again_when_the_crd_changes() -> Result<
     cp.install_crds().await?;
     let client = cp.client().await?;
     let ns = harness::create_namespace(&client, "preflight-crd").await?;
+    // No HTTP_PROXY (ProcessSpec::agent_metrics_proxy): no simulator runs here, so no VMAgent has
+    // endpoints or becomes ready, and the controller never gets to poll one.
     let controller = cp.spawn(
         ProcessSpec::new(
             harness::controller_binary()?,

@@ -216,16 +216,18 @@ async fn run(stack: &mut Stack, progress: &mut Progress, args: &Args) -> Result<
         stack::WEBHOOK_CONFIG_NAME
     );
 
-    if args.sim {
+    let agent_metrics_proxy = if args.sim {
         step(
             5,
             "starting the simulated VictoriaMetrics operator and the controller",
         );
-        let sim_pid = stack::start_sim(stack, NAMESPACE, &args.sim_ready_delay)?;
+        let (sim_pid, agent_metrics_proxy) =
+            stack::start_sim(stack, NAMESPACE, &args.sim_ready_delay)?;
         println!(
             "      vm-operator-sim pid {sim_pid} (objects become operational {} after each change)",
             args.sim_ready_delay
         );
+        agent_metrics_proxy
     } else {
         step(
             5,
@@ -257,8 +259,10 @@ async fn run(stack: &mut Stack, progress: &mut Progress, args: &Args) -> Result<
                 .join(", "),
             world.pod_cidr()
         );
-    }
-    let (controller_pid, controller_port) = stack::start_controller(stack, &controller_bin).await?;
+        world.agent_metrics_proxy()
+    };
+    let (controller_pid, controller_port) =
+        stack::start_controller(stack, &controller_bin, &agent_metrics_proxy).await?;
     println!(
         "      vmdistributed-controller pid {controller_pid}, ready (metrics on http://127.0.0.1:{controller_port}/metrics)"
     );

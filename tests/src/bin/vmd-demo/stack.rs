@@ -222,31 +222,38 @@ pub async fn register_webhook(client: &Client, webhook: &Webhook) -> Result<()> 
     Ok(())
 }
 
-/// Starts `vm-operator-sim` for the demo namespace.
-pub fn start_sim(stack: &mut Stack, namespace: &str, ready_delay: &str) -> Result<u32> {
+/// Starts `vm-operator-sim` for the demo namespace: its pid and its agent metrics proxy (the
+/// VMAgents' `/metrics`, see `harness::vmagent_standin`).
+pub fn start_sim(stack: &mut Stack, namespace: &str, ready_delay: &str) -> Result<(u32, String)> {
     let cp = stack.cp()?;
-    let spec = ProcessSpec::new(
-        harness::sim_operator_binary()?,
-        cp.log_path("vm-operator-sim"),
-    )
-    .args([
+    let (spec, agent_metrics_proxy) =
+        harness::sim::sim_operator_spec(cp.log_path("vm-operator-sim"))?;
+    let spec = spec.args([
         format!("--namespace={namespace}"),
         format!("--ready-delay={ready_delay}"),
         format!("--kubeconfig={}", cp.kubeconfig_path().display()),
     ]);
-    stack.spawn("vm-operator-sim", spec)
+    Ok((stack.spawn("vm-operator-sim", spec)?, agent_metrics_proxy))
 }
 
-/// Starts `vmdistributed-controller run` (no leader election: one replica) and waits for /readyz.
-pub async fn start_controller(stack: &mut Stack, binary: &Path) -> Result<(u32, u16)> {
+/// Starts `vmdistributed-controller run` (no leader election: one replica), with
+/// `agent_metrics_proxy` as its `HTTP_PROXY` for the vmagent `/metrics` it polls, and waits for
+/// /readyz.
+pub async fn start_controller(
+    stack: &mut Stack,
+    binary: &Path,
+    agent_metrics_proxy: &str,
+) -> Result<(u32, u16)> {
     let cp = stack.cp()?;
     let http_port = free_port()?;
-    let spec = ProcessSpec::new(binary, cp.log_path("controller")).args([
-        "run".to_string(),
-        format!("--http-addr=127.0.0.1:{http_port}"),
-        "--leader-elect=false".into(),
-        format!("--kubeconfig={}", cp.kubeconfig_path().display()),
-    ]);
+    let spec = ProcessSpec::new(binary, cp.log_path("controller"))
+        .args([
+            "run".to_string(),
+            format!("--http-addr=127.0.0.1:{http_port}"),
+            "--leader-elect=false".into(),
+            format!("--kubeconfig={}", cp.kubeconfig_path().display()),
+        ])
+        .agent_metrics_proxy(agent_metrics_proxy);
     let pid = stack.spawn("controller", spec)?;
     wait_http_ok(
         stack,
