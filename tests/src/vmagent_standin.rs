@@ -51,7 +51,9 @@
 //! # The proxy
 //!
 //! Absolute-form requests (`GET http://198.18.1.2:8429/metrics HTTP/1.1`) for an address the
-//! world published are answered as above; any other address or port gets 502, another path 404.
+//! world published are answered as above (the path is `/metrics` under the VMAgent's
+//! `extraArgs["http.pathPrefix"]`); any other address or port gets 502, another path 404. HTTPS
+//! agents (`extraArgs.tls`) are not served.
 //! Origin-form `GET /-/answered` answers how many `/metrics` requests it served, as JSON
 //! (`{"total": N, "agents": {"<namespace>/<name>": N}}`).
 
@@ -141,6 +143,15 @@ pub fn agent_port(agent: &DynamicObject) -> u16 {
         .and_then(|p| p.parse().ok())
         .or_else(|| port.as_u64().and_then(|p| u16::try_from(p).ok()))
         .unwrap_or(VMAGENT_PORT)
+}
+
+/// Where a VMAgent serves its metrics: `/metrics` under `spec.extraArgs["http.pathPrefix"]`.
+pub fn metrics_path(agent: &DynamicObject) -> String {
+    let prefix = agent.data["spec"]["extraArgs"]["http.pathPrefix"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_end_matches('/');
+    format!("{prefix}/metrics")
 }
 
 fn tmp_data_path(spec: &Value) -> String {
@@ -844,7 +855,7 @@ async fn answer(State(state): State<ProxyState>, uri: Uri) -> Response {
             agent_ref.0, agent_ref.1
         ));
     }
-    if uri.path() != "/metrics" {
+    if uri.path() != metrics_path(&agent) {
         return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
     }
     match render_metrics(&agent) {
@@ -1022,6 +1033,14 @@ mod tests {
         );
         assert_eq!(agent_port(&agent(json!({}), json!({"port": "9429"}))), 9429);
         assert_eq!(agent_port(&agent(json!({}), json!({}))), VMAGENT_PORT);
+        assert_eq!(metrics_path(&agent(json!({}), json!({}))), "/metrics");
+        assert_eq!(
+            metrics_path(&agent(
+                json!({}),
+                json!({"extraArgs": {"http.pathPrefix": "/vm/"}})
+            )),
+            "/vm/metrics"
+        );
     }
 
     #[test]
