@@ -239,6 +239,15 @@ async fn cluster_version_change_rolls_zones_one_at_a_time_in_order() -> Result<(
         );
     }
 
+    // Each zone's agent was drained before it left the writes: its queues were read through the
+    // simulator's stand-in for vmagent /metrics.
+    let (polls, by_agent) = harness::vmagent_standin::answered(env.agent_metrics_proxy()).await?;
+    assert!(
+        polls > 0,
+        "the controller never read a vmagent's queues through {}: {by_agent:?}",
+        env.agent_metrics_proxy()
+    );
+
     let replay = recorder.check("roll")?;
     // Zones were written in spec order, each while it was the one in phase Applying.
     let written: Vec<&str> = replay
