@@ -8,7 +8,8 @@
 //! `retain` false and true; adoption of a VMCluster a user created first (the distributed chart's
 //! case, `examples/distributed-chart.yaml`); serving safety (docs/rollout.md "Serving guard"): a
 //! change that moves every zone's remote-write URL, and a `maintenance` zone beside the updated
-//! one.
+//! one; the persistent-queue drain (docs/rollout.md "Persistent-queue drain") waiting for, halting
+//! on and resuming after a vmagent queue of the operator's pods.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use shared::api::{DrainState, ZonePhase};
 use shared::names::ChildKind;
 
 /// Upper bound of each wait: the operator's own readiness polling adds seconds to every step.
@@ -414,6 +416,100 @@ async fn unschedulable_zone_halts_the_rollout_until_fixed() -> Result<()> {
     );
     recorder.check("demo")?;
     pods_ready_on_kwok(&env).await?;
+    Ok(())
+}
+
+/// The persistent-queue drain on the real operator: the agents' pods are the operator's kwok
+/// pods, found through their Services' EndpointSlices (the stand-in's mirror: the API server
+/// refuses the pods' loopback addresses in kube-controller-manager's own slices) and read
+/// through the world's proxy, which answers with what each VMAgent's annotation says it queues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_waits_for_the_vmagent_queues_on_the_real_operator() -> Result<()> {
+    let env = Env::with_operator("op-drain").await?;
+    let _controller = started(&env).await?;
+    let mut cr = with_test_durations(example("seed.yaml")?, "2m");
+    cr["spec"]["zoneCommon"]["drainTimeout"] = json!("15s");
+    apply_cr(&env, &cr).await?;
+    env.wait_operational("demo", LONG).await?;
+    let before = env
+        .crs()
+        .get("demo")
+        .await?
+        .metadata
+        .generation
+        .unwrap_or(0);
+    let auth_before = env.child_value(ChildKind::VMAuth, "demo").await?["spec"].clone();
+
+    // zone-b's agent still holds 1 MiB for zone-a's cluster, entry 1 of its remoteWrite list.
+    let hold = |value: Value| json!({"annotations": {harness::vmagent_standin::PENDING_BYTES_ANNOTATION: value}});
+    env.patch_child_meta(ChildKind::VMAgent, "demo-zone-b", hold(json!("1=1048576")))
+        .await?;
+    let recorder = StateRecorder::start(&env.client, &env.ns).await?;
+    env.patch_spec(
+        "demo",
+        json!({"zoneCommon": {"vmcluster": {"spec": {"clusterVersion": TO_VERSION}}}}),
+    )
+    .await?;
+
+    // zone-a waits before the VMAuth stops sending it writes, and says for what.
+    let draining = env
+        .wait_cr("demo", LONG, "zone-a draining in Excluding", |c| {
+            let rollout = c
+                .status
+                .as_ref()
+                .and_then(|s| s.rollout.clone())
+                .unwrap_or_default();
+            rollout.zone.as_deref() == Some("zone-a")
+                && rollout.phase == Some(ZonePhase::Excluding)
+                && rollout.drain == Some(DrainState::Draining)
+                && condition(c, "Progressing").is_some_and(|p| {
+                    p.reason == "DrainingQueues" && p.message.contains("holds 1.0 MiB")
+                })
+        })
+        .await?;
+    let message = condition(&draining, "Progressing")
+        .map(|p| p.message.clone())
+        .unwrap_or_default();
+    ensure!(
+        message.contains("VMAgent demo-zone-b pod ")
+            && message.contains("holds 1.0 MiB for VMCluster demo-zone-a"),
+        "{message}"
+    );
+    assert_eq!(
+        env.child_value(ChildKind::VMAuth, "demo").await?["spec"],
+        auth_before,
+        "the VMAuth still routes zone-a"
+    );
+
+    // It halts once drainTimeout has passed, zone-a still in, nothing else touched.
+    let halted = env
+        .wait_cr("demo", LONG, "the halt on the queue", |c| {
+            condition(c, "Degraded")
+                .is_some_and(|d| d.status == "True" && d.reason == "QueueNotDrained")
+        })
+        .await?;
+    let degraded = condition(&halted, "Degraded")
+        .map(|d| d.message.clone())
+        .unwrap_or_default();
+    ensure!(
+        degraded.contains("within drainTimeout (15s)") && degraded.contains("holds 1.0 MiB"),
+        "{degraded}"
+    );
+    assert_eq!(
+        env.events_of("demo", "Warning", "QueueNotDrained")
+            .await?
+            .len(),
+        1
+    );
+
+    // The queue empties: the rollout goes on by itself and finishes.
+    env.patch_child_meta(ChildKind::VMAgent, "demo-zone-b", hold(Value::Null))
+        .await?;
+    env.wait_cr("demo", LONG, "the rollout to finish", |c| {
+        is_operational(c) && c.metadata.generation.unwrap_or(0) > before
+    })
+    .await?;
+    recorder.check("demo")?;
     Ok(())
 }
 
