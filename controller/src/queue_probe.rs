@@ -9,7 +9,7 @@
 //! certificate: it is issued for the Service's name, not the pod's address, and nothing but a
 //! request for a page of gauges is sent.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
@@ -22,6 +22,8 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use shared::queues::{POD_TIMEOUT, PodPage, QueueProbe};
 
+/// The label that ties an EndpointSlice to its Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// A `/metrics` page larger than this is refused rather than read (vmagent's is tens of KiB).
 const PAGE_LIMIT: usize = 16 << 20;
 
@@ -58,24 +60,47 @@ impl QueueProber {
         }
     }
 
-    /// One poll of every ready pod of `probe`'s agent in `namespace`.
-    pub async fn poll(&self, namespace: &str, probe: &QueueProbe) -> Vec<PodPage> {
+    /// One poll of every ready pod of each probe's agent in `namespace`, in the probes' order.
+    /// One list finds the pods of every agent (a set-based selector on the Service names): a
+    /// drain costs the API server one request per poll, whatever the number of agents.
+    pub async fn poll(&self, namespace: &str, probes: &[QueueProbe]) -> Vec<Vec<PodPage>> {
+        let services: BTreeSet<&str> = probes.iter().map(|p| p.service.as_str()).collect();
         let slices: Api<EndpointSlice> = Api::namespaced(self.client.clone(), namespace);
-        let selector = format!("kubernetes.io/service-name={}", probe.service);
+        let selector = format!(
+            "{SERVICE_NAME_LABEL} in ({})",
+            services.iter().copied().collect::<Vec<_>>().join(",")
+        );
         let listed = match slices.list(&ListParams::default().labels(&selector)).await {
             Ok(list) => list.items,
             Err(err) => {
-                return vec![PodPage {
+                let failed = |probe: &QueueProbe| PodPage {
                     pod: format!("(EndpointSlices of Service {})", probe.service),
                     page: Err(format!("cannot list them: {err}")),
-                }];
+                };
+                return probes.iter().map(|p| vec![failed(p)]).collect();
             }
         };
-        let pods = ready_pods(&listed);
-        let tls = probe.scheme == "https";
-        join_all(pods.into_iter().map(|(address, (pod, port))| async move {
-            let page = self.get(&address, port, &probe.path, tls).await;
-            PodPage { pod, page }
+        join_all(probes.iter().map(|probe| {
+            let own: Vec<EndpointSlice> = listed
+                .iter()
+                .filter(|s| {
+                    s.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                        == Some(&probe.service)
+                })
+                .cloned()
+                .collect();
+            let tls = probe.scheme == "https";
+            join_all(
+                ready_pods(&own)
+                    .into_iter()
+                    .map(move |(address, (pod, port))| async move {
+                        let page = self.get(&address, port, &probe.path, tls).await;
+                        PodPage { pod, page }
+                    }),
+            )
         }))
         .await
     }

@@ -798,7 +798,7 @@ async fn execute(
 async fn poll_queues(ctx: &Context, cr: &VMDistributed, probes: &[QueueProbe]) {
     let namespace = cr.namespace().unwrap_or_default();
     let polls = match &ctx.queue_prober {
-        Some(prober) => join_all(probes.iter().map(|probe| prober.poll(&namespace, probe))).await,
+        Some(prober) => prober.poll(&namespace, probes).await,
         None => probes.iter().map(|_| Vec::new()).collect(),
     };
     let now = jiff::Timestamp::now();
