@@ -251,3 +251,38 @@ fn an_empty_queue_drains_with_no_status_write_but_its_end() {
     );
     assert_eq!(writes, 1, "only the transition to Drained is written");
 }
+
+#[test]
+fn a_url_change_waits_for_the_queues_the_agents_new_list_renames() {
+    let mut world = settled_world(3);
+    // demo-z0 still holds data for z1 at the URL about to change.
+    let old_url_z1 = backend_url(&world, 1);
+    world
+        .queued
+        .insert(("demo-z0".into(), old_url_z1.clone()), 2048);
+    world.edit_common_cluster(|spec| spec["vminsert"]["port"] = serde_json::json!("8481"));
+    run_until(&mut world, 60, "z0's agent held in Applying", |w| {
+        w.phase() == (Some("z0".into()), Some(ZonePhase::Applying))
+            && drain_state(w) == Some(DrainState::Draining)
+    });
+    world.run_steps(5);
+    assert!(
+        remote_write_urls(&world, "demo-z0").contains(&old_url_z1),
+        "demo-z0 keeps the list whose queue is not empty"
+    );
+    let (_, reason, message) = world.condition("Progressing");
+    assert_eq!(reason, "DrainingQueues");
+    assert!(
+        message.contains("holds 2.0 KiB for VMCluster demo-z1"),
+        "{message}"
+    );
+    world.queued.clear();
+    assert!(world.run_until_settled(600), "{:?}", world.status());
+    assert!(
+        remote_write_urls(&world, "demo-z0")
+            .iter()
+            .all(|url| url.contains(":8481/")),
+        "{:?}",
+        remote_write_urls(&world, "demo-z0")
+    );
+}
