@@ -25,9 +25,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use futures::StreamExt;
+use harness::controller_env::standalone_controller;
 use harness::proc_stats::{cpu_seconds, process_name, status_kib};
 use harness::state_recorder::StateRecorder;
-use harness::{ControlPlane, ProcessSpec, SimOperator, SupervisedProcess};
+use harness::{ControlPlane, SimOperator, SupervisedProcess};
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -332,29 +333,15 @@ fn spawn_controller(
 ) -> Result<SupervisedProcess> {
     let port = harness::free_port()?;
     cp.spawn(
-        ProcessSpec::new(
-            harness::controller_binary()?,
-            cp.log_path("bench-controller"),
-        )
-        .args([
-            "run".to_owned(),
-            "--kubeconfig".to_owned(),
-            cp.kubeconfig_path().display().to_string(),
-            "--leader-elect=false".to_owned(),
-            "--watch-namespace".to_owned(),
-            ns.to_owned(),
-            "--http-addr".to_owned(),
-            format!("127.0.0.1:{port}"),
-            "--log-level".to_owned(),
-            "warn".to_owned(),
-        ])
-        .args(
-            concurrency
-                .map(|n| ["--concurrency".to_owned(), n.to_string()])
-                .into_iter()
-                .flatten(),
-        )
-        .agent_metrics_proxy(agent_metrics_proxy),
+        standalone_controller(cp, "bench-controller", cp.kubeconfig_path(), Some(ns), port)?
+            .args(["--log-level=warn".to_owned()])
+            .args(
+                concurrency
+                    .map(|n| ["--concurrency".to_owned(), n.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
+            .agent_metrics_proxy(agent_metrics_proxy),
     )
 }
 

@@ -54,9 +54,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures::StreamExt;
+use harness::controller_env::standalone_controller;
 use harness::operator_world::{OperatorWorldOptions, VMDistributedCrd};
 use harness::proc_stats::{cpu_seconds, process_name, status_kib};
-use harness::{ControlPlane, Options, ProcessSpec, SupervisedProcess};
+use harness::{ControlPlane, Options, SupervisedProcess};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
@@ -303,19 +304,8 @@ subjects:
     let kubeconfig = cp.service_account_kubeconfig(ns, CONTROLLER_SA, cp.dir())?;
     let port = harness::free_port()?;
     let controller = cp.spawn(
-        ProcessSpec::new(harness::controller_binary()?, cp.log_path("controller"))
-            .args([
-                "run".to_owned(),
-                "--kubeconfig".to_owned(),
-                kubeconfig.display().to_string(),
-                "--leader-elect=false".to_owned(),
-                "--watch-namespace".to_owned(),
-                ns.to_owned(),
-                "--http-addr".to_owned(),
-                format!("127.0.0.1:{port}"),
-                "--log-level".to_owned(),
-                "warn".to_owned(),
-            ])
+        standalone_controller(cp, "controller", &kubeconfig, Some(ns), port)?
+            .args(["--log-level=warn".to_owned()])
             .agent_metrics_proxy(agent_metrics_proxy),
     )?;
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -480,3 +480,27 @@ pub fn condition<'a>(
         .iter()
         .find(|c| c.type_ == type_)
 }
+
+/// A controller started by hand rather than through an [`Env`]: `run` with `kubeconfig`, no
+/// leader election, health and metrics on `127.0.0.1:{http_port}`, watching `namespace` (every
+/// namespace when `None`), logging to the control plane's `log_name` log. Add flags with
+/// [`ProcessSpec::args`], the vmagent proxy with [`ProcessSpec::agent_metrics_proxy`].
+///
+/// # Errors
+/// When the controller binary cannot be found or built.
+pub fn standalone_controller(
+    cp: &ControlPlane,
+    log_name: &str,
+    kubeconfig: &std::path::Path,
+    namespace: Option<&str>,
+    http_port: u16,
+) -> Result<ProcessSpec> {
+    let mut args = vec![
+        "run".to_owned(),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--leader-elect=false".to_owned(),
+        format!("--http-addr=127.0.0.1:{http_port}"),
+    ];
+    args.extend(namespace.map(|ns| format!("--watch-namespace={ns}")));
+    Ok(ProcessSpec::new(crate::controller_binary()?, cp.log_path(log_name)).args(args))
+}

@@ -9,8 +9,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
+use harness::controller_env::standalone_controller;
 use harness::policy::{RefusalPolicy, delete_refusal_policy};
-use harness::{ControlPlane, ProcessSpec, free_port};
+use harness::{ControlPlane, free_port};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::json;
 
@@ -56,19 +57,13 @@ async fn a_permanently_failing_object_is_retried_ever_more_slowly() -> Result<()
     let port = free_port()?;
     // No HTTP_PROXY (ProcessSpec::agent_metrics_proxy): no simulator runs here, so no VMAgent has
     // endpoints or becomes ready, and the controller never gets to poll one.
-    let controller = cp.spawn(
-        ProcessSpec::new(
-            harness::controller_binary()?,
-            cp.log_path("controller-backoff"),
-        )
-        .args([
-            "run".to_owned(),
-            format!("--kubeconfig={}", cp.kubeconfig_path().display()),
-            "--leader-elect=false".to_owned(),
-            format!("--watch-namespace={ns}"),
-            format!("--http-addr=127.0.0.1:{port}"),
-        ]),
-    )?;
+    let controller = cp.spawn(standalone_controller(
+        cp,
+        "controller-backoff",
+        cp.kubeconfig_path(),
+        Some(&ns),
+        port,
+    )?)?;
     let cr = json!({
         "apiVersion": "operator.victoriametrics.com/v1alpha1",
         "kind": "VMDistributed",

@@ -7,7 +7,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use harness::{ControlPlane, Options, ProcessSpec, free_port};
+use harness::controller_env::standalone_controller;
+use harness::{ControlPlane, Options, free_port};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 
@@ -31,18 +32,13 @@ async fn a_preflight_rejection_is_judged_again_when_the_crd_changes() -> Result<
     let ns = harness::create_namespace(&client, "preflight-crd").await?;
     // No HTTP_PROXY (ProcessSpec::agent_metrics_proxy): no simulator runs here, so no VMAgent has
     // endpoints or becomes ready, and the controller never gets to poll one.
-    let controller = cp.spawn(
-        ProcessSpec::new(
-            harness::controller_binary()?,
-            cp.log_path("controller-preflight"),
-        )
-        .args([
-            "run".to_owned(),
-            format!("--kubeconfig={}", cp.kubeconfig_path().display()),
-            "--leader-elect=false".to_owned(),
-            format!("--http-addr=127.0.0.1:{}", free_port()?),
-        ]),
-    )?;
+    let controller = cp.spawn(standalone_controller(
+        &cp,
+        "controller-preflight",
+        cp.kubeconfig_path(),
+        None,
+        free_port()?,
+    )?)?;
     // `replicaCont` is a field the VMCluster CRD does not declare.
     let cr = json!({
         "apiVersion": "operator.victoriametrics.com/v1alpha1",

@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use harness::{ControlPlane, Options, ProcessSpec};
+use harness::controller_env::standalone_controller;
+use harness::{ControlPlane, Options};
 use harness::{free_port, http_get};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::json;
@@ -58,16 +59,13 @@ async fn missing_and_foreign_crds_are_refused_with_a_clear_message() -> Result<(
     let client = cp.client().await?;
     let start = |name: &str| -> Result<(harness::SupervisedProcess, u16)> {
         let port = free_port()?;
-        let process = cp.spawn(
-            ProcessSpec::new(harness::controller_binary()?, cp.log_path(name)).args([
-                "run".to_owned(),
-                "--kubeconfig".to_owned(),
-                cp.kubeconfig_path().display().to_string(),
-                "--leader-elect=false".to_owned(),
-                "--http-addr".to_owned(),
-                format!("127.0.0.1:{port}"),
-            ]),
-        )?;
+        let process = cp.spawn(standalone_controller(
+            &cp,
+            name,
+            cp.kubeconfig_path(),
+            None,
+            port,
+        )?)?;
         Ok((process, port))
     };
 
@@ -148,18 +146,13 @@ async fn a_crd_replaced_at_runtime_makes_it_unready_until_restored() -> Result<(
     cp.install_crds().await?;
     let client = cp.client().await?;
     let port = free_port()?;
-    let controller = cp.spawn(
-        ProcessSpec::new(
-            harness::controller_binary()?,
-            cp.log_path("controller-swap"),
-        )
-        .args([
-            "run".to_owned(),
-            format!("--kubeconfig={}", cp.kubeconfig_path().display()),
-            "--leader-elect=false".to_owned(),
-            format!("--http-addr=127.0.0.1:{port}"),
-        ]),
-    )?;
+    let controller = cp.spawn(standalone_controller(
+        &cp,
+        "controller-swap",
+        cp.kubeconfig_path(),
+        None,
+        port,
+    )?)?;
     let wait_for = |code: u16, needle: &'static str, what: &'static str| {
         let controller = &controller;
         async move {
@@ -285,19 +278,13 @@ subjects: [{{kind: ServiceAccount, name: limited, namespace: {ns}}}]
     harness::apply_yaml(&client, Some(&ns), &grants).await?;
     let dir = tempfile::tempdir()?;
     let kubeconfig = cp.service_account_kubeconfig(&ns, "limited", dir.path())?;
-    let controller = cp.spawn(
-        ProcessSpec::new(
-            harness::controller_binary()?,
-            cp.log_path("controller-rbac"),
-        )
-        .args([
-            "run".to_owned(),
-            format!("--kubeconfig={}", kubeconfig.display()),
-            "--leader-elect=false".to_owned(),
-            format!("--watch-namespace={ns}"),
-            format!("--http-addr=127.0.0.1:{}", free_port()?),
-        ]),
-    )?;
+    let controller = cp.spawn(standalone_controller(
+        cp,
+        "controller-rbac",
+        &kubeconfig,
+        Some(&ns),
+        free_port()?,
+    )?)?;
     let status = wait_exit(&controller, Duration::from_secs(30)).await?;
     assert!(status.contains('1'), "exit status {status}");
     let log = controller.log();
