@@ -226,6 +226,19 @@ impl Env {
         Ok(serde_json::to_value(obj)?)
     }
 
+    /// The `url` of each `remoteWrite` entry of the VMAgent `name`, in order.
+    pub async fn remote_write_urls(&self, name: &str) -> Result<Vec<String>> {
+        let agent = self.child_value(ChildKind::VMAgent, name).await?;
+        Ok(agent["spec"]["remoteWrite"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|e| e["url"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// Merge-patch a CR's spec (as the user).
     pub async fn patch_spec(&self, name: &str, spec: Value) -> Result<()> {
         self.crs()

@@ -179,3 +179,32 @@ pub fn replay(records: &[Record], cr_name: &str) -> Result<Replay> {
     }
     Ok(replay)
 }
+
+/// Checks that a change of `cr_name`'s zones (named `<cr_name>-<zone>`) went zone by zone: each
+/// zone left the VMAuth once, in `zones` order, `read` never lacked more than one zone, and both
+/// targets route every zone at the end.
+///
+/// # Errors
+/// Naming the first rule the replay breaks.
+pub fn rolled_zone_by_zone(replay: &Replay, cr_name: &str, zones: &[&str]) -> Result<()> {
+    let members: Vec<String> = zones.iter().map(|z| format!("{cr_name}-{z}")).collect();
+    for read in &replay.read_refs {
+        anyhow::ensure!(
+            read.len() + 1 >= zones.len(),
+            "more than one zone out of read: {:?}",
+            replay.read_refs
+        );
+    }
+    anyhow::ensure!(
+        replay.read_refs.last() == Some(&members) && replay.write_refs.last() == Some(&members),
+        "not every zone routed at the end: read {:?}, write {:?}",
+        replay.read_refs.last(),
+        replay.write_refs.last()
+    );
+    anyhow::ensure!(
+        replay.exclusions == zones,
+        "zones left the VMAuth in the order {:?}, not {zones:?}: {replay:?}",
+        replay.exclusions
+    );
+    Ok(())
+}

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
 use harness::controller_env::{Controller, Env, condition, is_operational};
-use harness::state_recorder::StateRecorder;
+use harness::state_recorder::{StateRecorder, rolled_zone_by_zone};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -670,23 +670,11 @@ async fn a_remote_write_url_change_keeps_read_served_on_the_real_operator() -> R
     .await?;
 
     let replay = recorder.check("url")?;
-    let members: Vec<String> = zones.iter().map(|z| format!("url-{z}")).collect();
-    for read in &replay.read_refs {
-        ensure!(read.len() >= zones.len() - 1, "{:?}", replay.read_refs);
-    }
-    assert_eq!(replay.read_refs.last(), Some(&members));
-    assert_eq!(replay.write_refs.last(), Some(&members));
-    assert_eq!(replay.exclusions, zones, "{replay:?}");
+    rolled_zone_by_zone(&replay, "url", &zones)?;
     let services: Api<k8s_openapi::api::core::v1::Service> =
         Api::namespaced(env.client.clone(), &env.ns);
     for zone in zones {
-        let agent = env
-            .child_value(ChildKind::VMAgent, &format!("url-{zone}"))
-            .await?;
-        let urls: Vec<&str> = agent["spec"]["remoteWrite"]
-            .as_array()
-            .map(|l| l.iter().filter_map(|e| e["url"].as_str()).collect())
-            .unwrap_or_default();
+        let urls = env.remote_write_urls(&format!("url-{zone}")).await?;
         ensure!(
             urls.len() == 3 && urls.iter().all(|u| u.contains(":8481/")),
             "{urls:?}"
