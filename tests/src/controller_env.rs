@@ -226,6 +226,17 @@ impl Env {
         Ok(serde_json::to_value(obj)?)
     }
 
+    /// Fails naming the first of these children that still exists.
+    pub async fn ensure_gone(&self, children: &[(ChildKind, &str)]) -> Result<()> {
+        for (kind, name) in children {
+            ensure!(
+                self.child(*kind, name).await?.is_none(),
+                "created {kind} {name} survived"
+            );
+        }
+        Ok(())
+    }
+
     /// The `url` of each `remoteWrite` entry of the VMAgent `name`, in order.
     pub async fn remote_write_urls(&self, name: &str) -> Result<Vec<String>> {
         let agent = self.child_value(ChildKind::VMAgent, name).await?;

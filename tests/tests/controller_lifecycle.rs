@@ -376,17 +376,13 @@ async fn deletion_without_retain_deletes_created_children_and_releases_adopted_o
 
     env.crs().delete("gone", &DeleteParams::default()).await?;
     env.wait_cr_gone("gone", LONG).await?;
-    for (kind, name) in [
+    env.ensure_gone(&[
         (ChildKind::VMCluster, "gone-zone-a"),
         (ChildKind::VMAgent, "gone-zone-a"),
         (ChildKind::VMAgent, "gone-zone-b"),
         (ChildKind::VMAuth, "gone"),
-    ] {
-        assert!(
-            env.child(kind, name).await?.is_none(),
-            "created {kind} {name} survived"
-        );
-    }
+    ])
+    .await?;
     let kept = env
         .child(ChildKind::VMCluster, "adopted-b")
         .await?
@@ -570,17 +566,13 @@ async fn foreground_deletion_with_the_garbage_collector_keeps_adopted_and_retain
         )
     })
     .await?;
-    for (kind, name) in [
+    env.ensure_gone(&[
         (ChildKind::VMCluster, "gone-zone-a"),
         (ChildKind::VMAgent, "gone-zone-a"),
         (ChildKind::VMAgent, "gone-zone-b"),
         (ChildKind::VMAuth, "gone"),
-    ] {
-        assert!(
-            env.child(kind, name).await?.is_none(),
-            "created {kind} {name} survived"
-        );
-    }
+    ])
+    .await?;
     let adopted = env
         .child(ChildKind::VMCluster, "adopted-b")
         .await?

@@ -359,16 +359,12 @@ async fn a_created_zone_and_vmauth_switched_to_ref_survive_the_deletion_of_their
             "{kind} {name} got an owner reference back"
         );
     }
-    for (kind, name) in [
+    env.ensure_gone(&[
         (ChildKind::VMCluster, "keep-zone-b"),
         (ChildKind::VMAgent, "keep-zone-a"),
         (ChildKind::VMAgent, "keep-zone-b"),
-    ] {
-        assert!(
-            env.child(kind, name).await?.is_none(),
-            "created {kind} {name} survived"
-        );
-    }
+    ])
+    .await?;
     drop(controller);
     Ok(())
 }
