@@ -166,7 +166,7 @@ impl Writer {
     }
 
     /// Server-side dry-run apply with strict field validation (preflight), judged as the
-    /// webhook's preflight judges it ([`dry_run_outcome`]).
+    /// webhook's preflight judges it (`vmdistributed_runtime::dry_run::finding`).
     pub async fn dry_run_apply(&self, kind: ChildKind, namespace: &str, object: &Value) -> Finding {
         let Ok(name) = object_name(object) else {
             return Finding::Rejected {
@@ -184,7 +184,7 @@ impl Writer {
             .child_api(kind, namespace)
             .patch(&name, &params, &Patch::Apply(object))
             .await;
-        dry_run_outcome(answer.as_ref().map(|_| ()))
+        vmdistributed_runtime::dry_run::finding(answer.as_ref().map(|_| ()))
     }
 
     /// POST a new child. `AlreadyExists` is not an error: the caller adopts the object.
@@ -337,16 +337,6 @@ impl Writer {
     }
 }
 
-/// What the API server's answer to a dry-run means, as `shared::preflight` judges it for the
-/// webhook too.
-#[must_use]
-pub fn dry_run_outcome(answer: Result<(), &kube::Error>) -> Finding {
-    match answer {
-        Ok(()) => Finding::Accepted,
-        Err(err) => shared::preflight::classify_error(err),
-    }
-}
-
 /// The message of a 422 whose JSON Patch could not be applied to the stored object: a `test`
 /// operation failed or a path it names is gone (the API server says no more than this).
 const PATCH_NOT_APPLICABLE: &str = "the server rejected our request due to an error in our request";
@@ -410,26 +400,6 @@ mod tests {
             });
         }
         kube::Error::Api(Box::new(status))
-    }
-
-    /// The table of API server answers the webhook's preflight is tested against too.
-    const OUTCOMES: &str = include_str!("../../shared/tests/fixtures/preflight_outcomes.json");
-
-    #[test]
-    fn the_shared_table_of_answers_gets_the_documented_verdict() {
-        let table: Vec<Value> = serde_json::from_str(OUTCOMES).unwrap();
-        assert!(table.len() >= 10);
-        for row in table {
-            let code = u16::try_from(row["code"].as_u64().unwrap()).unwrap();
-            let err = api_error(code, row["message"].as_str().unwrap(), &[]);
-            let verdict = match dry_run_outcome(Err(&err)) {
-                Finding::Accepted => "accepted",
-                Finding::Rejected { .. } => "rejected",
-                Finding::Inconclusive(_) => "inconclusive",
-            };
-            assert_eq!(verdict, row["verdict"], "{}", row["what"]);
-        }
-        assert_eq!(dry_run_outcome(Ok(())), Finding::Accepted);
     }
 
     #[test]

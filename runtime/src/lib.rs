@@ -4,6 +4,7 @@
 //! the webhook cannot drift apart (the webhook's preflight must render children with the very
 //! versions the controller pins).
 
+pub mod dry_run;
 pub mod health;
 pub mod kube_config;
 pub mod logging;

@@ -8,7 +8,7 @@
 //! The webhook and the controller share everything here, so they cannot disagree about what is
 //! the spec's fault:
 //! - [`shapes`]: what to dry-run;
-//! - [`classify`] / [`classify_error`]: what an answer of the API server means;
+//! - [`classify`] / [`classify_status`]: what an answer of the API server means;
 //! - [`verdict`]: the messages, mapped back to the user's field paths, each reported once.
 //!
 //! Pure: the callers send the requests.
@@ -123,24 +123,20 @@ pub fn classify(code: u16, message: &str, causes: &[Cause]) -> Finding {
     })
 }
 
-/// [`classify`] for a client error; a request that got no HTTP answer is inconclusive.
+/// [`classify`] for the API server's `Status` answer (its code, message and causes). A request
+/// that got no answer is judged by the binaries' client (`vmdistributed_runtime::dry_run`).
 #[must_use]
-pub fn classify_error(err: &kube::Error) -> Finding {
-    match err {
-        kube::Error::Api(status) => {
-            let causes: Vec<Cause> = status
-                .details
-                .iter()
-                .flat_map(|d| &d.causes)
-                .map(|c| Cause {
-                    field: c.field.clone(),
-                    message: c.message.clone(),
-                })
-                .collect();
-            classify(status.code, &status.message, &causes)
-        }
-        other => Finding::Inconclusive(format!("the API server is unreachable: {other}")),
-    }
+pub fn classify_status(status: &kube::core::Status) -> Finding {
+    let causes: Vec<Cause> = status
+        .details
+        .iter()
+        .flat_map(|d| &d.causes)
+        .map(|c| Cause {
+            field: c.field.clone(),
+            message: c.message.clone(),
+        })
+        .collect();
+    classify(status.code, &status.message, &causes)
 }
 
 /// The fields of a server-side apply's "failed to create typed patch object (...): errors:\n
@@ -706,19 +702,15 @@ mod tests {
         for (what, code, message, causes, expected) in rows {
             let finding = classify(code, &message, &causes);
             assert_eq!(label(&finding), expected, "{what}: {finding:?}");
-            // A client error carrying the same status is judged the same way.
+            // A Status carrying the same answer is judged the same way.
             let mut status = kube::core::Status::failure(&message, "");
             status.code = code;
             assert_eq!(
-                classify_error(&kube::Error::Api(Box::new(status))),
+                classify_status(&status),
                 classify(code, &message, &[]),
                 "{what}"
             );
         }
-        assert!(matches!(
-            classify_error(&kube::Error::LinesCodecMaxLineLengthExceeded),
-            Finding::Inconclusive(_)
-        ));
         assert!(
             matches!(no_answer(Duration::from_secs(3)), Finding::Inconclusive(m) if m.contains("3s"))
         );

@@ -21,6 +21,7 @@ use shared::names::ChildKind;
 use shared::preflight::{FIELD_MANAGER, Finding, Shape, Verdict};
 use shared::versions::PinnedVersions;
 use tracing::debug;
+use vmdistributed_runtime::dry_run;
 use vmdistributed_runtime::resources;
 
 use crate::admission::Review;
@@ -41,15 +42,6 @@ impl std::fmt::Debug for Preflight {
             .field("budget", &self.budget)
             .field("pinned_versions", &self.pinned_versions)
             .finish_non_exhaustive()
-    }
-}
-
-/// What a dry-run's answer means (the judgement the controller makes too).
-#[must_use]
-pub fn finding(answer: Result<(), &kube::Error>) -> Finding {
-    match answer {
-        Ok(()) => Finding::Accepted,
-        Err(err) => shared::preflight::classify_error(err),
     }
 }
 
@@ -113,7 +105,7 @@ impl Preflight {
                 )
                 .await
                 {
-                    Ok(answer) => finding(answer.as_ref().map(|_| ())),
+                    Ok(answer) => dry_run::finding(answer.as_ref().map(|_| ())),
                     Err(_) => shared::preflight::no_answer(self.budget),
                 }
             }
@@ -226,27 +218,6 @@ fn apply_verdict(mut response: AdmissionResponse, verdict: Verdict) -> Admission
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The table of API server answers the controller's writer is tested against too.
-    const OUTCOMES: &str = include_str!("../../shared/tests/fixtures/preflight_outcomes.json");
-
-    #[test]
-    fn the_shared_table_of_answers_gets_the_documented_verdict() {
-        let table: Vec<serde_json::Value> = serde_json::from_str(OUTCOMES).unwrap();
-        assert!(table.len() >= 10);
-        for row in table {
-            let mut status = kube::core::Status::failure(row["message"].as_str().unwrap(), "");
-            status.code = u16::try_from(row["code"].as_u64().unwrap()).unwrap();
-            let err = kube::Error::Api(Box::new(status));
-            let verdict = match finding(Err(&err)) {
-                Finding::Accepted => "accepted",
-                Finding::Rejected { .. } => "rejected",
-                Finding::Inconclusive(_) => "inconclusive",
-            };
-            assert_eq!(verdict, row["verdict"], "{}", row["what"]);
-        }
-        assert_eq!(finding(Ok(())), Finding::Accepted);
-    }
 
     /// What the webhook dry-runs is what the controller writes: children whose spec leaves the
     /// version unset carry the versions pinned by the `--pinned-*-version` flags.

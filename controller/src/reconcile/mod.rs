@@ -503,7 +503,7 @@ fn remember_child_failure(ctx: &Context, uid: &str, action: &Action, err: &Error
         zone: intent.and_then(|i| i.zone.clone()),
         spec_hash: intent.map(|i| i.spec_hash.clone()),
         rejected: matches!(
-            shared::preflight::classify_error(source),
+            vmdistributed_runtime::dry_run::finding(Err(source)),
             Finding::Rejected { .. }
         ),
         verb: verb.to_owned(),

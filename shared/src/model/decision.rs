@@ -92,7 +92,7 @@ pub enum Action {
     /// `fieldValidation=Strict`), in parallel within 3 s, of every shape in which these
     /// intents are written ([`crate::preflight::shapes_for`]: the VMAuth with every zone, with
     /// each zone taken out, with none). Judge each answer with
-    /// [`crate::preflight::classify_error`] (no answer: [`crate::preflight::no_answer`]) and word
+    /// `vmdistributed_runtime::dry_run::finding` (no answer: [`crate::preflight::no_answer`]) and word
     /// them with [`crate::preflight::verdict`], as the webhook does, then decide again with
     /// [`Observed::preflight`] set to the outcome for `generation`. Writes nothing.
     Preflight {
