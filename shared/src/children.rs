@@ -194,7 +194,7 @@ impl ChildObject {
     /// Why the object is not ready, for a status message: it failed (with the operator's
     /// reason), the operator has not reconciled its current generation, or its status.
     #[must_use]
-    pub fn not_ready_detail(&self) -> String {
+    pub(crate) fn not_ready_detail(&self) -> String {
         let kind = self.kind.map_or("child", ChildKind::kind);
         let name = &self.name;
         if let Some(reason) = self.failure() {
@@ -231,7 +231,7 @@ impl ChildObject {
 
     /// Whether a controller owner reference points at this UID.
     #[must_use]
-    pub fn controller_owner_is(&self, cr_uid: &str) -> bool {
+    pub(crate) fn controller_owner_is(&self, cr_uid: &str) -> bool {
         self.owner_references
             .iter()
             .any(|r| r.uid == cr_uid && r.controller == Some(true))
@@ -239,7 +239,7 @@ impl ChildObject {
 
     /// Whether the object is being deleted.
     #[must_use]
-    pub fn is_deleting(&self) -> bool {
+    pub(crate) fn is_deleting(&self) -> bool {
         self.deletion_timestamp.is_some()
     }
 }
@@ -254,7 +254,7 @@ impl<'de> Deserialize<'de> for ChildObject {
 
 /// The child kind named by a `kind` string.
 #[must_use]
-pub fn kind_from_str(kind: &str) -> Option<ChildKind> {
+pub(crate) fn kind_from_str(kind: &str) -> Option<ChildKind> {
     match kind {
         "VMCluster" => Some(ChildKind::VMCluster),
         "VMSingle" => Some(ChildKind::VMSingle),
@@ -297,7 +297,10 @@ pub mod kind_serde {
     ///
     /// # Errors
     /// Only the serializer's own errors.
-    pub fn serialize<S: Serializer>(kind: &ChildKind, serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(
+        kind: &ChildKind,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(kind.kind())
     }
 
@@ -305,7 +308,7 @@ pub mod kind_serde {
     ///
     /// # Errors
     /// Only the serializer's own errors.
-    pub fn serialize_option<S: Serializer>(
+    pub(crate) fn serialize_option<S: Serializer>(
         kind: &Option<ChildKind>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {

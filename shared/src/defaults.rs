@@ -43,7 +43,7 @@ pub fn apply_defaults(cr: &VMDistributed) -> VMDistributed {
 }
 
 /// [`apply_defaults`] on an owned object, without a copy.
-pub fn default_in_place(cr: &mut VMDistributed) {
+pub(crate) fn default_in_place(cr: &mut VMDistributed) {
     let spec = &mut cr.spec;
     spec.retain.get_or_insert(false);
     spec.paused.get_or_insert(false);

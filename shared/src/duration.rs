@@ -129,7 +129,7 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, DurationError> {
 
 /// Format a duration the way Go prints it (`1h30m0s`, `300ms`, `0s`), for messages.
 #[must_use]
-pub fn format_go_duration(duration: Duration) -> String {
+pub(crate) fn format_go_duration(duration: Duration) -> String {
     let nanos = duration.as_nanos();
     if nanos == 0 {
         return "0s".to_owned();

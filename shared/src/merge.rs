@@ -44,7 +44,7 @@ pub fn directive(object: &Map<String, Value>) -> Directive {
 
 /// Whether a `$patch` value is one this merge understands (`delete`, `replace`, `merge`).
 #[must_use]
-pub fn directive_value_is_known(value: &Value) -> bool {
+pub(crate) fn directive_value_is_known(value: &Value) -> bool {
     matches!(value.as_str(), Some("delete" | "replace" | "merge"))
 }
 
@@ -61,7 +61,7 @@ pub fn deep_merge(base: &Value, overlay: &Value) -> Value {
 /// `{$patch: delete}` objects and null object members removed. Returns `None` when `value`
 /// itself is deleted.
 #[must_use]
-pub fn normalize(value: &Value) -> Option<Value> {
+pub(crate) fn normalize(value: &Value) -> Option<Value> {
     match value {
         Value::Null => None,
         Value::Object(map) => match directive(map) {

@@ -78,12 +78,6 @@ impl ChildKind {
             BackendType::VMSingle => Self::VMSingle,
         }
     }
-
-    /// Whether this is a per-zone kind (everything but the VMAuth).
-    #[must_use]
-    pub fn is_per_zone(self) -> bool {
-        !matches!(self, Self::VMAuth)
-    }
 }
 
 impl std::fmt::Display for ChildKind {
@@ -119,7 +113,7 @@ pub fn resolved_names(cr: &VMDistributed) -> std::collections::BTreeSet<(ChildKi
 
 /// `zones[i].<kind>`, if written. Always `None` for [`ChildKind::VMAuth`].
 #[must_use]
-pub fn zone_child(zone: &Zone, kind: ChildKind) -> Option<&ZoneChild> {
+pub(crate) fn zone_child(zone: &Zone, kind: ChildKind) -> Option<&ZoneChild> {
     match kind {
         ChildKind::VMCluster => zone.vmcluster.as_ref(),
         ChildKind::VMSingle => zone.vmsingle.as_ref(),
@@ -130,7 +124,7 @@ pub fn zone_child(zone: &Zone, kind: ChildKind) -> Option<&ZoneChild> {
 
 /// `zoneCommon.<kind>`, if written. Always `None` for [`ChildKind::VMAuth`].
 #[must_use]
-pub fn common_child(cr: &VMDistributed, kind: ChildKind) -> Option<&CommonChild> {
+pub(crate) fn common_child(cr: &VMDistributed, kind: ChildKind) -> Option<&CommonChild> {
     let common = cr.spec.zone_common.as_ref()?;
     match kind {
         ChildKind::VMCluster => common.vmcluster.as_ref(),
@@ -207,7 +201,7 @@ pub fn child_name(cr: &VMDistributed, zone: &Zone, kind: ChildKind) -> String {
 
 /// Whether `zone`'s child of `kind` is a `ref` (an existing object never created or deleted).
 #[must_use]
-pub fn is_ref(cr: &VMDistributed, zone: &Zone, kind: ChildKind) -> bool {
+pub(crate) fn is_ref(cr: &VMDistributed, zone: &Zone, kind: ChildKind) -> bool {
     match kind {
         ChildKind::VMAuth => cr
             .spec
@@ -222,7 +216,7 @@ pub fn is_ref(cr: &VMDistributed, zone: &Zone, kind: ChildKind) -> bool {
 /// `vmauth.ref`): an object that is never created, deleted or given an owner reference, even
 /// if this CR once created it (docs/api.md "Name resolution").
 #[must_use]
-pub fn is_referenced(cr: &VMDistributed, kind: ChildKind, name: &str) -> bool {
+pub(crate) fn is_referenced(cr: &VMDistributed, kind: ChildKind, name: &str) -> bool {
     match kind {
         ChildKind::VMAuth => cr
             .spec

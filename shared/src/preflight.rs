@@ -56,14 +56,6 @@ pub struct Cause {
     pub message: String,
 }
 
-impl Finding {
-    /// Whether the spec is at fault.
-    #[must_use]
-    pub fn is_rejected(&self) -> bool {
-        matches!(self, Self::Rejected { .. })
-    }
-}
-
 /// How long the controller holds a preflight rejection, by default, before it dry-runs the same
 /// generation again: the cause may be outside the spec (a CRD, an admission policy) and be
 /// fixed without any change the controller watches.
@@ -97,7 +89,7 @@ pub fn no_answer(budget: Duration) -> Finding {
 ///
 /// Inconclusive: 403 from RBAC, 404 (the CRD is not installed), 409, 429 and 5xx.
 #[must_use]
-pub fn classify(code: u16, message: &str, causes: &[Cause]) -> Finding {
+pub(crate) fn classify(code: u16, message: &str, causes: &[Cause]) -> Finding {
     let webhook_denial = message.contains("admission webhook")
         && message.contains("denied the request")
         || message.contains("ValidatingAdmissionPolicy") && message.contains("denied request");

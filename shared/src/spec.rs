@@ -63,7 +63,7 @@ pub fn adopts_backend_by_name(cr: &VMDistributed, zone: &Zone) -> bool {
 
 /// [`adopts_backend_by_name`] for an already merged backend spec of `kind`.
 #[must_use]
-pub fn adopts_by_name(kind: ChildKind, merged: &Value) -> bool {
+pub(crate) fn adopts_by_name(kind: ChildKind, merged: &Value) -> bool {
     let Some(map) = merged.as_object() else {
         return true;
     };

@@ -12,7 +12,7 @@ pub use crate::api::ZONE_PLACEHOLDER;
 ///
 /// Returns `text` unchanged (as a new `String`) when it holds no placeholder.
 #[must_use]
-pub fn replace_zone_str(text: &str, zone: &str) -> String {
+pub(crate) fn replace_zone_str(text: &str, zone: &str) -> String {
     if text.contains(ZONE_PLACEHOLDER) {
         text.replace(ZONE_PLACEHOLDER, zone)
     } else {
@@ -69,7 +69,7 @@ pub fn contains_placeholder(value: &Value) -> bool {
 /// A key that contains the placeholder is reported at the path of that key. Used by validation to
 /// reject `%ZONE%` where it would never be replaced.
 #[must_use]
-pub fn placeholder_paths(value: &Value, base: &str) -> Vec<String> {
+pub(crate) fn placeholder_paths(value: &Value, base: &str) -> Vec<String> {
     let mut found = Vec::new();
     collect_placeholder_paths(value, base, &mut found);
     found

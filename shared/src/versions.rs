@@ -74,7 +74,7 @@ impl PinnedVersions {
 
 /// The field a pin writes for `kind`, as the user would write it in a child spec.
 #[must_use]
-pub fn pinned_field(kind: ChildKind) -> &'static str {
+pub(crate) fn pinned_field(kind: ChildKind) -> &'static str {
     match kind {
         ChildKind::VMCluster => "clusterVersion",
         _ => "image.tag",
@@ -84,7 +84,7 @@ pub fn pinned_field(kind: ChildKind) -> &'static str {
 /// Whether the merged child spec of `kind` leaves its version to the operator's default (see the
 /// module docs for what counts as setting it).
 #[must_use]
-pub fn version_unset(kind: ChildKind, spec: &Value) -> bool {
+pub(crate) fn version_unset(kind: ChildKind, spec: &Value) -> bool {
     let Some(spec) = spec.as_object() else {
         return false;
     };
@@ -106,14 +106,14 @@ pub fn version_unset(kind: ChildKind, spec: &Value) -> bool {
 /// `spec`: not a `ref` (its owner decides its version; it is written only with what the user
 /// wrote), and not a backend adopted by name (its spec configures no component of ours).
 #[must_use]
-pub fn pins_child(cr: &VMDistributed, zone: &Zone, kind: ChildKind, spec: &Value) -> bool {
+pub(crate) fn pins_child(cr: &VMDistributed, zone: &Zone, kind: ChildKind, spec: &Value) -> bool {
     !is_ref(cr, zone, kind) && (kind == ChildKind::VMAgent || !adopts_by_name(kind, spec))
 }
 
 /// The zones whose child of `kind` gets a pinned version: [`pins_child`] and a merged spec
 /// that leaves the version unset.
 #[must_use]
-pub fn zones_pinned(cr: &VMDistributed, kind: ChildKind) -> Vec<&Zone> {
+pub(crate) fn zones_pinned(cr: &VMDistributed, kind: ChildKind) -> Vec<&Zone> {
     cr.spec
         .zones
         .iter()
@@ -189,7 +189,7 @@ pub fn pin(kind: ChildKind, spec: &mut Value, pins: &PinnedVersions) {
 /// `vX.Y.Z-enterprise-cluster`; enterprise tags, digests (`@`) and anything not shaped
 /// `vX.Y.Z[-suffix]` stay as they are.
 #[must_use]
-pub fn enterprise_tag(tag: &str) -> String {
+pub(crate) fn enterprise_tag(tag: &str) -> String {
     if !tag.starts_with('v') || tag.matches('.').count() != 2 || tag.contains('@') {
         return tag.to_owned();
     }

@@ -215,7 +215,7 @@ impl EventReason {
 
     /// The reason whose [`EventReason::as_str`] is `reason`.
     #[must_use]
-    pub fn from_reason(reason: &str) -> Option<Self> {
+    pub(crate) fn from_reason(reason: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.as_str() == reason)
     }
 

@@ -64,7 +64,7 @@ impl ChildIntent {
 
     /// The same intent without owner references, as preflight dry-runs it (docs/operations.md "Preflight").
     #[must_use]
-    pub fn without_owner_references(&self) -> Self {
+    pub(crate) fn without_owner_references(&self) -> Self {
         Self {
             owner_references: Vec::new(),
             ..self.clone()

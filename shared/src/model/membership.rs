@@ -26,7 +26,7 @@ impl Membership {
     }
 
     /// The zone names of one target, to change.
-    pub fn of_mut(&mut self, target: Target) -> &mut BTreeSet<String> {
+    pub(crate) fn of_mut(&mut self, target: Target) -> &mut BTreeSet<String> {
         match target {
             Target::Write => &mut self.write,
             Target::Read => &mut self.read,
@@ -49,7 +49,7 @@ impl Target {
 
     /// Whether a zone in `mode` takes this target's traffic.
     #[must_use]
-    pub fn allowed_by(self, mode: TrafficMode) -> bool {
+    pub(crate) fn allowed_by(self, mode: TrafficMode) -> bool {
         match self {
             Self::Write => mode.writes(),
             Self::Read => mode.reads(),

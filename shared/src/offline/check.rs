@@ -114,7 +114,7 @@ pub enum Parsed {
 
 /// Parse one document for `check` and `render`, writing YAML errors and skip notes to stderr
 /// so both CLIs report input problems the same way.
-pub fn parse_document(doc: &Document<'_>, label: &str, out: &mut CliOutput) -> Parsed {
+pub(crate) fn parse_document(doc: &Document<'_>, label: &str, out: &mut CliOutput) -> Parsed {
     let options = serde_saphyr::render_options! {
         line_offset: (doc.first_line - 1) as u64,
         snippets: serde_saphyr::SnippetMode::Off,

@@ -31,7 +31,7 @@ pub struct QueueSample {
 /// The queues a `/metrics` page reports: the per-target gauges, or, from a vmagent that has
 /// none, the persistent queues' own gauges under `persistent-queue/`.
 #[must_use]
-pub fn queue_samples(text: &str) -> Vec<QueueSample> {
+pub(crate) fn queue_samples(text: &str) -> Vec<QueueSample> {
     let mut current = Vec::new();
     let mut legacy = Vec::new();
     for line in text.lines() {
@@ -73,7 +73,7 @@ pub fn queue_samples(text: &str) -> Vec<QueueSample> {
 /// earlier list keeps it under another position); otherwise the queue at that position. `None`:
 /// the pod reports no such queue.
 #[must_use]
-pub fn pending_for(samples: &[QueueSample], index: u32, url: &str) -> Option<f64> {
+pub(crate) fn pending_for(samples: &[QueueSample], index: u32, url: &str) -> Option<f64> {
     let hash = url_hash(url);
     let by_hash: Vec<f64> = samples
         .iter()

@@ -182,7 +182,7 @@ pub fn record(
 
 /// `1.5 MiB`, `300 B`: a byte count for messages.
 #[must_use]
-pub fn human_bytes(bytes: f64) -> String {
+pub(crate) fn human_bytes(bytes: f64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if bytes < 1024.0 {
         return format!("{bytes:.0} B");

@@ -42,7 +42,11 @@ pub const EMPTY_TARGET_URL: &str = "http://127.0.0.1:9999";
 /// `read` ([`read_order`]). `rollout::render_intents` passes the membership docs/rollout.md
 /// "Definitions" derives from the live VMAuth, readiness and `status.rollout`.
 #[must_use]
-pub fn render_all(cr: &VMDistributed, observed: &Observed, membership: &Membership) -> Intents {
+pub(crate) fn render_all(
+    cr: &VMDistributed,
+    observed: &Observed,
+    membership: &Membership,
+) -> Intents {
     let zones: Vec<ZoneIntents> = cr
         .spec
         .zones
@@ -204,7 +208,7 @@ pub fn render_vmauth(
 /// The VMAuth intent for a membership under an explicit name (also used to restore every zone
 /// to a VMAuth that is being released, docs/rollout.md "Zone removal"), `read` in spec order.
 #[must_use]
-pub fn render_vmauth_named(
+pub(crate) fn render_vmauth_named(
     cr: &VMDistributed,
     observed: &Observed,
     membership: &Membership,
@@ -216,7 +220,7 @@ pub fn render_vmauth_named(
 /// [`render_vmauth_named`] with the zones in `read_last` listed after the others in `read`
 /// ([`read_order`]); membership is `membership` either way.
 #[must_use]
-pub fn render_vmauth_ordered(
+pub(crate) fn render_vmauth_ordered(
     cr: &VMDistributed,
     observed: &Observed,
     membership: &Membership,
@@ -300,7 +304,7 @@ pub use crate::defaults::vmauth_enabled;
 
 /// `spec` with the CR's license copied in when the spec has no `license` of its own.
 #[must_use]
-pub fn with_license(cr: &VMDistributed, mut spec: Value) -> Value {
+pub(crate) fn with_license(cr: &VMDistributed, mut spec: Value) -> Value {
     if let (Some(license), Value::Object(map)) = (&cr.spec.license, &mut spec)
         && !map.contains_key("license")
         && let Ok(license) = serde_json::to_value(license)
@@ -314,7 +318,7 @@ pub fn with_license(cr: &VMDistributed, mut spec: Value) -> Value {
 /// for a backend not an adoption by name (a merged spec that cannot describe a new backend,
 /// [`crate::spec::adopts_by_name`]; docs/api.md "Adoption and `ref`").
 #[must_use]
-pub fn may_create(cr: &VMDistributed, zone: Option<&Zone>, kind: ChildKind) -> bool {
+pub(crate) fn may_create(cr: &VMDistributed, zone: Option<&Zone>, kind: ChildKind) -> bool {
     let zone_or_default = zone.cloned().unwrap_or_default();
     if is_ref(cr, &zone_or_default, kind) {
         return false;
@@ -400,7 +404,7 @@ fn finish_named(
 
 /// The controller owner reference to the CR (`controller: true`, `blockOwnerDeletion: true`).
 #[must_use]
-pub fn owner_reference(cr: &VMDistributed) -> OwnerRef {
+pub(crate) fn owner_reference(cr: &VMDistributed) -> OwnerRef {
     OwnerRef {
         api_version: format!("{}/{}", api::GROUP, api::VERSION),
         kind: api::KIND.to_owned(),

@@ -16,7 +16,7 @@ use crate::model::{ChildIntent, Observed, ZoneIntents, contains};
 /// The zones of `zones` in read order: those not in `last` in spec order, then those in `last`
 /// in spec order.
 #[must_use]
-pub fn in_read_order<'a>(zones: &'a [Zone], last: &BTreeSet<String>) -> Vec<&'a Zone> {
+pub(crate) fn in_read_order<'a>(zones: &'a [Zone], last: &BTreeSet<String>) -> Vec<&'a Zone> {
     let (later, first): (Vec<&Zone>, Vec<&Zone>) =
         zones.iter().partition(|zone| last.contains(&zone.name));
     first.into_iter().chain(later).collect()
@@ -27,7 +27,7 @@ pub fn in_read_order<'a>(zones: &'a [Zone], last: &BTreeSet<String>) -> Vec<&'a 
 /// progress (every existing zone carries its intents), so the order is spec order at rest and
 /// returns to it as soon as the last zone is updated.
 #[must_use]
-pub fn updated_in_rollout(observed: &Observed, intents: &[ZoneIntents]) -> BTreeSet<String> {
+pub(crate) fn updated_in_rollout(observed: &Observed, intents: &[ZoneIntents]) -> BTreeSet<String> {
     let mut updated = BTreeSet::new();
     let mut awaiting = false;
     for zone in intents {

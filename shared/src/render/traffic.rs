@@ -19,7 +19,7 @@ use crate::children::ChildObject;
 /// Shape the merged VMCluster spec of a zone in `mode`, given its live object. A spec without a
 /// `vminsert` section (a `ref` or adopted cluster whose owner manages it) is left alone: taking
 /// the field over would lose the owner's settings when the zone takes writes again.
-pub fn shape_vminsert(spec: &mut Value, mode: TrafficMode, live: Option<&ChildObject>) {
+pub(crate) fn shape_vminsert(spec: &mut Value, mode: TrafficMode, live: Option<&ChildObject>) {
     let Some(Value::Object(vminsert)) = spec.get_mut("vminsert") else {
         return;
     };

@@ -57,7 +57,7 @@ pub fn remote_write_url(kind: ChildKind, name: &str, namespace: &str, spec: &Val
 /// An agent entry that does is a URL of that backend, current or from before a change that
 /// moved it.
 #[must_use]
-pub fn addresses_backend(url: &str, kind: ChildKind, name: &str, namespace: &str) -> bool {
+pub(crate) fn addresses_backend(url: &str, kind: ChildKind, name: &str, namespace: &str) -> bool {
     let Some((_, rest)) = url.split_once("://") else {
         return false;
     };

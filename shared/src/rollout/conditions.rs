@@ -83,7 +83,7 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
 
 /// Whether `conditions` has `type_` with status True and (when given) this reason.
 #[must_use]
-pub fn is_true_with(conditions: &[Condition], type_: &str, reason: Option<&str>) -> bool {
+pub(crate) fn is_true_with(conditions: &[Condition], type_: &str, reason: Option<&str>) -> bool {
     find(conditions, type_)
         .is_some_and(|c| c.status == "True" && reason.is_none_or(|r| c.reason == r))
 }

@@ -28,7 +28,7 @@ pub const DELETION_POLL: Duration = Duration::from_secs(2);
 
 /// Whether the CR carries [`FINALIZER`].
 #[must_use]
-pub fn has_finalizer(cr: &VMDistributed) -> bool {
+pub(crate) fn has_finalizer(cr: &VMDistributed) -> bool {
     cr.metadata
         .finalizers
         .as_ref()
@@ -46,7 +46,7 @@ fn carries_our_marks(child: &ChildObject, cr_name: &str, cr_uid: &str) -> bool {
 /// The cleanup step for a CR that is being deleted. The status is left as it is (the object is
 /// going away; a status write would only race with the finalizer removal).
 #[must_use]
-pub fn decide_deletion(cr: &VMDistributed, observed: &Observed) -> Decision {
+pub(crate) fn decide_deletion(cr: &VMDistributed, observed: &Observed) -> Decision {
     let status = cr.status.clone().unwrap_or_default();
     let mut decision = Decision {
         status,

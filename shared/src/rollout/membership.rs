@@ -104,7 +104,7 @@ impl LiveRefs {
 /// The kind of the child that represents a zone in `target`: its agent for `write`, its backend
 /// for `read`.
 #[must_use]
-pub fn member_kind(cr: &VMDistributed, target: Target) -> ChildKind {
+pub(crate) fn member_kind(cr: &VMDistributed, target: Target) -> ChildKind {
     match target {
         Target::Write => ChildKind::VMAgent,
         Target::Read => backend_kind(cr),
@@ -113,7 +113,7 @@ pub fn member_kind(cr: &VMDistributed, target: Target) -> ChildKind {
 
 /// The name of the child that represents `zone` in `target`.
 #[must_use]
-pub fn member_name(cr: &VMDistributed, zone: &Zone, target: Target) -> String {
+pub(crate) fn member_name(cr: &VMDistributed, zone: &Zone, target: Target) -> String {
     child_name(cr, zone, member_kind(cr, target))
 }
 
@@ -147,7 +147,7 @@ fn ready_for(cr: &VMDistributed, observed: &Observed, zone: &Zone, target: Targe
 /// The zone under update: `status.rollout.zone` in phase `Excluding` or `Applying`. It leaves
 /// only the targets another zone serves ([`kept_in_place`] are the others).
 #[must_use]
-pub fn zone_under_update(cr: &VMDistributed) -> Option<&str> {
+pub(crate) fn zone_under_update(cr: &VMDistributed) -> Option<&str> {
     let rollout = cr.status.as_ref()?.rollout.as_ref()?;
     match rollout.phase? {
         ZonePhase::Excluding | ZonePhase::Applying => rollout.zone.as_deref(),
@@ -161,7 +161,7 @@ pub fn zone_under_update(cr: &VMDistributed) -> Option<&str> {
 /// if the zone that served it since has failed (it goes back in). A single-zone CR is the
 /// simplest case: its zone stays everywhere.
 #[must_use]
-pub fn kept_in_place(cr: &VMDistributed, observed: &Observed, zone: &Zone) -> Vec<Target> {
+pub(crate) fn kept_in_place(cr: &VMDistributed, observed: &Observed, zone: &Zone) -> Vec<Target> {
     let live = LiveRefs::of(cr, observed);
     let excluding = cr
         .status
@@ -226,7 +226,7 @@ fn serves_reads_unchanged(
 /// Where it listens, not where its intent says: while a URL change moves through the zones, a
 /// zone not updated yet still gets everything at its old URL.
 #[must_use]
-pub fn all_agents_write_to(cr: &VMDistributed, observed: &Observed, zone: &Zone) -> bool {
+pub(crate) fn all_agents_write_to(cr: &VMDistributed, observed: &Observed, zone: &Zone) -> bool {
     let kind = backend_kind(cr);
     let name = child_name(cr, zone, kind);
     let namespace = cr.metadata.namespace.as_deref().unwrap_or("default");
@@ -246,7 +246,7 @@ pub fn all_agents_write_to(cr: &VMDistributed, observed: &Observed, zone: &Zone)
 /// to all along, and keeping it out until every other agent moved would take every zone out of
 /// `read` in turn, the last one leaving it empty.
 #[must_use]
-pub fn all_agents_know(cr: &VMDistributed, observed: &Observed, zone: &Zone) -> bool {
+pub(crate) fn all_agents_know(cr: &VMDistributed, observed: &Observed, zone: &Zone) -> bool {
     let url = backend_url(cr, zone, observed);
     let kind = backend_kind(cr);
     let name = child_name(cr, zone, kind);
@@ -277,7 +277,7 @@ fn restoring_zone(cr: &VMDistributed) -> Option<&str> {
 
 /// Whether an agent spec lists `url` in its `remoteWrite`.
 #[must_use]
-pub fn agent_writes_to(agent_spec: &Value, url: &str) -> bool {
+pub(crate) fn agent_writes_to(agent_spec: &Value, url: &str) -> bool {
     remote_write_urls(agent_spec).any(|entry| entry == url)
 }
 
@@ -380,7 +380,7 @@ fn hand_over(
 /// zone the rollout is updating, which it may still exclude (vmauth retries that zone while it
 /// is briefly unready).
 #[must_use]
-pub fn handback(cr: &VMDistributed, observed: &Observed, auth: &ChildObject) -> Membership {
+pub(crate) fn handback(cr: &VMDistributed, observed: &Observed, auth: &ChildObject) -> Membership {
     let mut membership = derive(cr, observed, None);
     let own = LiveRefs::from_vmauth_spec(&auth.spec);
     let rollout_zone = cr

@@ -14,7 +14,7 @@ use crate::children::{
 
 /// Escape a key for use in a JSON Pointer (RFC 6901).
 #[must_use]
-pub fn escape_pointer(key: &str) -> String {
+pub(crate) fn escape_pointer(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
@@ -102,7 +102,10 @@ pub fn forget_creation(child: &ChildObject, cr_uid: &str) -> Option<json_patch::
 /// The patch that removes every owner reference to `cr_uid` (`retain` turned true). `None`
 /// when there is none.
 #[must_use]
-pub fn remove_owner_reference(child: &ChildObject, cr_uid: &str) -> Option<json_patch::Patch> {
+pub(crate) fn remove_owner_reference(
+    child: &ChildObject,
+    cr_uid: &str,
+) -> Option<json_patch::Patch> {
     let removals = owner_reference_removals(child, cr_uid);
     if removals.is_empty() {
         return None;
@@ -115,7 +118,10 @@ pub fn remove_owner_reference(child: &ChildObject, cr_uid: &str) -> Option<json_
 /// The patch that adds `reference` to `child` (a created child lost its owner reference while
 /// `retain` is false).
 #[must_use]
-pub fn add_owner_reference(child: &ChildObject, reference: &OwnerRef) -> Option<json_patch::Patch> {
+pub(crate) fn add_owner_reference(
+    child: &ChildObject,
+    reference: &OwnerRef,
+) -> Option<json_patch::Patch> {
     let reference = serde_json::to_value(reference).ok()?;
     let add = if child.owner_references.is_empty() {
         json!({"op": "add", "path": "/metadata/ownerReferences", "value": [reference]})

@@ -9,7 +9,7 @@ pub const DNS_LABEL_MAX: usize = 63;
 /// Why `name` is not a DNS-1123 label (RFC 1123: lower-case alphanumerics and `-`, starting and
 /// ending with an alphanumeric, 1 to 63 characters), or `None` when it is one.
 #[must_use]
-pub fn dns_label_problem(name: &str) -> Option<String> {
+pub(crate) fn dns_label_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("must not be empty".to_owned());
     }
@@ -47,7 +47,7 @@ pub fn dns_label_problem(name: &str) -> Option<String> {
 /// - VMSingle: Deployment and Service `vmsingle-<name>` (9 + name ≤ 63) → 54.
 /// - VMAuth: Deployment and Service `vmauth-<name>` (7 + name ≤ 63) → 56.
 #[must_use]
-pub fn name_limit(kind: ChildKind) -> (usize, &'static str) {
+pub(crate) fn name_limit(kind: ChildKind) -> (usize, &'static str) {
     match kind {
         ChildKind::VMCluster => (
             42,
@@ -76,7 +76,7 @@ pub fn name_limit(kind: ChildKind) -> (usize, &'static str) {
 
 /// Why `name` cannot be the name of a child of `kind`, or `None` when it can.
 #[must_use]
-pub fn child_name_problem(kind: ChildKind, name: &str) -> Option<String> {
+pub(crate) fn child_name_problem(kind: ChildKind, name: &str) -> Option<String> {
     if let Some(problem) = dns_label_problem(name) {
         return Some(problem);
     }

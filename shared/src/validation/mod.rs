@@ -10,7 +10,7 @@
 //!   else is checked (the other rules' work grows with the zones);
 //! - each zone name is a DNS-1123 label, unique;
 //! - every resolved child name ([`crate::names`]) is a DNS-1123 label within the length limit of
-//!   its kind ([`name_limit`]: VMCluster 42, VMAgent 42, VMSingle 54, VMAuth 56);
+//!   its kind (`dns::name_limit`: VMCluster 42, VMAgent 42, VMSingle 54, VMAuth 56);
 //! - no two zones resolve to the same child of one kind; a `zoneCommon.<kind>.name` without
 //!   `%ZONE%` shared by several zones is reported once, asking for `%ZONE%`;
 //! - `name` and `ref` are not both set; `ref.name` is not empty; `ref.namespace`, when given,
@@ -51,8 +51,6 @@ use serde_json::Value;
 use crate::api::{GROUP, KIND, MAX_ZONES, VERSION, VMDistributed};
 use crate::children::ChildObject;
 use crate::parse::{strict, strict_cr};
-
-pub use dns::{DNS_LABEL_MAX, child_name_problem, dns_label_problem, name_limit};
 
 /// Annotation on a `VMDistributed` that lifts the rename check on UPDATE when set to `"true"`.
 pub const ALLOW_RENAME_ANNOTATION: &str = "operator.victoriametrics.com/allow-rename";
