@@ -286,3 +286,30 @@ fn a_url_change_waits_for_the_queues_the_agents_new_list_renames() {
         remote_write_urls(&world, "demo-z0")
     );
 }
+
+#[test]
+fn a_decision_right_after_a_poll_asks_for_the_next_one_only_when_it_is_due() {
+    let mut world = settled_world(3);
+    let url = backend_url(&world, 0);
+    world.queued.insert(("demo-z1".into(), url), 10);
+    start_update(&mut world);
+    run_until(&mut world, 20, "polled", |w| {
+        drain_state(w) == Some(DrainState::Draining) && w.probes > 0
+    });
+    // Decided again at once, as the controller does after a poll: no second poll yet.
+    let probes = world.probes;
+    let decision = world.reconcile(None);
+    assert_eq!(world.probes, probes, "{:?}", decision.actions);
+    let wait = decision.requeue_after.expect("a requeue for the next poll");
+    assert!(
+        wait <= shared::queues::POLL_INTERVAL,
+        "next poll in {wait:?}"
+    );
+    // Once it is due, the next decision polls.
+    world.now = world
+        .now
+        .checked_add(shared::queues::POLL_INTERVAL)
+        .expect("time");
+    world.reconcile(None);
+    assert_eq!(world.probes, probes + 1);
+}

@@ -437,7 +437,9 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
                     again = true;
                 }
                 Executed::Preflight => again = true,
-                Executed::Polled => {}
+                // The poll may complete the drain: decide again on it now rather than at the
+                // next requeue (a decision right after a poll asks for no other).
+                Executed::Polled => again = true,
             }
         }
         if let Some(err) = failed {
@@ -641,7 +643,7 @@ enum Executed {
     Child,
     Cr(Box<VMDistributed>),
     Preflight,
-    /// Agent queues were polled: the decision's requeue brings the next poll.
+    /// Agent queues were polled.
     Polled,
 }
 

@@ -104,8 +104,9 @@ pub enum Action {
     /// Poll the `/metrics` of every ready pod of each probe's agent once (concurrently, each
     /// within [`crate::queues::POD_TIMEOUT`]), fold the pages into the reports with
     /// [`crate::queues::record`] and pass them as [`Observed::queues`] to later decisions
-    /// (docs/rollout.md "Persistent-queue drain"). Writes nothing; the decision's requeue
-    /// brings the next poll.
+    /// (docs/rollout.md "Persistent-queue drain"), then decide again at once: the poll may have
+    /// completed the drain, and a decision made within [`crate::queues::POLL_INTERVAL`] of the
+    /// last poll asks for no other. Writes nothing.
     ProbeQueues {
         /// The agents and targets to poll.
         probes: Vec<QueueProbe>,

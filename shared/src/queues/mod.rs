@@ -12,8 +12,10 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-/// Time between two polls of the same queues.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Time between two polls of the same queues. vmagent's gauge counts what waits in the queue;
+/// a target that does not take data keeps it above zero, so two empty polls this far apart
+/// show a queue that is drained, not one caught between two blocks.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Consecutive polls in which every ready pod reports the queue empty: one empty poll may be a
 /// moment between two blocks.
 pub const DRAINED_AFTER_POLLS: u32 = 2;

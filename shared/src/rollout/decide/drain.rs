@@ -15,7 +15,7 @@
 
 use serde_json::Value;
 
-use super::{Outcome, Step, ZoneView, add};
+use super::{Outcome, Step, ZoneView, add, until};
 use crate::api::{DrainState, RolloutStatus, TrafficMode, ZonePhase};
 use crate::children::ChildObject;
 use crate::duration::format_go_duration;
@@ -97,9 +97,28 @@ impl Step<'_> {
             REASON_DRAINING.into(),
             format!("{subject}; waiting for the vmagent queues to drain: {holding}"),
         ));
-        outcome
-            .actions
-            .push(Action::ProbeQueues { probes: pending });
+        // The next poll comes POLL_INTERVAL after the last one: the controller decides again
+        // right after each poll, and a decision that soon after it asks for none.
+        let last_poll = pending
+            .iter()
+            .flat_map(|probe| {
+                probe
+                    .targets
+                    .iter()
+                    .map(|target| self.report(&probe.agent, target).map(|r| r.polled_at))
+            })
+            .min()
+            .flatten();
+        let next_poll = last_poll.and_then(|at| until(self.now, add(at, POLL_INTERVAL)));
+        match next_poll {
+            Some(wait) => outcome.requeue_at_most(wait),
+            None => {
+                outcome
+                    .actions
+                    .push(Action::ProbeQueues { probes: pending });
+                outcome.requeue_at_most(POLL_INTERVAL);
+            }
+        }
         outcome.draining = true;
         let deadline = add(
             self.phase_since(&outcome.rollout),
@@ -114,7 +133,6 @@ impl Step<'_> {
                 ),
             ));
         }
-        outcome.requeue_at_most(POLL_INTERVAL);
         Drain::Waiting
     }
 
