@@ -268,7 +268,9 @@ pub fn shapes_for(cr: &VMDistributed, observed: &Observed, intents: &[ChildInten
         .collect()
 }
 
-fn zones_where(cr: &VMDistributed, allows: fn(TrafficMode) -> bool) -> BTreeSet<String> {
+/// The zones whose `trafficMode` `allows` a target: the members of a VMAuth that routes every
+/// zone its mode admits.
+pub(crate) fn zones_where(cr: &VMDistributed, allows: fn(TrafficMode) -> bool) -> BTreeSet<String> {
     cr.spec
         .zones
         .iter()

@@ -21,6 +21,7 @@ use crate::defaults::default_in_place;
 use crate::model::{ChildIntent, Membership, Observed};
 use crate::names::ChildKind;
 use crate::parse::strict;
+use crate::preflight::zones_where;
 use crate::render::{render_vmauth, render_zone};
 use crate::validation::validate_value;
 use crate::versions::PinnedVersions;
@@ -127,8 +128,8 @@ fn render_one(
         intents.push((format!("zone {}", zone.name), zone_intents.agent));
     }
     let steady = Membership {
-        write: routed(&cr, TrafficMode::writes),
-        read: routed(&cr, TrafficMode::reads),
+        write: zones_where(&cr, TrafficMode::writes),
+        read: zones_where(&cr, TrafficMode::reads),
     };
     if let Some(auth) = render_vmauth(&cr, &observed, &steady) {
         intents.push(("shared VMAuth".to_owned(), auth));
@@ -143,16 +144,4 @@ fn render_one(
         out.stdout.push_str(&yaml);
     }
     Ok(())
-}
-
-fn routed(
-    cr: &VMDistributed,
-    allows: fn(TrafficMode) -> bool,
-) -> std::collections::BTreeSet<String> {
-    cr.spec
-        .zones
-        .iter()
-        .filter(|z| allows(z.traffic_mode.unwrap_or_default()))
-        .map(|z| z.name.clone())
-        .collect()
 }
