@@ -198,28 +198,6 @@ pub enum EventReason {
 }
 
 impl EventReason {
-    /// Every reason, so that a reason read back from a stored condition is matched against
-    /// [`EventReason::as_str`] rather than a second list.
-    pub const ALL: [Self; 11] = [
-        Self::RolloutStarted,
-        Self::ZoneUpdated,
-        Self::RolloutFinished,
-        Self::ZoneNotReady,
-        Self::VMAuthNotReady,
-        Self::InvalidSpec,
-        Self::OwnershipConflict,
-        Self::UpdatingInPlace,
-        Self::ChildRejected,
-        Self::ChildWriteFailed,
-        Self::QueueNotDrained,
-    ];
-
-    /// The reason whose [`EventReason::as_str`] is `reason`.
-    #[must_use]
-    pub(crate) fn from_reason(reason: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == reason)
-    }
-
     /// The reason string.
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -284,34 +262,6 @@ impl Decision {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_event_reason_reads_back_from_its_string() {
-        for reason in EventReason::ALL {
-            assert_eq!(EventReason::from_reason(reason.as_str()), Some(reason));
-        }
-        // ALL lists each reason once: as_str is a bijection over it.
-        let names: std::collections::BTreeSet<_> =
-            EventReason::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(names.len(), EventReason::ALL.len());
-        assert_eq!(EventReason::from_reason("Halted"), None);
-        // A new reason must be added to ALL: this match stops compiling without its arm.
-        let position = |reason: EventReason| match reason {
-            EventReason::RolloutStarted => 0,
-            EventReason::ZoneUpdated => 1,
-            EventReason::RolloutFinished => 2,
-            EventReason::ZoneNotReady => 3,
-            EventReason::VMAuthNotReady => 4,
-            EventReason::InvalidSpec => 5,
-            EventReason::OwnershipConflict => 6,
-            EventReason::UpdatingInPlace => 7,
-            EventReason::ChildRejected => 8,
-            EventReason::ChildWriteFailed => 9,
-            EventReason::QueueNotDrained => 10,
-        };
-        for (i, reason) in EventReason::ALL.into_iter().enumerate() {
-            assert_eq!(position(reason), i);
-        }
-    }
     use crate::api::{RolloutStatus, UpdateStatus, ZoneStatus};
 
     fn decision(status: VMDistributedStatus) -> Decision {

@@ -39,6 +39,15 @@ impl Desired {
             message: message.into(),
         }
     }
+
+    /// Whether `stored` is this condition with the same status and reason (its message and
+    /// times aside).
+    #[must_use]
+    pub(crate) fn is_stored_as(&self, stored: &Condition) -> bool {
+        stored.type_ == self.type_
+            && stored.status == status_text(self.status)
+            && stored.reason == self.reason
+    }
 }
 
 fn status_text(status: bool) -> &'static str {
@@ -79,11 +88,4 @@ pub fn settle(
 #[must_use]
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
-}
-
-/// Whether `conditions` has `type_` with status True and (when given) this reason.
-#[must_use]
-pub(crate) fn is_true_with(conditions: &[Condition], type_: &str, reason: Option<&str>) -> bool {
-    find(conditions, type_)
-        .is_some_and(|c| c.status == "True" && reason.is_none_or(|r| c.reason == r))
 }

@@ -93,10 +93,10 @@ impl Step<'_> {
             }
         }
         let subject = format!("zone {}: {phase:?}", view.zone.name);
-        outcome.progress = Some((
-            REASON_DRAINING.into(),
+        outcome.progressing(
+            REASON_DRAINING,
             format!("{subject}; waiting for the vmagent queues to drain: {holding}"),
-        ));
+        );
         // The next poll comes POLL_INTERVAL after the last one: the controller decides again
         // right after each poll, and a decision that soon after it asks for none.
         let last_poll = pending

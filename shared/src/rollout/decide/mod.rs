@@ -45,6 +45,7 @@ use crate::validation::validate_stored;
 
 use events::{condition_events, rollout_events};
 use removal::Removal;
+use status::Assembled;
 
 /// Condition reason while children are being created, rolled out or removed.
 pub const REASON_ROLLING_OUT: &str = "RollingOut";
@@ -116,8 +117,8 @@ struct Outcome {
     rollout: RolloutStatus,
     actions: Vec<Action>,
     requeue: Option<Duration>,
-    /// Progressing=True reason and message.
-    progress: Option<(String, String)>,
+    /// Progressing=True: what the step is doing.
+    progress: Option<Progress>,
     /// Degraded=True reason and message.
     degraded: Option<(EventReason, String)>,
     /// What an exclusion waits for, for the message of its timeout.
@@ -133,7 +134,24 @@ struct Outcome {
     preflight_generation: Option<i64>,
 }
 
+/// What a step is doing, as `Progressing=True` says it.
+struct Progress {
+    reason: &'static str,
+    message: String,
+    /// The event that announces it when the condition turns to this reason.
+    event: Option<EventReason>,
+}
+
 impl Outcome {
+    /// The step is doing `message`, under `reason`, with no event of its own.
+    fn progressing(&mut self, reason: &'static str, message: impl Into<String>) {
+        self.progress = Some(Progress {
+            reason,
+            message: message.into(),
+            event: None,
+        });
+    }
+
     fn requeue_at_most(&mut self, after: Duration) {
         self.requeue = Some(self.requeue.map_or(after, |r| r.min(after)));
     }
@@ -174,11 +192,11 @@ pub fn decide(cr: &VMDistributed, observed: &Observed, now: Timestamp) -> Decisi
     if cr.metadata.deletion_timestamp.is_some() {
         return deletion::decide_deletion(cr, observed);
     }
-    let decision = decide_once(cr, observed, now);
-    describe_transition(cr, observed, now, decision)
+    let step = decide_once(cr, observed, now);
+    describe_transition(cr, observed, now, step)
 }
 
-fn decide_once(cr: &VMDistributed, observed: &Observed, now: Timestamp) -> Decision {
+fn decide_once(cr: &VMDistributed, observed: &Observed, now: Timestamp) -> Assembled {
     let previous = cr.status.clone().unwrap_or_default();
     let defaulted = apply_defaults(cr);
     let mut step = Step::new(&defaulted, observed, now, &previous);
@@ -197,42 +215,51 @@ fn decide_once(cr: &VMDistributed, observed: &Observed, now: Timestamp) -> Decis
 /// without a write of its own (the last zone restored and nothing left to do), the next
 /// transition is folded in the same way. The actions stay those of the first transition: none
 /// that a transition authorizes.
+///
+/// The events are those of the status finally written, compared with the stored one: each
+/// folded transition's rollout events, and the conditions the last step announces that the
+/// stored status did not show.
 fn describe_transition(
     cr: &VMDistributed,
     observed: &Observed,
     now: Timestamp,
-    transition: Decision,
+    step: Assembled,
 ) -> Decision {
     /// Transitions folded into one write at most; the state machine never needs more.
     const MAX_FOLDED: usize = 3;
     let previous = cr.status.clone().unwrap_or_default();
-    if transition.status.rollout == previous.rollout || cr.metadata.deletion_timestamp.is_some() {
-        return transition;
-    }
-    let mut status = transition.status.clone();
-    let mut folded_events = rollout_events(&previous, &status);
-    for _ in 0..MAX_FOLDED {
-        let stored_status = as_stored(&status);
-        let mut stored = cr.clone();
-        stored.status = Some(stored_status.clone());
-        let entered = decide_once(&stored, observed, now);
-        if entered.status.rollout == stored_status.rollout {
-            status = entered.status;
-            break;
+    let Assembled {
+        decision,
+        mut announcements,
+    } = step;
+    let mut status = decision.status.clone();
+    let mut events = rollout_events(&previous, &status);
+    if status.rollout != previous.rollout {
+        for _ in 0..MAX_FOLDED {
+            let stored_status = as_stored(&status);
+            let mut stored = cr.clone();
+            stored.status = Some(stored_status.clone());
+            let entered = decide_once(&stored, observed, now);
+            let settled = entered.decision.status.rollout == stored_status.rollout;
+            if !settled && !entered.decision.actions.is_empty() {
+                break;
+            }
+            if !settled {
+                events.extend(rollout_events(&stored_status, &entered.decision.status));
+            }
+            status = entered.decision.status;
+            announcements = entered.announcements;
+            if settled {
+                break;
+            }
         }
-        if !entered.actions.is_empty() {
-            break;
-        }
-        folded_events.extend(rollout_events(&stored_status, &entered.status));
-        status = entered.status;
     }
-    let mut events = folded_events;
-    events.extend(condition_events(&previous, &status));
+    events.extend(condition_events(&previous.conditions, &announcements));
     Decision {
         status_changed: status != previous,
         events,
         status,
-        ..transition
+        ..decision
     }
 }
 
@@ -398,10 +425,7 @@ impl<'a> Step<'a> {
     fn transition(&self, rollout: RolloutStatus, outcome: &mut Outcome) {
         outcome.rollout = rollout;
         outcome.actions.clear();
-        outcome.progress = Some((
-            REASON_ROLLING_OUT.to_owned(),
-            "rollout state changed".to_owned(),
-        ));
+        outcome.progressing(REASON_ROLLING_OUT, "rollout state changed");
     }
 
     fn enter(&self, zone: &str, phase: ZonePhase) -> RolloutStatus {
@@ -441,7 +465,7 @@ impl<'a> Step<'a> {
         }
         if !has_finalizer(self.cr) {
             outcome.actions.push(Action::AddFinalizer);
-            outcome.progress = Some((REASON_ROLLING_OUT.into(), "adding finalizer".into()));
+            outcome.progressing(REASON_ROLLING_OUT, "adding finalizer");
             return outcome;
         }
         // 2. Preflight once per generation, before any child write.
@@ -476,8 +500,7 @@ impl<'a> Step<'a> {
                             generation: self.generation,
                             intents,
                         });
-                        outcome.progress =
-                            Some((REASON_ROLLING_OUT.into(), "preflight dry-run".into()));
+                        outcome.progressing(REASON_ROLLING_OUT, "preflight dry-run");
                         return outcome;
                     }
                 }
@@ -504,7 +527,7 @@ impl<'a> Step<'a> {
             if handback.waiting {
                 outcome.requeue_at_most(DELETION_POLL);
             }
-            outcome.progress = Some((REASON_REMOVING.into(), handback.message));
+            outcome.progressing(REASON_REMOVING, handback.message);
             return outcome;
         }
         // 4. A rollout in progress advances one phase.
@@ -518,10 +541,10 @@ impl<'a> Step<'a> {
             && views.iter().any(|v| !v.current)
         {
             outcome.requeue_at_most(wait);
-            outcome.progress = Some((
-                REASON_UPDATE_PAUSE.into(),
+            outcome.progressing(
+                REASON_UPDATE_PAUSE,
                 format!("next zone starts at {pause_until}"),
-            ));
+            );
             outcome.actions.extend(self.vmauth_write());
             return outcome;
         }
@@ -552,7 +575,7 @@ impl<'a> Step<'a> {
             if removal.waiting {
                 outcome.requeue_at_most(DELETION_POLL);
             }
-            outcome.progress = Some((REASON_REMOVING.into(), removal.message));
+            outcome.progressing(REASON_REMOVING, removal.message);
             return outcome;
         }
         // 8. Nothing left to do.
@@ -563,10 +586,7 @@ impl<'a> Step<'a> {
             outcome.ready = true;
             outcome.rollout.pause_until = None;
         } else if !outcome.actions.is_empty() || pending_zone {
-            outcome.progress = Some((
-                REASON_ROLLING_OUT.into(),
-                "creating or updating children".into(),
-            ));
+            outcome.progressing(REASON_ROLLING_OUT, "creating or updating children");
         }
         outcome
     }

@@ -9,8 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 
 use super::drain::Drain;
 use super::{
-    Outcome, REASON_ROLLING_OUT, REASON_UPDATING_IN_PLACE, REASON_WAITING_FOR_HEALTHY_ZONES, Step,
-    ZoneView, add, child_current, pause_end, until,
+    Outcome, Progress, REASON_ROLLING_OUT, REASON_UPDATING_IN_PLACE,
+    REASON_WAITING_FOR_HEALTHY_ZONES, Step, ZoneView, add, child_current, pause_end, until,
 };
 use crate::api::{RolloutStatus, TrafficMode, ZonePhase};
 use crate::children::ChildObject;
@@ -39,10 +39,7 @@ impl Step<'_> {
             ZonePhase::Applying => EventReason::ZoneNotReady,
             ZonePhase::Excluding | ZonePhase::Restoring => EventReason::VMAuthNotReady,
         };
-        outcome.progress = Some((
-            REASON_ROLLING_OUT.into(),
-            format!("zone {zone_name}: {phase:?}"),
-        ));
+        outcome.progressing(REASON_ROLLING_OUT, format!("zone {zone_name}: {phase:?}"));
         let waiting = match phase {
             ZonePhase::Excluding => self.excluding(view, views, outcome),
             ZonePhase::Applying => self.applying(view, outcome),
@@ -143,13 +140,14 @@ impl Step<'_> {
             .collect::<Vec<_>>()
             .join(" and ");
         let pronoun = if kept.len() == 1 { "it" } else { "them" };
-        outcome.progress = Some((
-            REASON_UPDATING_IN_PLACE.into(),
-            format!(
+        outcome.progress = Some(Progress {
+            reason: REASON_UPDATING_IN_PLACE,
+            event: Some(EventReason::UpdatingInPlace),
+            message: format!(
                 "zone {}: {phase:?}; updated in place for {targets}: no other zone serves {pronoun}, so it stays in the load balancer while it is updated",
                 view.zone.name
             ),
-        ));
+        });
     }
 
     /// Excluding: take the zone out of the targets another zone serves. Returns whether it is
@@ -185,14 +183,14 @@ impl Step<'_> {
                 .map(|z| format!("zone {z}"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            outcome.progress = Some((
-                REASON_WAITING_FOR_HEALTHY_ZONES.into(),
+            outcome.progressing(
+                REASON_WAITING_FOR_HEALTHY_ZONES,
                 format!(
                     "zone {} waits before leaving the load balancer: {} not ready",
                     view.zone.name,
                     unhealthy.into_iter().collect::<Vec<_>>().join(", ")
                 ),
-            ));
+            );
             outcome.waiting_for = Some(format!(
                 "zone {} has not left the load balancer: it waits for {names} to become ready, which did not happen",
                 view.zone.name

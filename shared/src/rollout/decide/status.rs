@@ -2,10 +2,10 @@
 //! events"): per-zone statuses, `updateStatus`, the `Ready`, `Progressing` and `Degraded`
 //! conditions, failed child writes, and the events of the change.
 
-use super::events::events;
-use super::{Outcome, REASON_OPERATIONAL, REASON_ZONES_NOT_READY, Step, ZoneView};
+use super::events::Announcement;
+use super::{Outcome, Progress, REASON_OPERATIONAL, REASON_ZONES_NOT_READY, Step, ZoneView};
 use crate::api::{RolloutStatus, UpdateStatus, VMDistributedStatus, ZonePhase, ZoneStatus};
-use crate::model::{Action, ChildFailure, Decision, EventReason};
+use crate::model::{Action, ChildFailure, Decision, EventReason, EventType};
 use crate::rollout::conditions::{self, DEGRADED, Desired, PROGRESSING, READY};
 use crate::rollout::membership::LiveRefs;
 use crate::versions::{self, PinnedVersions};
@@ -37,7 +37,10 @@ impl Step<'_> {
             .collect()
     }
 
-    pub(super) fn assemble(&self, mut outcome: Outcome) -> Decision {
+    /// The decision of `outcome`, without events, and the conditions it announces: which of
+    /// them are news depends on the status the decision is compared with (`decide` folds
+    /// transitions).
+    pub(super) fn assemble(&self, mut outcome: Outcome) -> Assembled {
         let views = self.zone_views();
         let mut zones = self.zone_statuses(&views);
         for zone in &mut zones {
@@ -90,11 +93,17 @@ impl Step<'_> {
             .degraded
             .as_ref()
             .is_some_and(|(r, _)| *r != EventReason::OwnershipConflict);
+        let mut announcements = Vec::new();
+        let mut announce = |type_, reason, condition: &Desired| {
+            announcements.push(Announcement::new(type_, reason, condition));
+        };
         let (update_status, reason, ready, progressing) = if let Some(message) = &outcome.invalid {
+            let ready = Desired::new(READY, false, "InvalidSpec", message.clone());
+            announce(EventType::Warning, EventReason::InvalidSpec, &ready);
             (
                 UpdateStatus::Failed,
                 message.clone(),
-                Desired::new(READY, false, "InvalidSpec", message.clone()),
+                ready,
                 Desired::new(PROGRESSING, false, "InvalidSpec", "nothing is written"),
             )
         } else if outcome.paused {
@@ -106,15 +115,17 @@ impl Step<'_> {
             )
         } else if outcome.ready {
             let message = format!("all {} zones are current and ready", zones.len());
+            let ready = Desired::new(READY, true, REASON_OPERATIONAL, message.clone());
+            announce(EventType::Normal, EventReason::RolloutFinished, &ready);
             (
                 UpdateStatus::Operational,
-                message.clone(),
-                Desired::new(READY, true, REASON_OPERATIONAL, message),
+                message,
+                ready,
                 Desired::new(PROGRESSING, false, "Idle", "nothing to do"),
             )
         } else if let Some((degraded_reason, message)) = &outcome.degraded {
             let progressing = match (&outcome.progress, halted) {
-                (Some((r, m)), false) => Desired::new(PROGRESSING, true, r.clone(), m.clone()),
+                (Some(progress), false) => progress_condition(progress, &mut announce),
                 _ => Desired::new(PROGRESSING, false, "Halted", message.clone()),
             };
             (
@@ -123,12 +134,12 @@ impl Step<'_> {
                 Desired::new(READY, false, degraded_reason.as_str(), message.clone()),
                 progressing,
             )
-        } else if let Some((r, m)) = &outcome.progress {
+        } else if let Some(progress) = &outcome.progress {
             (
                 UpdateStatus::Expanding,
-                m.clone(),
-                Desired::new(READY, false, r.clone(), m.clone()),
-                Desired::new(PROGRESSING, true, r.clone(), m.clone()),
+                progress.message.clone(),
+                Desired::new(READY, false, progress.reason, progress.message.clone()),
+                progress_condition(progress, &mut announce),
             )
         } else {
             let message = views
@@ -156,7 +167,9 @@ impl Step<'_> {
         };
         let degraded = match &outcome.degraded {
             Some((r, m)) if outcome.invalid.is_none() && !outcome.paused => {
-                Desired::new(DEGRADED, true, r.as_str(), m.clone())
+                let degraded = Desired::new(DEGRADED, true, r.as_str(), m.clone());
+                announce(EventType::Warning, *r, &degraded);
+                degraded
             }
             _ => Desired::new(DEGRADED, false, "AsExpected", ""),
         };
@@ -182,13 +195,33 @@ impl Step<'_> {
             ))
             .filter(|pinned| *pinned != PinnedVersions::default()),
         };
-        let events = events(self.previous, &status);
-        Decision {
-            status_changed: status != *self.previous,
-            status,
-            actions: outcome.actions,
-            requeue_after: outcome.requeue,
-            events,
+        Assembled {
+            decision: Decision {
+                status_changed: status != *self.previous,
+                status,
+                actions: outcome.actions,
+                requeue_after: outcome.requeue,
+                events: Vec::new(),
+            },
+            announcements,
         }
     }
+}
+
+/// A step's decision before its events, and the conditions it announces.
+pub(super) struct Assembled {
+    pub(super) decision: Decision,
+    pub(super) announcements: Vec<Announcement>,
+}
+
+/// `Progressing=True` for `progress`, announced when the step names an event for it.
+fn progress_condition(
+    progress: &Progress,
+    announce: &mut impl FnMut(EventType, EventReason, &Desired),
+) -> Desired {
+    let condition = Desired::new(PROGRESSING, true, progress.reason, progress.message.clone());
+    if let Some(event) = progress.event {
+        announce(EventType::Warning, event, &condition);
+    }
+    condition
 }
