@@ -31,7 +31,7 @@ pub const KIND: &str = "VMDistributed";
 /// lease renewal. Sixteen is more zones than any region has.
 pub const MAX_ZONES: usize = 16;
 /// The literal replaced by a zone's name in `zoneCommon` names and specs.
-pub const ZONE_PLACEHOLDER: &str = "%ZONE%";
+pub(crate) const ZONE_PLACEHOLDER: &str = "%ZONE%";
 
 /// Joins the lines of every paragraph of the descriptions in `schema` (its own and its
 /// properties'). Doc comments are wrapped at 100 columns, and `kubectl explain` prints a

@@ -288,7 +288,7 @@ fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
 
 /// Serde for [`ChildKind`] as its `kind` string, so the model types serialize readably without
 /// requiring serde derives on `ChildKind` itself.
-pub mod kind_serde {
+pub(crate) mod kind_serde {
     use serde::{Deserialize, Deserializer, Serializer};
 
     use super::{ChildKind, kind_from_str};

@@ -27,9 +27,9 @@ use crate::api::{
 use crate::duration::parse_go_duration;
 
 /// Default of `spec.zoneCommon.readyTimeout`, as stored.
-pub const DEFAULT_READY_TIMEOUT: &str = "5m";
+pub(crate) const DEFAULT_READY_TIMEOUT: &str = "5m";
 /// Default of `spec.zoneCommon.updatePause`, as stored.
-pub const DEFAULT_UPDATE_PAUSE: &str = "1m";
+pub(crate) const DEFAULT_UPDATE_PAUSE: &str = "1m";
 
 /// A copy of `cr` with every default of the table above filled in where the user wrote nothing.
 ///

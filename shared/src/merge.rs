@@ -18,11 +18,11 @@
 use serde_json::{Map, Value};
 
 /// The strategic-merge-patch directive key.
-pub const PATCH_KEY: &str = "$patch";
+pub(crate) const PATCH_KEY: &str = "$patch";
 
 /// What a `$patch` directive on an object asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Directive {
+pub(crate) enum Directive {
     /// No directive, or `$patch: merge`: merge key by key.
     Merge,
     /// `$patch: delete`: remove the key that holds this object.
@@ -34,7 +34,7 @@ pub enum Directive {
 /// The directive of `object`. Unknown `$patch` values count as [`Directive::Merge`]; validation
 /// rejects them (see [`directive_value_is_known`]).
 #[must_use]
-pub fn directive(object: &Map<String, Value>) -> Directive {
+pub(crate) fn directive(object: &Map<String, Value>) -> Directive {
     match object.get(PATCH_KEY).and_then(Value::as_str) {
         Some("delete") => Directive::Delete,
         Some("replace") => Directive::Replace,

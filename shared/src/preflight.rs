@@ -61,7 +61,7 @@ pub struct Cause {
 /// fixed without any change the controller watches.
 pub const RECHECK_BASE: Duration = Duration::from_secs(120);
 /// The longest a rejection is held before the next dry-run.
-pub const RECHECK_CAP: Duration = Duration::from_secs(30 * 60);
+pub(crate) const RECHECK_CAP: Duration = Duration::from_secs(30 * 60);
 
 /// How long the `rejections`-th consecutive rejection of one generation (the first is 1) is
 /// held before the next dry-run: `base` doubled for each earlier rejection, at most

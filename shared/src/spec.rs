@@ -41,7 +41,7 @@ pub fn zone_remote_write(cr: &VMDistributed, target: &Zone) -> Value {
 }
 
 /// The VMCluster components whose presence makes a merged spec describe a cluster to create.
-pub const VMCLUSTER_COMPONENTS: [&str; 3] = ["vminsert", "vmselect", "vmstorage"];
+pub(crate) const VMCLUSTER_COMPONENTS: [&str; 3] = ["vminsert", "vmselect", "vmstorage"];
 
 /// Whether `zone`'s backend is adopted by name: it is not a `ref`, and its merged spec cannot
 /// describe a new backend, so the object must already exist (docs/api.md "Adoption and `ref`").

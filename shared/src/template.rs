@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-pub use crate::api::ZONE_PLACEHOLDER;
+use crate::api::ZONE_PLACEHOLDER;
 
 /// Replace every `%ZONE%` in `text` with `zone`.
 ///

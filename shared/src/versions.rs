@@ -25,7 +25,7 @@ use crate::spec::{VMCLUSTER_COMPONENTS, adopts_by_name, zone_child_spec};
 
 /// The VictoriaMetrics operator release whose defaults [`PinnedVersions::operator_defaults`]
 /// carries (its `internal/config/config.go`, `VM_METRICS_VERSION`).
-pub const OPERATOR_RELEASE: &str = "v0.74.1";
+pub(crate) const OPERATOR_RELEASE: &str = "v0.74.1";
 /// That release's default VictoriaMetrics version (`VM_METRICS_VERSION`), the version of its
 /// `VMAgent`s and `VMSingle`s.
 pub const OPERATOR_DEFAULT_VERSION: &str = "v1.148.0";

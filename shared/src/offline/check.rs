@@ -101,7 +101,7 @@ impl Document<'_> {
 
 /// One document of the input as the offline CLIs see it.
 #[derive(Debug)]
-pub enum Parsed {
+pub(crate) enum Parsed {
     /// A `VMDistributed`, as JSON.
     Object(Value),
     /// Nothing but comments or whitespace.

@@ -11,15 +11,15 @@
 use xxhash_rust::xxh64::xxh64;
 
 /// The gauge vmagent reports per remote-write target.
-pub const PENDING_METRIC: &str = "vmagent_remotewrite_pending_data_bytes";
+pub(crate) const PENDING_METRIC: &str = "vmagent_remotewrite_pending_data_bytes";
 /// The persistent queue's own gauge, the only one of older vmagents.
-pub const LEGACY_PENDING_METRIC: &str = "vm_persistentqueue_bytes_pending";
+pub(crate) const LEGACY_PENDING_METRIC: &str = "vm_persistentqueue_bytes_pending";
 /// The directory under `-remoteWrite.tmpDataPath` that holds one queue per target.
 const QUEUE_DIR: &str = "persistent-queue";
 
 /// One queue as a vmagent pod reports it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct QueueSample {
+pub(crate) struct QueueSample {
     /// 1-based position of the target in the pod's remote-write list.
     pub index: Option<u32>,
     /// The xxh64 of the target's URL, from the queue's directory name.

@@ -18,10 +18,10 @@ use serde::{Deserialize, Serialize};
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Consecutive polls in which every ready pod reports the queue empty: one empty poll may be a
 /// moment between two blocks.
-pub const DRAINED_AFTER_POLLS: u32 = 2;
+pub(crate) const DRAINED_AFTER_POLLS: u32 = 2;
 /// A report older than this is not evidence of anything: the queue may have filled since, and
 /// a streak with a gap in it is no streak.
-pub const REPORT_TTL: Duration = Duration::from_secs(5);
+pub(crate) const REPORT_TTL: Duration = Duration::from_secs(5);
 /// Budget of one request to one pod.
 pub const POD_TIMEOUT: Duration = Duration::from_secs(2);
 

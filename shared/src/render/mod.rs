@@ -10,11 +10,11 @@
 //! (`rollout::render_intents`): it needs the URLs rendered here, so `render` imports only
 //! `crate::model` and the modules below it, never `rollout`.
 
-pub mod hash;
-pub mod read_order;
+pub(crate) mod hash;
+pub(crate) mod read_order;
 pub mod routes;
-pub mod traffic;
-pub mod url;
+pub(crate) mod traffic;
+pub(crate) mod url;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

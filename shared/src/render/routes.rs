@@ -9,11 +9,12 @@
 
 /// `write` (the zones' agents): the agents' multitenant ingestion paths and the Prometheus
 /// remote-write path, as the upstream operator routes them.
-pub const WRITE_PATHS: &[&str] = &["/insert/.+", "/api/v1/write"];
+pub(crate) const WRITE_PATHS: &[&str] = &["/insert/.+", "/api/v1/write"];
 
 /// `read` for `VMCluster` backends (`vmselect`): everything under `/select/`, the tenant list,
 /// and vmselect's `/flags` and `/metrics`, as the upstream operator routes them.
-pub const VMCLUSTER_READ_PATHS: &[&str] = &["/select/.+", "/admin/tenants", "/flags", "/metrics"];
+pub(crate) const VMCLUSTER_READ_PATHS: &[&str] =
+    &["/select/.+", "/admin/tenants", "/flags", "/metrics"];
 
 /// `read` for `VMSingle` backends: the read endpoints of single-node VictoriaMetrics (the handlers
 /// of its vmselect part, each also under the `/prometheus` prefix it accepts), its UI, and

@@ -7,9 +7,9 @@ use serde_json::Value;
 use crate::names::ChildKind;
 
 /// vminsert's default HTTP port.
-pub const VMINSERT_DEFAULT_PORT: &str = "8480";
+pub(crate) const VMINSERT_DEFAULT_PORT: &str = "8480";
 /// VMSingle's default HTTP port.
-pub const VMSINGLE_DEFAULT_PORT: &str = "8428";
+pub(crate) const VMSINGLE_DEFAULT_PORT: &str = "8428";
 
 /// The URL every agent writes to for a backend of `kind` named `name` in `namespace`, whose
 /// (live or intended) spec is `spec`:

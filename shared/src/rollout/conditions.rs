@@ -7,13 +7,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 /// Condition type `Ready`.
 pub const READY: &str = "Ready";
 /// Condition type `Progressing`.
-pub const PROGRESSING: &str = "Progressing";
+pub(crate) const PROGRESSING: &str = "Progressing";
 /// Condition type `Degraded`.
-pub const DEGRADED: &str = "Degraded";
+pub(crate) const DEGRADED: &str = "Degraded";
 
 /// A desired condition, before its transition time is settled.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Desired {
+pub(crate) struct Desired {
     /// Condition type.
     pub type_: &'static str,
     /// `True` or `False`.
@@ -57,7 +57,7 @@ fn status_text(status: bool) -> &'static str {
 /// The conditions to store: `desired` in order, each keeping the previous
 /// `lastTransitionTime` when its status did not change, `now` otherwise.
 #[must_use]
-pub fn settle(
+pub(crate) fn settle(
     previous: &[Condition],
     desired: &[Desired],
     generation: Option<i64>,
@@ -82,10 +82,4 @@ pub fn settle(
             }
         })
         .collect()
-}
-
-/// The condition of `type_`, if present.
-#[must_use]
-pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
-    conditions.iter().find(|c| c.type_ == type_)
 }

@@ -24,7 +24,7 @@ use crate::rollout::patch;
 
 /// How often to look again while deleted children are still terminating (the VictoriaMetrics
 /// operator runs its own finalizers on them; their disappearance also wakes the CR).
-pub const DELETION_POLL: Duration = Duration::from_secs(2);
+pub(crate) const DELETION_POLL: Duration = Duration::from_secs(2);
 
 /// Whether the CR carries [`FINALIZER`].
 #[must_use]

@@ -112,7 +112,7 @@ impl Replay {
 
 /// The object names a VMAuth routes to, per target.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Routes {
+pub(crate) struct Routes {
     /// Agent names in `write`.
     pub write: BTreeSet<String>,
     /// Backend names in `read`.

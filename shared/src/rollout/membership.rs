@@ -18,9 +18,9 @@ use crate::render::{backend_url, render_zone};
 /// `crd.kind` of the VMAuth target ref that routes writes to the agents. Target refs are told
 /// apart by kind rather than by their `name` (`write`, `read`): VMAuths written before the
 /// names were added carry none, and the kinds of the two refs always differ.
-pub const WRITE_KIND: &str = "VMAgent";
+pub(crate) const WRITE_KIND: &str = "VMAgent";
 /// `crd.kind` values of the VMAuth target ref that routes reads to the backends.
-pub const READ_KINDS: [&str; 2] = ["VMCluster/vmselect", "VMSingle"];
+pub(crate) const READ_KINDS: [&str; 2] = ["VMCluster/vmselect", "VMSingle"];
 
 /// Object names listed by the live VMAuth's `write` and `read` target refs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

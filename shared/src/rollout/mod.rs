@@ -5,12 +5,12 @@
 //! - [`decide()`]: one step of the state machine (deletion included);
 //! - [`membership`]: which zones the VMAuth routes to, derived from the cluster;
 //! - [`render_intents`]: every intent, rendered for that membership;
-//! - [`conditions`], [`patch`], [`deletion`]: status conditions, metadata patches, finalizer cleanup;
+//! - `conditions`, [`patch`], `deletion`: status conditions, metadata patches, finalizer cleanup;
 //! - [`invariants`]: the checker of the rollout invariants over observed states, for the tests.
 
-pub mod conditions;
-pub mod decide;
-pub mod deletion;
+pub(crate) mod conditions;
+pub(crate) mod decide;
+pub(crate) mod deletion;
 mod intents;
 pub mod invariants;
 pub mod membership;

@@ -4,7 +4,7 @@
 use crate::names::ChildKind;
 
 /// Longest DNS-1123 label.
-pub const DNS_LABEL_MAX: usize = 63;
+pub(crate) const DNS_LABEL_MAX: usize = 63;
 
 /// Why `name` is not a DNS-1123 label (RFC 1123: lower-case alphanumerics and `-`, starting and
 /// ending with an alphanumeric, 1 to 63 characters), or `None` when it is one.

@@ -57,7 +57,7 @@ pub const ALLOW_RENAME_ANNOTATION: &str = "operator.victoriametrics.com/allow-re
 
 /// Annotation on a `VMDistributed` that skips the persistent-queue drain when set to `"true"`
 /// (docs/rollout.md "Persistent-queue drain"): what the queues hold may then be lost.
-pub const SKIP_DRAIN_ANNOTATION: &str = "operator.victoriametrics.com/skip-drain";
+pub(crate) const SKIP_DRAIN_ANNOTATION: &str = "operator.victoriametrics.com/skip-drain";
 
 /// One validation error: where, and what to do about it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -28,7 +28,7 @@ use crate::rollout::membership::{self, LiveRefs, remote_write_urls};
 use crate::validation::SKIP_DRAIN_ANNOTATION;
 
 /// Progressing reason while the rollout waits for the agents' queues.
-pub const REASON_DRAINING: &str = "DrainingQueues";
+pub(crate) const REASON_DRAINING: &str = "DrainingQueues";
 
 /// What the drain of a phase allows.
 pub(super) enum Drain {

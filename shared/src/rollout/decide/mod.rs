@@ -48,20 +48,20 @@ use removal::Removal;
 use status::Assembled;
 
 /// Condition reason while children are being created, rolled out or removed.
-pub const REASON_ROLLING_OUT: &str = "RollingOut";
+pub(crate) const REASON_ROLLING_OUT: &str = "RollingOut";
 /// Progressing reason: an exclusion waits for the other members of a target to be ready.
-pub const REASON_WAITING_FOR_HEALTHY_ZONES: &str = "WaitingForHealthyZones";
+pub(crate) const REASON_WAITING_FOR_HEALTHY_ZONES: &str = "WaitingForHealthyZones";
 /// Progressing reason: the zone under update is the only zone serving a target and stays in it
 /// (docs/rollout.md "Serving guard").
-pub const REASON_UPDATING_IN_PLACE: &str = "UpdatingInPlace";
+pub(crate) const REASON_UPDATING_IN_PLACE: &str = "UpdatingInPlace";
 /// Progressing reason: waiting `updatePause` before the next zone.
-pub const REASON_UPDATE_PAUSE: &str = "UpdatePause";
+pub(crate) const REASON_UPDATE_PAUSE: &str = "UpdatePause";
 /// Progressing reason: removed zones' children are being released or deleted.
-pub const REASON_REMOVING: &str = "RemovingChildren";
+pub(crate) const REASON_REMOVING: &str = "RemovingChildren";
 /// Ready=False reason when nothing can be written but some zone is not ready or missing.
-pub const REASON_ZONES_NOT_READY: &str = "ZonesNotReady";
+pub(crate) const REASON_ZONES_NOT_READY: &str = "ZonesNotReady";
 /// Ready=True reason.
-pub const REASON_OPERATIONAL: &str = "Operational";
+pub(crate) const REASON_OPERATIONAL: &str = "Operational";
 
 /// One zone as the decision sees it.
 struct ZoneView<'a> {
