@@ -152,6 +152,16 @@ impl Outcome {
         });
     }
 
+    /// The step hands back or removes children (`removal`): their writes, and a poll while
+    /// it waits for them to go.
+    fn removing(&mut self, removal: Removal) {
+        self.actions.extend(removal.actions);
+        if removal.waiting {
+            self.requeue_at_most(DELETION_POLL);
+        }
+        self.progressing(REASON_REMOVING, removal.message);
+    }
+
     fn requeue_at_most(&mut self, after: Duration) {
         self.requeue = Some(self.requeue.map_or(after, |r| r.min(after)));
     }
@@ -523,11 +533,7 @@ impl<'a> Step<'a> {
         // while the next zones are updated behind it.
         let handback = self.vmauth_handback();
         if handback.pending {
-            outcome.actions.extend(handback.actions);
-            if handback.waiting {
-                outcome.requeue_at_most(DELETION_POLL);
-            }
-            outcome.progressing(REASON_REMOVING, handback.message);
+            outcome.removing(handback);
             return outcome;
         }
         // 4. A rollout in progress advances one phase.
@@ -571,11 +577,7 @@ impl<'a> Step<'a> {
             self.removal()
         };
         if removal.pending {
-            outcome.actions.extend(removal.actions);
-            if removal.waiting {
-                outcome.requeue_at_most(DELETION_POLL);
-            }
-            outcome.progressing(REASON_REMOVING, removal.message);
+            outcome.removing(removal);
             return outcome;
         }
         // 8. Nothing left to do.
