@@ -5,6 +5,7 @@
 //! watch event.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -300,24 +301,19 @@ async fn step_loop(cr: Arc<VMDistributed>, ctx: &Context) -> Result<Requeue, Err
     Ok(Requeue::requeue(Duration::from_millis(100)))
 }
 
+/// The freshest copy of the CR this reconcile holds, and where it came from.
+struct Latest {
+    cr: VMDistributed,
+    source: Source,
+}
+
+/// One step of the status-first protocol (docs/rollout.md "Crash safety"): decide, store the
+/// status, publish the events, confirm on a live copy that the stored status still authorizes
+/// the child writes, then make them. Each stage may end the step with a [`Next`].
 async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, Error> {
     let uid = cr.uid().unwrap_or_default();
     let memory = ctx.memory(&uid);
-    if cr
-        .metadata
-        .resource_version
-        .as_ref()
-        .is_some_and(|version| memory.superseded.contains(version))
-    {
-        tracing::debug!("the cache has not seen our last write yet; waiting for its event");
-        return Ok(Next::Done(Requeue::requeue(STALE_RECHECK)));
-    }
-    if children_cache_lags(ctx, &uid, &cr.namespace().unwrap_or_default()) {
-        // Deciding on a child as it was before our write would repeat that write (an apply
-        // for every event that arrives first, each waking the operator again).
-        tracing::debug!(
-            "the child cache has not seen our last child write yet; waiting for its event"
-        );
+    if caches_lag(ctx, &cr, &uid, &memory) {
         return Ok(Next::Done(Requeue::requeue(STALE_RECHECK)));
     }
     let observed = ctx.observed(&cr, &memory);
@@ -325,128 +321,32 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
     record_zone_metrics(ctx, &cr, &decision);
 
     // 1. Status first, with the resourceVersion the decision was made on.
-    let mut current = cr.clone();
-    let mut current_source = source;
-    let rollout_changed =
-        cr.status.as_ref().and_then(|s| s.rollout.as_ref()) != decision.status.rollout.as_ref();
-    let since_written = memory.last_status_write.map(|at| at.elapsed());
     let write = plan::status_write(
         &decision,
         &cr.status.clone().unwrap_or_default(),
-        since_written,
+        memory.last_status_write.map(|at| at.elapsed()),
     );
-    let deferred = match write {
-        StatusWrite::Defer(wait) => Some(wait),
-        _ => None,
+    let latest = match store_status(ctx, &cr, source, &decision, write).await? {
+        ControlFlow::Continue(latest) => latest,
+        ControlFlow::Break(next) => return Ok(next),
     };
-    let preflight_first = write == StatusWrite::AfterPreflight;
-    match write {
-        StatusWrite::Unchanged => {}
-        StatusWrite::Defer(wait) => tracing::debug!(
-            ?wait,
-            "only zone details changed; writing them with the next change"
-        ),
-        StatusWrite::AfterPreflight => tracing::debug!("status waits for the preflight's outcome"),
-        StatusWrite::Write => match ctx.writer.write_status(&cr, &decision.status).await {
-            Ok(written) => {
-                tracing::debug!(rollout = ?decision.status.rollout, "status written");
-                remember_superseded(ctx, &uid, &cr);
-                ctx.remember(&uid, |m| m.last_status_write = Some(Instant::now()));
-                current = written;
-                current_source = Source::Live;
-            }
-            Err(Error::Conflict(message)) => {
-                // Decide again on the live object rather than retrying on a cache that may
-                // still lag (each retry would be another 409).
-                tracing::debug!(%message, "status conflict; deciding again on the live object");
-                let live = ctx
-                    .writer
-                    .get_cr(&cr.namespace().unwrap_or_default(), &cr.name_any())
-                    .await?;
-                return Ok(match live {
-                    Some(live) => Next::Again(Box::new(live), Source::Live),
-                    None => Next::Done(Requeue::await_change()),
-                });
-            }
-            Err(err) => return Err(err),
-        },
-    }
     // 2. Events, only after the status that records the transition is stored.
-    if !preflight_first {
-        publish_events(ctx, &current, &decision.events);
+    if write != StatusWrite::AfterPreflight {
+        publish_events(ctx, &latest.cr, &decision.events);
     }
-
     // A transition authorizes writes only once stored: decide again on the written object.
+    let rollout_changed =
+        cr.status.as_ref().and_then(|s| s.rollout.as_ref()) != decision.status.rollout.as_ref();
     if plan::decide_again_after_status(write, rollout_changed) {
-        return Ok(Next::Again(Box::new(current), current_source));
+        return Ok(Next::Again(Box::new(latest.cr), latest.source));
     }
-    // 3. Child writes only after a live read still shows the authorizing transition. The
-    // answer to a write or GET of this reconcile is such a read (a GET would only repeat it
-    // milliseconds later); a cached CR is not.
-    if decision.actions.iter().any(Action::is_child_write) {
-        if current_source == Source::Cache {
-            let live = ctx
-                .writer
-                .get_cr(&cr.namespace().unwrap_or_default(), &cr.name_any())
-                .await?;
-            let Some(live) = live else {
-                return Ok(Next::Done(Requeue::await_change()));
-            };
-            current = live;
-            current_source = Source::Live;
-        }
-        let live_rollout = current.status.as_ref().and_then(|s| s.rollout.as_ref());
-        if current.uid() != cr.uid()
-            || current.metadata.generation != cr.metadata.generation
-            || live_rollout != decision.status.rollout.as_ref()
-        {
-            tracing::debug!(
-                "the live object no longer shows the decided transition; deciding again"
-            );
-            return Ok(Next::Again(Box::new(current), Source::Live));
-        }
-    }
-    let mut wrote_children = false;
-    let mut again = false;
-    for batch in concurrent_batches(&decision.actions) {
-        let results = join_all(
-            batch
-                .iter()
-                .map(|action| execute(ctx, &current, &observed, action)),
-        )
-        .await;
-        let mut failed = None;
-        for (action, result) in batch.iter().zip(results) {
-            let result = match result {
-                Ok(executed) => {
-                    forget_child_failure(ctx, &uid, action);
-                    executed
-                }
-                Err(err) => {
-                    remember_child_failure(ctx, &uid, action, &err);
-                    failed.get_or_insert(err);
-                    continue;
-                }
-            };
-            match result {
-                Executed::Child => wrote_children = true,
-                Executed::Cr(updated) => {
-                    remember_superseded(ctx, &uid, &current);
-                    current = *updated;
-                    current_source = Source::Live;
-                    again = true;
-                }
-                Executed::Preflight => again = true,
-                // The poll may complete the drain: decide again on it now rather than at the
-                // next requeue (a decision right after a poll asks for no other).
-                Executed::Polled => again = true,
-            }
-        }
-        if let Some(err) = failed {
-            report_child_failures(ctx, &current).await;
-            return Err(err);
-        }
-    }
+    // 3. Child writes only after a live read still shows the authorizing transition.
+    let latest = match confirm_on_live(ctx, &cr, &decision, latest).await? {
+        ControlFlow::Continue(latest) => latest,
+        ControlFlow::Break(next) => return Ok(next),
+    };
+    // 4. The actions, in order.
+    let done = execute_actions(ctx, &uid, &observed, &decision.actions, latest).await?;
     if cr.meta().deletion_timestamp.is_some()
         && decision
             .actions
@@ -457,8 +357,8 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
         ctx.metrics.set_zones(&key(&cr), None);
         return Ok(Next::Done(Requeue::await_change()));
     }
-    if again && !wrote_children {
-        return Ok(Next::Again(Box::new(current), current_source));
+    if done.again && !done.wrote_children {
+        return Ok(Next::Again(Box::new(done.latest.cr), done.latest.source));
     }
     // A held preflight rejection is dry-run again when its time is up, whatever else happens
     // (once up, the decision that follows dry-runs again, so no wake-up is due after that).
@@ -467,12 +367,197 @@ async fn step(cr: VMDistributed, source: Source, ctx: &Context) -> Result<Next, 
         .preflight_recheck_at(&cr, &ctx.memory(&uid))
         .filter(|at| *at > now)
         .map(|at| at - now);
-    let Some(requeue) =
-        plan::requeue_after(wrote_children, &[decision.requeue_after, deferred, recheck])
-    else {
+    let deferred = match write {
+        StatusWrite::Defer(wait) => Some(wait),
+        _ => None,
+    };
+    let Some(requeue) = plan::requeue_after(
+        done.wrote_children,
+        &[decision.requeue_after, deferred, recheck],
+    ) else {
         return Ok(Next::Done(Requeue::await_change()));
     };
     Ok(Next::Done(Requeue::requeue(requeue)))
+}
+
+/// Whether `cr` (from the cache) or the child cache predates a write of ours that their watch
+/// events have not brought yet: deciding on them would repeat that write (an apply for every
+/// event that arrives first, each waking the operator again). The write's event wakes the CR.
+fn caches_lag(ctx: &Context, cr: &VMDistributed, uid: &str, memory: &Memory) -> bool {
+    if cr
+        .metadata
+        .resource_version
+        .as_ref()
+        .is_some_and(|version| memory.superseded.contains(version))
+    {
+        tracing::debug!("the cache has not seen our last write yet; waiting for its event");
+        return true;
+    }
+    if children_cache_lags(ctx, uid, &cr.namespace().unwrap_or_default()) {
+        tracing::debug!(
+            "the child cache has not seen our last child write yet; waiting for its event"
+        );
+        return true;
+    }
+    false
+}
+
+/// Stage 1: make the status `write` the plan chose. A 409 decides again on the live object
+/// rather than retrying on a cache that may still lag (each retry would be another 409).
+async fn store_status(
+    ctx: &Context,
+    cr: &VMDistributed,
+    source: Source,
+    decision: &Decision,
+    write: StatusWrite,
+) -> Result<ControlFlow<Next, Latest>, Error> {
+    let unchanged = Latest {
+        cr: cr.clone(),
+        source,
+    };
+    match write {
+        StatusWrite::Unchanged => {}
+        StatusWrite::Defer(wait) => tracing::debug!(
+            ?wait,
+            "only zone details changed; writing them with the next change"
+        ),
+        StatusWrite::AfterPreflight => tracing::debug!("status waits for the preflight's outcome"),
+        StatusWrite::Write => match ctx.writer.write_status(cr, &decision.status).await {
+            Ok(written) => {
+                tracing::debug!(rollout = ?decision.status.rollout, "status written");
+                let uid = cr.uid().unwrap_or_default();
+                remember_superseded(ctx, &uid, cr);
+                ctx.remember(&uid, |m| m.last_status_write = Some(Instant::now()));
+                return Ok(ControlFlow::Continue(Latest {
+                    cr: written,
+                    source: Source::Live,
+                }));
+            }
+            Err(Error::Conflict(message)) => {
+                tracing::debug!(%message, "status conflict; deciding again on the live object");
+                return Ok(ControlFlow::Break(match read_live(ctx, cr).await? {
+                    Some(live) => Next::Again(Box::new(live), Source::Live),
+                    None => Next::Done(Requeue::await_change()),
+                }));
+            }
+            Err(err) => return Err(err),
+        },
+    }
+    Ok(ControlFlow::Continue(unchanged))
+}
+
+/// The CR as the API server has it now, `None` once it is gone.
+async fn read_live(ctx: &Context, cr: &VMDistributed) -> Result<Option<VMDistributed>, Error> {
+    ctx.writer
+        .get_cr(&cr.namespace().unwrap_or_default(), &cr.name_any())
+        .await
+}
+
+/// Stage 3: before a child write, a live copy of the CR must still show the transition that
+/// authorizes it (same object, generation and `status.rollout`). The answer to a write or GET
+/// of this reconcile is such a copy (a GET would only repeat it milliseconds later); a cached
+/// CR is not.
+async fn confirm_on_live(
+    ctx: &Context,
+    cr: &VMDistributed,
+    decision: &Decision,
+    latest: Latest,
+) -> Result<ControlFlow<Next, Latest>, Error> {
+    if !decision.actions.iter().any(Action::is_child_write) {
+        return Ok(ControlFlow::Continue(latest));
+    }
+    let current = if latest.source == Source::Cache {
+        let Some(live) = read_live(ctx, cr).await? else {
+            return Ok(ControlFlow::Break(Next::Done(Requeue::await_change())));
+        };
+        live
+    } else {
+        latest.cr
+    };
+    let live_rollout = current.status.as_ref().and_then(|s| s.rollout.as_ref());
+    if current.uid() != cr.uid()
+        || current.metadata.generation != cr.metadata.generation
+        || live_rollout != decision.status.rollout.as_ref()
+    {
+        tracing::debug!("the live object no longer shows the decided transition; deciding again");
+        return Ok(ControlFlow::Break(Next::Again(
+            Box::new(current),
+            Source::Live,
+        )));
+    }
+    Ok(ControlFlow::Continue(Latest {
+        cr: current,
+        source: Source::Live,
+    }))
+}
+
+/// What executing a decision's actions left.
+struct ActionsDone {
+    latest: Latest,
+    /// A child was written: its watch events will wake the CR.
+    wrote_children: bool,
+    /// Something this step did (a CR write, a preflight, a queue poll) calls for deciding
+    /// again at once.
+    again: bool,
+}
+
+/// Stage 4: the actions, batch by batch (consecutive creates and applies together). A failed
+/// child write is remembered for the status and ends the step with its error, after the batch.
+async fn execute_actions(
+    ctx: &Context,
+    uid: &str,
+    observed: &Observed,
+    actions: &[Action],
+    mut latest: Latest,
+) -> Result<ActionsDone, Error> {
+    let mut wrote_children = false;
+    let mut again = false;
+    for batch in concurrent_batches(actions) {
+        let results = join_all(
+            batch
+                .iter()
+                .map(|action| execute(ctx, &latest.cr, observed, action)),
+        )
+        .await;
+        let mut failed = None;
+        for (action, result) in batch.iter().zip(results) {
+            let executed = match result {
+                Ok(executed) => {
+                    forget_child_failure(ctx, uid, action);
+                    executed
+                }
+                Err(err) => {
+                    remember_child_failure(ctx, uid, action, &err);
+                    failed.get_or_insert(err);
+                    continue;
+                }
+            };
+            match executed {
+                Executed::Child => wrote_children = true,
+                Executed::Cr(updated) => {
+                    remember_superseded(ctx, uid, &latest.cr);
+                    latest = Latest {
+                        cr: *updated,
+                        source: Source::Live,
+                    };
+                    again = true;
+                }
+                Executed::Preflight => again = true,
+                // The poll may complete the drain: decide again on it now rather than at the
+                // next requeue (a decision right after a poll asks for no other).
+                Executed::Polled => again = true,
+            }
+        }
+        if let Some(err) = failed {
+            report_child_failures(ctx, &latest.cr).await;
+            return Err(err);
+        }
+    }
+    Ok(ActionsDone {
+        latest,
+        wrote_children,
+        again,
+    })
 }
 
 /// Record that the API server failed `action` with `err`, replacing an older failure of the
