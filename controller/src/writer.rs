@@ -1,6 +1,6 @@
 //! Every request the controller sends that changes something, in one place: each checks the
-//! leader gate just before it goes out, uses the field manager `vmdistributed-controller`, and
-//! is counted in `vmdistributed_child_writes_total`.
+//! leader gate just before it goes out, uses the field manager [`FIELD_MANAGER`], and is
+//! counted in `vmdistributed_child_writes_total`.
 
 use std::sync::Arc;
 
@@ -18,10 +18,9 @@ use crate::leader::LeaderGate;
 use crate::managed_fields::{self, Takeover};
 use crate::metrics::Metrics;
 
-/// Field manager of every write.
-pub const FIELD_MANAGER: &str = "vmdistributed-controller";
-/// Finalizer on `VMDistributed` (the upstream name, so existing objects migrate).
-pub const FINALIZER: &str = "apps.victoriametrics.com/finalizer";
+/// Field manager of every write and finalizer on `VMDistributed`: the names the pure decision
+/// (and its invariants) expect, defined once in `shared::model`.
+pub use shared::model::{FIELD_MANAGER, FINALIZER};
 
 /// Result of a POST.
 #[derive(Debug)]

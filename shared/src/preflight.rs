@@ -25,10 +25,6 @@ use crate::model::{ChildIntent, Membership, Observed};
 use crate::names::{ChildKind, common_child, zone_child};
 use crate::render::{render_vmauth, render_zone};
 
-/// Field manager of the dry-runs, the controller's: a dry-run then meets the same field
-/// ownership conflicts the real apply would.
-pub const FIELD_MANAGER: &str = crate::model::FIELD_MANAGER;
-
 /// What the API server's answer to one dry-run means for the spec.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

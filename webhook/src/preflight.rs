@@ -16,9 +16,9 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams, ValidationDirective};
 use kube::core::admission::AdmissionResponse;
 use shared::VMDistributed;
 use shared::children::ChildObject;
-use shared::model::Observed;
+use shared::model::{FIELD_MANAGER, Observed};
 use shared::names::ChildKind;
-use shared::preflight::{FIELD_MANAGER, Finding, Shape, Verdict};
+use shared::preflight::{Finding, Shape, Verdict};
 use shared::versions::PinnedVersions;
 use tracing::debug;
 use vmdistributed_runtime::dry_run;
@@ -87,6 +87,8 @@ impl Preflight {
         let params = PatchParams {
             dry_run: true,
             force: true,
+            // The controller's: a dry-run then meets the same field ownership conflicts the
+            // real apply would.
             field_manager: Some(FIELD_MANAGER.to_owned()),
             field_validation: Some(ValidationDirective::Strict),
         };
