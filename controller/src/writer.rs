@@ -4,13 +4,10 @@
 
 use std::sync::Arc;
 
-use kube::api::{
-    DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions, ValidationDirective,
-};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use shared::names::ChildKind;
-use shared::preflight::Finding;
 use shared::{VMDistributed, VMDistributedStatus};
 
 use crate::error::{Error, is_status};
@@ -48,6 +45,13 @@ impl Writer {
             gate,
             metrics,
         }
+    }
+
+    /// The client every write goes through, for the requests that change nothing and so
+    /// need no leader gate: preflight's dry-runs (`vmdistributed_runtime::dry_run::apply_all`).
+    #[must_use]
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
     }
 
     fn child_api(&self, kind: ChildKind, namespace: &str) -> Api<DynamicObject> {
@@ -162,28 +166,6 @@ impl Writer {
         api.patch(&name, &params, &Patch::Apply(object))
             .await
             .map_err(|err| Error::api(format!("apply {} {namespace}/{name}", kind.kind()), err))
-    }
-
-    /// Server-side dry-run apply with strict field validation (preflight), judged as the
-    /// webhook's preflight judges it (`vmdistributed_runtime::dry_run::finding`).
-    pub async fn dry_run_apply(&self, kind: ChildKind, namespace: &str, object: &Value) -> Finding {
-        let Ok(name) = object_name(object) else {
-            return Finding::Rejected {
-                message: "the rendered object has no name".to_owned(),
-                causes: Vec::new(),
-            };
-        };
-        let params = PatchParams {
-            dry_run: true,
-            force: true,
-            field_validation: Some(ValidationDirective::Strict),
-            ..patch_params()
-        };
-        let answer = self
-            .child_api(kind, namespace)
-            .patch(&name, &params, &Patch::Apply(object))
-            .await;
-        vmdistributed_runtime::dry_run::finding(answer.as_ref().map(|_| ()))
     }
 
     /// POST a new child. `AlreadyExists` is not an error: the caller adopts the object.

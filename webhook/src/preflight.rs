@@ -11,14 +11,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures::future::join_all;
-use kube::api::{Api, DynamicObject, Patch, PatchParams, ValidationDirective};
+use kube::api::{Api, DynamicObject};
 use kube::core::admission::AdmissionResponse;
 use shared::VMDistributed;
 use shared::children::ChildObject;
-use shared::model::{FIELD_MANAGER, Observed};
+use shared::model::Observed;
 use shared::names::ChildKind;
-use shared::preflight::{Finding, Shape, Verdict};
+use shared::preflight::{Shape, Verdict};
 use shared::versions::PinnedVersions;
 use tracing::debug;
 use vmdistributed_runtime::dry_run;
@@ -82,39 +81,6 @@ impl Preflight {
         Ok(Self::new(client, budget))
     }
 
-    /// Dry-run every shape in parallel, each bounded by the budget.
-    pub async fn dry_run(&self, namespace: &str, shapes: &[Shape]) -> Vec<Finding> {
-        let params = PatchParams {
-            dry_run: true,
-            force: true,
-            // The controller's: a dry-run then meets the same field ownership conflicts the
-            // real apply would.
-            field_manager: Some(FIELD_MANAGER.to_owned()),
-            field_validation: Some(ValidationDirective::Strict),
-        };
-        let runs = shapes.iter().map(|shape| {
-            let params = &params;
-            async move {
-                let api: Api<DynamicObject> = Api::namespaced_with(
-                    self.client.clone(),
-                    namespace,
-                    &resources::child(shape.intent.kind),
-                );
-                let object = shape.intent.to_object();
-                match tokio::time::timeout(
-                    self.budget,
-                    api.patch(&shape.intent.name, params, &Patch::Apply(&object)),
-                )
-                .await
-                {
-                    Ok(answer) => dry_run::finding(answer.as_ref().map(|_| ())),
-                    Err(_) => shared::preflight::no_answer(self.budget),
-                }
-            }
-        });
-        join_all(runs).await
-    }
-
     /// The warning for a VMAuth that another `VMDistributed` claims: one GET, best effort (no
     /// warning when it cannot be read).
     async fn vmauth_claim(&self, cr: &VMDistributed, namespace: &str) -> Option<String> {
@@ -153,7 +119,7 @@ impl Preflight {
             shapes,
         } = plan;
         let (findings, claim) = futures::join!(
-            self.dry_run(&namespace, &shapes),
+            dry_run::apply_all(&self.client, &namespace, &shapes, self.budget),
             self.vmauth_claim(&cr, &namespace)
         );
         let mut verdict = shared::preflight::verdict(&cr, &shapes, &findings);

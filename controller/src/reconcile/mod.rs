@@ -914,19 +914,12 @@ async fn preflight(
     // The decision renders from the defaulted object; so must the shapes.
     let defaulted = shared::defaults::apply_defaults(cr);
     let shapes = shared::preflight::shapes_for(&defaulted, observed, intents);
-    let findings = join_all(shapes.iter().map(|shape| {
-        let object = shape.intent.to_object();
-        let namespace = &namespace;
-        async move {
-            tokio::time::timeout(
-                PREFLIGHT_BUDGET,
-                ctx.writer
-                    .dry_run_apply(shape.intent.kind, namespace, &object),
-            )
-            .await
-            .unwrap_or_else(|_| shared::preflight::no_answer(PREFLIGHT_BUDGET))
-        }
-    }))
+    let findings = vmdistributed_runtime::dry_run::apply_all(
+        ctx.writer.client(),
+        &namespace,
+        &shapes,
+        PREFLIGHT_BUDGET,
+    )
     .await;
     let verdict = shared::preflight::verdict(&defaulted, &shapes, &findings);
     for warning in &verdict.warnings {

@@ -91,9 +91,9 @@ pub enum Action {
     /// Server-side dry-run apply (`dryRun=All`, field manager [`FIELD_MANAGER`], `force`,
     /// `fieldValidation=Strict`), in parallel within 3 s, of every shape in which these
     /// intents are written ([`crate::preflight::shapes_for`]: the VMAuth with every zone, with
-    /// each zone taken out, with none). Judge each answer with
-    /// `vmdistributed_runtime::dry_run::finding` (no answer: [`crate::preflight::no_answer`]) and word
-    /// them with [`crate::preflight::verdict`], as the webhook does, then decide again with
+    /// each zone taken out, with none), with `vmdistributed_runtime::dry_run::apply_all`, which
+    /// judges each answer (no answer: [`crate::preflight::no_answer`]); word the findings with
+    /// [`crate::preflight::verdict`], as the webhook does, then decide again with
     /// [`Observed::preflight`] set to the outcome for `generation`. Writes nothing.
     Preflight {
         /// The CR generation these intents were rendered from.
