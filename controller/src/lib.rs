@@ -6,6 +6,7 @@
 //! - [`reconcile`]: one reconcile step (observe → decide → write status → act);
 //! - [`writer`]: every request that changes something, behind the leader gate;
 //! - [`cache`]: the child watches and their compact caches;
+//! - [`queue_probe`]: the vmagent pods' queue gauges a persistent-queue drain polls (reads only);
 //! - [`startup`], [`crd_watch`]: the CRDs and permissions the controller needs, at start and
 //!   while it runs;
 //! - [`leader`], [`backoff`], [`managed_fields`], [`metrics`], [`http`], [`error`], [`cli`].

@@ -12,7 +12,6 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
 use shared::VMDistributed;
 use shared::names::ChildKind;
-use shared::versions::PinnedVersions;
 use tokio::sync::watch;
 
 use crate::backoff::{self, Backoff};
@@ -21,7 +20,7 @@ use crate::cache::watches as children;
 use crate::cli::RunArgs;
 use crate::crd_watch;
 use crate::http::{self, Readiness};
-use crate::leader::{Election, ElectionConfig};
+use crate::leader::{Election, ElectionConfig, LeaderGate};
 use crate::metrics::Metrics;
 use crate::queue_probe::QueueProber;
 use crate::reconcile::{self, Context, EventSink};
@@ -132,19 +131,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
             }
         };
-        let writer = Writer::new(client.clone(), election.gate.clone(), metrics.clone());
-        let recorder = EventSink {
-            client: client.clone(),
-            reporter: reporter.clone(),
-            gate: election.gate.clone(),
-        };
         let served = crds.served.borrow().clone();
         run_controller(
             client.clone(),
-            (writer, recorder, metrics.clone()),
-            (args.watch_namespace.as_deref(), &served),
-            args.concurrency,
-            (args.pins.pinned_versions(), args.preflight_recheck_base),
+            &args,
+            &served,
+            election.gate.clone(),
+            reporter.clone(),
+            metrics.clone(),
             stop,
         )
         .await;
@@ -167,14 +161,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The kube-runtime controller over the CRs and the children of the `served` kinds, writing
+/// and publishing events behind `gate`, until `stop`.
 async fn run_controller(
     client: Client,
-    (writer, recorder, metrics): (Writer, EventSink, Arc<Metrics>),
-    (namespace, served): (Option<&str>, &[ChildKind]),
-    concurrency: u16,
-    (pinned_versions, preflight_recheck_base): (PinnedVersions, Duration),
+    args: &RunArgs,
+    served: &[ChildKind],
+    gate: Arc<LeaderGate>,
+    reporter: Reporter,
+    metrics: Arc<Metrics>,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let namespace = args.watch_namespace.as_deref();
+    let pinned_versions = args.pins.pinned_versions();
     if served.len() < ChildKind::ALL.len() {
         tracing::warn!(
             ?served,
@@ -184,11 +183,17 @@ async fn run_controller(
     let (stores, streams) = children::watch_all(&client, namespace, served);
     let backoff = Arc::new(Backoff::new(backoff::Policy::default(), metrics.clone()));
     tracing::info!(pinned = ?pinned_versions, "versions pinned where a spec sets none");
+    let writer = Writer::new(client.clone(), Arc::clone(&gate), Arc::clone(&metrics));
+    let events = EventSink {
+        client: client.clone(),
+        reporter,
+        gate,
+    };
     let context = Arc::new(
-        Context::new(writer, stores, recorder, metrics)
+        Context::new(writer, stores, events, metrics)
             .with_queue_prober(QueueProber::from_env(client.clone()))
             .with_pinned_versions(pinned_versions)
-            .with_preflight_recheck_base(preflight_recheck_base),
+            .with_preflight_recheck_base(args.preflight_recheck_base),
     );
     let crs: Api<VMDistributed> = match namespace {
         Some(ns) => Api::namespaced(client, ns),
@@ -222,7 +227,7 @@ async fn run_controller(
         })
         .touched_objects();
     let mut controller = Controller::for_stream(cr_stream, cr_reader)
-        .with_config(ControllerConfig::default().concurrency(concurrency));
+        .with_config(ControllerConfig::default().concurrency(args.concurrency));
     for (kind, stream) in streams {
         let names = Arc::clone(&names);
         controller = controller.watches_stream_with(
