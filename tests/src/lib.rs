@@ -59,6 +59,8 @@
 //! - [`policy::RefusalPolicy`]: a ValidatingAdmissionPolicy that makes the API server refuse
 //!   writes on demand. [`wait_until`]: polling. [`free_port`], [`http_get`]: loopback ports of
 //!   the processes a test starts.
+//! - [`chart`]: the Helm chart tests' helpers (`helm template` / `helm lint` offline with the
+//!   cached helm, parsed renders, decoded Secrets and `caBundle`s, serving-certificate checks).
 //! - [`webhook_binary`], [`controller_binary`]: `cargo build`s `vmdistributed-webhook` /
 //!   `vmdistributed-controller` once per test binary (serialized by a file lock) and return
 //!   `target/<profile>/<name>`. [`sim_operator_binary`]: `vm-operator-sim`. [`tool_path`]: cached
@@ -82,6 +84,7 @@
 //! If the cached binaries are missing, the harness runs `tests/envtest/build.sh` itself (Go
 //! required; the first build takes minutes).
 
+pub mod chart;
 pub mod control_plane;
 pub mod controller_env;
 pub mod manifests;

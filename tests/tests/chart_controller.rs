@@ -4,12 +4,10 @@
 //! needs is granted), leader election on the chart's Lease and its first writes to children and
 //! the CR all go through exactly the RBAC the chart grants.
 
-mod chart_support;
-
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use chart_support::{Rendered, chart_dir, readyz, run_ok, set_args};
+use harness::chart::{Rendered, chart_dir, readyz, run_ok, set_args};
 use harness::{ControlPlane, ProcessSpec, free_port};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;

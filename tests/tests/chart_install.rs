@@ -2,14 +2,12 @@
 //! generated CA, uninstall keeps the CRD, and the pod templates pass Pod Security "restricted" as
 //! enforced by the API server itself. There is no kubelet, so nothing waits for pods.
 
-mod chart_support;
-
 use anyhow::{Context, Result, anyhow, ensure};
-use chart_support::{
+use harness::ControlPlane;
+use harness::chart::{
     Rendered, chart_dir, decoded_ca_bundles, run_ok, secret_data, set_args,
     verify_serving_certificate,
 };
-use harness::ControlPlane;
 use kube::Api;
 use kube::api::{DynamicObject, PostParams};
 use serde_json::{Value, json};
@@ -268,7 +266,7 @@ async fn pod_templates_pass_pod_security_restricted() -> Result<()> {
             "webhook.preflight.enabled=false",
         ][..],
     ] {
-        let rendered = chart_support::template(sets)?;
+        let rendered = harness::chart::template(sets)?;
         for deployment in rendered.of_kind("Deployment") {
             let template = &deployment["spec"]["template"];
             let name = format!(

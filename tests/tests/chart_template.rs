@@ -1,12 +1,10 @@
 //! The chart rendered offline (`helm lint --strict`, `helm template`) for every certificate mode
 //! and CRD setting, parsed and checked object by object.
 
-mod chart_support;
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result, anyhow, ensure};
-use chart_support::{
+use harness::chart::{
     NAMESPACE, RELEASE, chart_dir, decoded_ca_bundles, helm, run_ok, secret_data, set_args,
     template, template_error, verify_serving_certificate,
 };
@@ -388,7 +386,7 @@ fn allowed_rules(lease: &str) -> Grants {
 
 /// Every (group, resource, names) → verbs granted by the render's Roles and ClusterRoles, per
 /// subject ServiceAccount.
-fn granted(rendered: &chart_support::Rendered) -> Result<BTreeMap<String, Grants>> {
+fn granted(rendered: &harness::chart::Rendered) -> Result<BTreeMap<String, Grants>> {
     let mut out: BTreeMap<String, Grants> = BTreeMap::new();
     for binding_kind in ["ClusterRoleBinding", "RoleBinding"] {
         for binding in rendered.of_kind(binding_kind) {
@@ -552,7 +550,7 @@ fn container_args(deployment: &Value) -> Result<Vec<String>> {
     )
 }
 
-fn mounted_secret(rendered: &chart_support::Rendered) -> Result<String> {
+fn mounted_secret(rendered: &harness::chart::Rendered) -> Result<String> {
     let pod = &rendered.deployment("webhook")?["spec"]["template"]["spec"];
     pod["volumes"]
         .as_array()

@@ -5,12 +5,10 @@
 //! replaced by a `url` (no pods run here), make `kubectl apply` fill in defaults and refuse an
 //! invalid object with the webhook's message.
 
-mod chart_support;
-
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use chart_support::{Rendered, chart_dir, readyz, run_ok, secret_data, set_args};
+use harness::chart::{Rendered, chart_dir, readyz, run_ok, secret_data, set_args};
 use harness::{ControlPlane, ProcessSpec, free_port};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,

@@ -1,6 +1,5 @@
-//! Shared by the chart_* test binaries: running helm on the chart and reading its output.
-
-#![allow(dead_code)] // each test binary uses a different part
+//! The chart tests' helpers (`tests/tests/chart_*.rs`): running helm on the chart and reading
+//! its output.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -10,13 +9,13 @@ use serde_json::Value;
 
 /// `charts/vmdistributed` in this checkout.
 pub fn chart_dir() -> PathBuf {
-    harness::workspace_root().join("charts/vmdistributed")
+    crate::workspace_root().join("charts/vmdistributed")
 }
 
 /// The cached helm binary (built by the harness), with its home directories in a throwaway place
 /// so nothing is written to the user's home. Chart tests that need no API server use this.
 pub fn helm() -> Result<Command> {
-    let mut cmd = Command::new(harness::tool_path("helm")?);
+    let mut cmd = Command::new(crate::tool_path("helm")?);
     let home = std::env::temp_dir().join(format!("vmd-chart-helm-{}", std::process::id()));
     cmd.env("HELM_CONFIG_HOME", home.join("config"))
         .env("HELM_CACHE_HOME", home.join("cache"))
@@ -85,7 +84,7 @@ pub struct Rendered {
 impl Rendered {
     pub fn parse(yaml: &str) -> Result<Self> {
         Ok(Self {
-            objects: harness::parse_yaml_documents(yaml)?,
+            objects: crate::parse_yaml_documents(yaml)?,
         })
     }
 
