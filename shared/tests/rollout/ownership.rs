@@ -3,9 +3,7 @@
 //! they remove, deletes are guarded by what was observed, and the UPDATE protections hold in the
 //! controller against the stored state.
 
-mod rollout_world;
-
-use rollout_world::{World, cr_from, settled_world};
+use crate::world::{World, cr_from, settled_world};
 use serde_json::{Value, json};
 use shared::children::{ANNOTATION_CREATED_BY, ChildObject, LABEL_CLAIM};
 use shared::model::{Action, MetadataPatchReason, Observed};

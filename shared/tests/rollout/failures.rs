@@ -1,10 +1,8 @@
 //! What the status says when something the rollout needs fails: a child write the API server
 //! refuses, a child the VictoriaMetrics operator reports `failed`, a VMAuth the operator never
-//! reconciles (walked in the simulated cluster of `rollout_world`).
+//! reconciles (walked in the simulated cluster of `world`).
 
-mod rollout_world;
-
-use rollout_world::{World, settled_world, zones_cr};
+use crate::world::{World, settled_world, zones_cr};
 use serde_json::json;
 use shared::api::{UpdateStatus, ZonePhase};
 use shared::names::ChildKind;

@@ -7,8 +7,6 @@
 //! (preflight outcome, last VMAuth apply generation) can be dropped at any time to simulate a
 //! crash.
 
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 

@@ -1,8 +1,6 @@
-//! Whole rollouts walked step by step in a simulated cluster (see `rollout_world`).
+//! Whole rollouts walked step by step in a simulated cluster (see `world`).
 
-mod rollout_world;
-
-use rollout_world::{World, settled_world, zones_cr};
+use crate::world::{World, settled_world, zones_cr};
 use serde_json::json;
 use shared::api::{UpdateStatus, ZonePhase};
 use shared::names::ChildKind;
@@ -402,7 +400,7 @@ fn a_child_claimed_by_another_cr_is_never_written() {
     // zone z1's cluster already exists, labelled for CR "other".
     world.children.insert(
         ("VMCluster".into(), "demo-z1".into()),
-        rollout_world::SimChild {
+        crate::world::SimChild {
             kind: ChildKind::VMCluster,
             object: json!({"kind": "VMCluster", "metadata": {"name": "demo-z1", "namespace": "ns",
                 "uid": "foreign", "generation": 1,
@@ -448,7 +446,7 @@ fn deletion_deletes_created_children_and_releases_adopted_ones() {
         // An adopted agent for z0: exists before, no created-by.
         world.children.insert(
             ("VMAgent".into(), "demo-z0".into()),
-            rollout_world::SimChild {
+            crate::world::SimChild {
                 kind: ChildKind::VMAgent,
                 object: json!({"kind": "VMAgent", "metadata": {"name": "demo-z0", "namespace": "ns",
                     "uid": "adopted", "generation": 1}, "spec": {},
@@ -526,7 +524,7 @@ fn adopted_child_that_contains_the_intent_is_stamped_without_a_rollout() {
             object["status"] = json!({"updateStatus": "operational", "observedGeneration": 1});
             world.children.insert(
                 (intent.kind.kind().into(), intent.name.clone()),
-                rollout_world::SimChild {
+                crate::world::SimChild {
                     kind: intent.kind,
                     object,
                     pending: 0,
@@ -603,7 +601,7 @@ fn a_new_zone_is_created_and_existing_agents_are_rolled_to_write_to_it() {
 fn exclusion_waits_while_another_member_is_unready() {
     let mut world = settled_world(3);
     // A change of z0 only: z1 is current, so its unreadiness is not fixed by its own rollout
-    // (an unready zone that needs one is rolled first instead, see rollout_serving.rs).
+    // (an unready zone that needs one is rolled first instead, see serving.rs).
     world.edit(|cr| {
         cr.spec.zones[0].vmcluster =
             Some(serde_json::from_value(json!({"spec": {"clusterVersion": "v2"}})).expect("child"));
@@ -661,7 +659,7 @@ fn exclusion_waits_while_another_member_is_unready() {
 
 #[test]
 fn vmsingle_backends_roll_the_same_way() {
-    let cr = rollout_world::cr_from(json!({
+    let cr = crate::world::cr_from(json!({
         "backendType": "VMSingle",
         "zoneCommon": {"readyTimeout": "30s", "updatePause": "2s",
             "vmsingle": {"spec": {"retentionPeriod": "1"}}},

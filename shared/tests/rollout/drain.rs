@@ -2,9 +2,7 @@
 //! cluster: each agent has one pod whose `/metrics` page reports, per `remoteWrite` entry, what
 //! the test says its queue holds. The world checks the invariants on every state.
 
-mod rollout_world;
-
-use rollout_world::{World, remote_write_urls, run_until, settled_world};
+use crate::world::{World, remote_write_urls, run_until, settled_world};
 use shared::api::{DrainState, UpdateStatus, ZonePhase};
 use shared::names::ChildKind;
 use shared::rollout::EventReason;

@@ -4,9 +4,7 @@
 //! need a spec change, a VMAuth that disappears or changes name, and the CR deleted mid-rollout.
 //! The world checks the invariants on every state it passes through.
 
-mod rollout_world;
-
-use rollout_world::{SimChild, World, cr_from, remote_write_urls, run_until, zones_cr};
+use crate::world::{SimChild, World, cr_from, remote_write_urls, run_until, zones_cr};
 use serde_json::{Value, json};
 use shared::api::{UpdateStatus, ZonePhase};
 use shared::names::ChildKind;

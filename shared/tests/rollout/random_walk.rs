@@ -1,14 +1,13 @@
-//! Random multi-step scenarios walked in the simulated cluster (see `rollout_world`): 2–5 zones
+//! Random multi-step scenarios walked in the simulated cluster (see `world`): 2–5 zones
 //! in every `trafficMode`, version and remote-write URL changes, traffic-mode changes, a zone
 //! that fails on its own or never becomes ready, a missing `ref`, the VMAuth deleted or renamed
 //! mid-phase, controller crashes (restarts from the stored state, with half-executed steps) and
 //! the CR deleted mid-rollout. The shared invariant checker judges every state; once the
 //! failures are healed, the rollout must finish.
 
-mod rollout_world;
-
+use crate::world::{SimChild, World, zones_cr};
 use proptest::prelude::*;
-use rollout_world::{SimChild, World, zones_cr};
+use proptest::test_runner::FileFailurePersistence;
 use serde_json::{Value, json};
 use shared::api::{TrafficMode, UpdateStatus};
 use shared::names::ChildKind;
@@ -334,7 +333,15 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    // The regressions live beside this file (`random_walk.proptest-regressions`). Proptest's
+    // default would read and write `shared/tests/proptest-regressions/random_walk.txt` instead,
+    // because this directory has a `main.rs`.
+    #![proptest_config(ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions"
+        ))),
+        ..ProptestConfig::with_cases(96)
+    })]
 
     #[test]
     fn random_scenarios_keep_every_target_served_and_finish(s in scenario()) {
