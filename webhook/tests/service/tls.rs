@@ -1,22 +1,20 @@
 //! The real HTTPS listener: ALPN, certificate rotation under load, graceful shutdown.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::client::{Conn, config, connect, peer_leaf};
 use axum::body::Bytes;
 use certs::TestCa;
 use certs::secret_volume::publish;
-use common::client::{Conn, config, connect, peer_leaf};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vmdistributed_webhook::metrics::Metrics;
 use vmdistributed_webhook::routes::AppState;
 use vmdistributed_webhook::server::{RunningServer, ServerOptions, start};
 
-const REVIEW: &str = include_str!("../bench/review-3zones.json");
+const REVIEW: &str = include_str!("../../bench/review-3zones.json");
 
 struct Fixture {
     ca: TestCa,
@@ -74,6 +72,7 @@ fn allowed(body: &[u8]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_http1_and_http2_by_alpn_over_tls() {
+    let _process = crate::common::share_process().await;
     let f = fixture().await;
     let addr = f.server.tls_addr();
     for (alpn, expect_h2) in [
@@ -172,6 +171,7 @@ async fn finish_slow_request(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_the_certificate_under_load_fails_no_request() {
+    let _process = crate::common::share_process().await;
     let f = fixture().await;
     let addr = f.server.tls_addr();
     let client = config(f.ca.cert_der(), &[b"h2", b"http/1.1"]);
@@ -288,6 +288,7 @@ async fn rotating_the_certificate_under_load_fails_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_in_flight_requests_and_stops_accepting() {
+    let _process = crate::common::share_process().await;
     let f = fixture().await;
     let addr = f.server.tls_addr();
     let http_addr = f.server.http_addr();

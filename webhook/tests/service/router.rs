@@ -1,14 +1,12 @@
 //! The admission and health routers driven in process with real AdmissionReview JSON.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::common::{object, review, seed_spec};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode, header};
-use common::{object, review, seed_spec};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use vmdistributed_webhook::admission::MAX_BODY_BYTES;
@@ -99,6 +97,7 @@ fn defaulted_seed() -> Value {
 
 #[tokio::test]
 async fn mutate_returns_a_patch_that_yields_the_defaulted_object() {
+    let _process = crate::common::share_process().await;
     let app = app();
     let obj = object("demo", seed_spec());
     let response = answer(
@@ -120,6 +119,7 @@ async fn mutate_returns_a_patch_that_yields_the_defaulted_object() {
 
 #[tokio::test]
 async fn mutate_of_a_fully_defaulted_object_has_no_patch_and_no_patch_type() {
+    let _process = crate::common::share_process().await;
     let app = app();
     let obj = defaulted_seed();
     let response = answer(
@@ -135,6 +135,7 @@ async fn mutate_of_a_fully_defaulted_object_has_no_patch_and_no_patch_type() {
 
 #[tokio::test]
 async fn mutate_never_rewrites_user_values() {
+    let _process = crate::common::share_process().await;
     let app = app();
     let mut spec = seed_spec();
     spec["zoneCommon"]["readyTimeout"] = json!("90s");
@@ -157,6 +158,7 @@ async fn mutate_never_rewrites_user_values() {
 
 #[tokio::test]
 async fn mutate_denies_an_object_that_does_not_decode_with_the_field_path() {
+    let _process = crate::common::share_process().await;
     let app = app();
     let mut spec = seed_spec();
     spec["zones"][1]["trafficMode"] = json!("sideways");
@@ -173,6 +175,7 @@ async fn mutate_denies_an_object_that_does_not_decode_with_the_field_path() {
 
 #[tokio::test]
 async fn validate_allows_the_seed_and_the_benchmark_payload() {
+    let _process = crate::common::share_process().await;
     let app = app();
     let response = answer(
         &app.admission,
@@ -181,7 +184,8 @@ async fn validate_allows_the_seed_and_the_benchmark_payload() {
     )
     .await;
     assert_eq!(response["allowed"], true, "{response}");
-    let bench: Value = serde_json::from_str(include_str!("../bench/review-3zones.json")).unwrap();
+    let bench: Value =
+        serde_json::from_str(include_str!("../../bench/review-3zones.json")).unwrap();
     let (status, body) = post(
         &app.admission,
         "/validate",
@@ -195,9 +199,10 @@ async fn validate_allows_the_seed_and_the_benchmark_payload() {
 
 #[tokio::test]
 async fn validate_denies_the_duplicate_zone_payload_with_a_field_path() {
+    let _process = crate::common::share_process().await;
     let app = app();
     let bench: Value =
-        serde_json::from_str(include_str!("../bench/review-3zones-dupzone.json")).unwrap();
+        serde_json::from_str(include_str!("../../bench/review-3zones-dupzone.json")).unwrap();
     let (status, body) = post(
         &app.admission,
         "/validate",
@@ -213,6 +218,7 @@ async fn validate_denies_the_duplicate_zone_payload_with_a_field_path() {
 
 #[tokio::test]
 async fn validate_returns_warnings_when_allowed() {
+    let _process = crate::common::share_process().await;
     let app = app();
     let mut obj = defaulted_seed();
     obj["spec"]["zones"] = json!([{"name": "zone-a", "trafficMode": "read-write"}]);
@@ -229,6 +235,7 @@ async fn validate_returns_warnings_when_allowed() {
 
 #[tokio::test]
 async fn dry_run_requests_are_answered_identically() {
+    let _process = crate::common::share_process().await;
     let app = app();
     let mut bad = defaulted_seed();
     bad["spec"]["zones"][1]["name"] = json!("zone-a");
@@ -245,6 +252,7 @@ async fn dry_run_requests_are_answered_identically() {
 
 #[tokio::test]
 async fn updates_with_an_unchanged_spec_are_allowed_without_mutation_or_validation() {
+    let _process = crate::common::share_process().await;
     let app = app();
     // An invalid stored object whose metadata changes (a finalizer removed): never blocked.
     let mut old = object(
@@ -269,6 +277,7 @@ async fn updates_with_an_unchanged_spec_are_allowed_without_mutation_or_validati
 
 #[tokio::test]
 async fn objects_being_deleted_are_allowed_without_mutation_or_validation() {
+    let _process = crate::common::share_process().await;
     let app = app();
     let mut obj = object("demo", json!({"zones": [{"name": "Bad_Name"}]}));
     obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
@@ -288,6 +297,7 @@ async fn objects_being_deleted_are_allowed_without_mutation_or_validation() {
 
 #[tokio::test]
 async fn delete_and_connect_operations_are_allowed() {
+    let _process = crate::common::share_process().await;
     let app = app();
     let old = object("demo", json!({"zones": []}));
     for path in ["/mutate", "/validate"] {
@@ -303,6 +313,7 @@ async fn delete_and_connect_operations_are_allowed() {
 
 #[tokio::test]
 async fn changed_updates_are_validated_against_the_new_object() {
+    let _process = crate::common::share_process().await;
     let app = app();
     let old = defaulted_seed();
     let mut new = old.clone();
@@ -335,6 +346,7 @@ async fn bad_request(router: &Router, path: &str, body: impl Into<Body>) -> Stri
 
 #[tokio::test]
 async fn malformed_bodies_get_400_with_a_one_line_reason() {
+    let _process = crate::common::share_process().await;
     let app = app();
     for path in ["/mutate", "/validate"] {
         for body in [
@@ -376,6 +388,7 @@ async fn malformed_bodies_get_400_with_a_one_line_reason() {
 
 #[tokio::test]
 async fn other_kinds_get_400() {
+    let _process = crate::common::share_process().await;
     let app = app();
     let mut pod = review(
         "CREATE",
@@ -404,6 +417,7 @@ async fn other_kinds_get_400() {
 
 #[tokio::test]
 async fn bodies_over_the_limit_declared_in_content_length_are_refused_without_reading() {
+    let _process = crate::common::share_process().await;
     use futures::StreamExt as _;
     let app = app();
     let polled = Arc::new(AtomicUsize::new(0));
@@ -428,6 +442,7 @@ async fn bodies_over_the_limit_declared_in_content_length_are_refused_without_re
 
 #[tokio::test]
 async fn streamed_bodies_over_the_limit_are_cut_off_at_it() {
+    let _process = crate::common::share_process().await;
     use futures::StreamExt as _;
     let app = app();
     let produced = Arc::new(AtomicUsize::new(0));
@@ -456,6 +471,7 @@ async fn streamed_bodies_over_the_limit_are_cut_off_at_it() {
 
 #[tokio::test]
 async fn health_ready_and_metrics_report_requests_by_endpoint_and_result() {
+    let _process = crate::common::share_process().await;
     let app = app();
     let _ = answer(
         &app.admission,
@@ -463,7 +479,7 @@ async fn health_ready_and_metrics_report_requests_by_endpoint_and_result() {
         &review("CREATE", Some(object("demo", seed_spec())), None),
     )
     .await;
-    let bench = include_str!("../bench/review-3zones-dupzone.json");
+    let bench = include_str!("../../bench/review-3zones-dupzone.json");
     let _ = post(&app.admission, "/validate", bench.to_owned()).await;
     let _ = post(&app.admission, "/validate", "{").await;
     let _ = post(
@@ -510,6 +526,7 @@ async fn health_ready_and_metrics_report_requests_by_endpoint_and_result() {
 
 #[tokio::test]
 async fn wrong_methods_and_paths_are_not_served() {
+    let _process = crate::common::share_process().await;
     let app = app();
     let response = app
         .admission
@@ -529,6 +546,7 @@ async fn wrong_methods_and_paths_are_not_served() {
 
 #[tokio::test]
 async fn renaming_a_zones_cluster_on_update_is_denied_naming_old_and_new() {
+    let _process = crate::common::share_process().await;
     let app = app();
     let old = defaulted_seed();
     let mut new = old.clone();
@@ -569,6 +587,7 @@ async fn renaming_a_zones_cluster_on_update_is_denied_naming_old_and_new() {
 
 #[tokio::test]
 async fn removing_a_zone_on_update_is_allowed_with_a_warning_naming_the_children() {
+    let _process = crate::common::share_process().await;
     let app = app();
     let mut old = defaulted_seed();
     old["spec"]["zones"]
@@ -601,6 +620,7 @@ async fn removing_a_zone_on_update_is_allowed_with_a_warning_naming_the_children
 
 #[tokio::test]
 async fn changing_backend_type_on_update_is_denied() {
+    let _process = crate::common::share_process().await;
     let app = app();
     let old = defaulted_seed();
     let mut new = old.clone();
@@ -628,6 +648,7 @@ async fn changing_backend_type_on_update_is_denied() {
 
 #[tokio::test]
 async fn every_error_is_reported_in_one_message_with_its_path() {
+    let _process = crate::common::share_process().await;
     let app = app();
     let mut obj = defaulted_seed();
     obj["spec"]["zones"] = json!([

@@ -1,8 +1,6 @@
 //! Thousands of random and mutated AdmissionReview bodies: every one gets an answer (200 or 400),
 //! nothing panics, and memory stays bounded. Seeded, so a failure reproduces.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -175,19 +173,20 @@ fn rss_kib() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_and_mutated_reviews_never_panic_and_memory_stays_bounded() {
+    let _process = crate::common::own_process().await;
     let router = admission_router(Arc::new(AppState::new(Arc::new(Metrics::new()))));
     let seeds: Vec<Value> = vec![
-        serde_json::from_str(include_str!("../bench/review-3zones.json")).unwrap(),
-        serde_json::from_str(include_str!("../bench/review-3zones-dupzone.json")).unwrap(),
-        common::review(
+        serde_json::from_str(include_str!("../../bench/review-3zones.json")).unwrap(),
+        serde_json::from_str(include_str!("../../bench/review-3zones-dupzone.json")).unwrap(),
+        crate::common::review(
             "CREATE",
-            Some(common::object("demo", common::seed_spec())),
+            Some(crate::common::object("demo", crate::common::seed_spec())),
             None,
         ),
-        common::review(
+        crate::common::review(
             "UPDATE",
-            Some(common::object("demo", common::seed_spec())),
-            Some(common::object(
+            Some(crate::common::object("demo", crate::common::seed_spec())),
+            Some(crate::common::object(
                 "demo",
                 json!({"zones": [{"name": "zone-a"}, {"name": "zone-c"}]}),
             )),

@@ -1,7 +1,22 @@
-//! Helpers shared by the webhook's test binaries.
-#![allow(dead_code)]
+//! Helpers shared by the service tests.
 
 use serde_json::{Value, json};
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// The tests of this binary run in parallel threads of one process, but the fuzz test bounds the
+/// memory of the whole process (its RSS). It holds this lock exclusively while it runs; every
+/// other test holds it shared, so none of them runs beside it.
+static PROCESS: RwLock<()> = RwLock::const_new(());
+
+/// Held by every test but the fuzz test, for its whole run.
+pub async fn share_process() -> RwLockReadGuard<'static, ()> {
+    PROCESS.read().await
+}
+
+/// Held by the fuzz test for its whole run: no other test of the binary runs meanwhile.
+pub async fn own_process() -> RwLockWriteGuard<'static, ()> {
+    PROCESS.write().await
+}
 
 /// The seed example's spec (two zones), as the user writes it.
 pub fn seed_spec() -> Value {
