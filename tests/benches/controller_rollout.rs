@@ -29,11 +29,12 @@ use harness::controller_env::standalone_controller;
 use harness::proc_stats::{cpu_seconds, process_name, status_kib};
 use harness::state_recorder::StateRecorder;
 use harness::{ControlPlane, SimOperator, SupervisedProcess};
-use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::json;
 use shared::VMDistributed;
+use shared::names::ChildKind;
 
 const READY_DELAY_MS: u64 = 500;
 const PAUSE_MS: u64 = 1000;
@@ -402,14 +403,8 @@ fn child_waiting(obj: &DynamicObject) -> bool {
 async fn timed_rollout(w: &World, name: &str, generation: i64) -> Result<Round> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Seen>();
     let mut watches = Vec::new();
-    for kind in ["VMCluster", "VMAgent", "VMAuth"] {
-        let resource = ApiResource {
-            group: "operator.victoriametrics.com".into(),
-            version: "v1beta1".into(),
-            api_version: "operator.victoriametrics.com/v1beta1".into(),
-            kind: kind.into(),
-            plural: format!("{}s", kind.to_lowercase()),
-        };
+    for kind in [ChildKind::VMCluster, ChildKind::VMAgent, ChildKind::VMAuth] {
+        let resource = vmdistributed_runtime::resources::child(kind);
         let api: Api<DynamicObject> = Api::namespaced_with(w.client.clone(), &w.ns, &resource);
         // Every child, the VMAuth included, carries the claim label.
         let selector = format!("operator.victoriametrics.com/vmdistributed={name}");

@@ -63,6 +63,8 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
+use shared::names::ChildKind;
+use vmdistributed_runtime::resources;
 
 const CR: &str = "bench";
 const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
@@ -212,15 +214,8 @@ impl Stack {
     }
 }
 
-fn api(client: &Client, ns: &str, version: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
-    let resource = ApiResource {
-        group: "operator.victoriametrics.com".into(),
-        version: version.into(),
-        api_version: format!("operator.victoriametrics.com/{version}"),
-        kind: kind.into(),
-        plural: plural.into(),
-    };
-    Api::namespaced_with(client.clone(), ns, &resource)
+fn api(client: &Client, ns: &str, resource: &ApiResource) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, resource)
 }
 
 async fn start_stack(setup: Setup) -> Result<Stack> {
@@ -255,7 +250,7 @@ async fn start_stack(setup: Setup) -> Result<Stack> {
     } else {
         None
     };
-    let vmd = api(&client, &ns, "v1alpha1", "VMDistributed", "vmdistributed");
+    let vmd = api(&client, &ns, &resources::vmdistributed());
     Ok(Stack {
         setup,
         cp,
@@ -409,7 +404,11 @@ fn spawn_watches(
     tx: &tokio::sync::mpsc::UnboundedSender<Seen>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
-    let auth = api(&stack.client, &stack.ns, "v1beta1", "VMAuth", "vmauths");
+    let auth = api(
+        &stack.client,
+        &stack.ns,
+        &resources::child(ChildKind::VMAuth),
+    );
     let by_name = watcher::Config::default().fields(&format!("metadata.name={CR}"));
     let (tx1, config) = (tx.clone(), by_name.clone());
     tasks.push(tokio::spawn(async move {
@@ -426,9 +425,7 @@ fn spawn_watches(
     let clusters = api(
         &stack.client,
         &stack.ns,
-        "v1beta1",
-        "VMCluster",
-        "vmclusters",
+        &resources::child(ChildKind::VMCluster),
     );
     let (tx2, version) = (tx.clone(), version.to_owned());
     tasks.push(tokio::spawn(async move {

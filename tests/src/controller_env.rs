@@ -12,10 +12,10 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 use shared::VMDistributed;
 use shared::names::ChildKind;
+use vmdistributed_runtime::resources;
 
 use crate::control_plane::ControlPlane;
 use crate::net::{free_port, http_get};
-use crate::state_recorder::child_resource;
 use crate::supervisor::{ProcessSpec, SupervisedProcess};
 
 /// Field manager of the controller.
@@ -209,7 +209,7 @@ impl Env {
 
     /// The API of a child kind in this namespace.
     pub fn children(&self, kind: ChildKind) -> Api<DynamicObject> {
-        Api::namespaced_with(self.client.clone(), &self.ns, &child_resource(kind))
+        Api::namespaced_with(self.client.clone(), &self.ns, &resources::child(kind))
     }
 
     /// A child, if it exists.

@@ -28,12 +28,14 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use futures::{StreamExt, stream::select_all};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
+use shared::names::ChildKind;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use vmdistributed_runtime::resources;
 
 /// Annotation: `"true"` makes the simulator report `failed`.
 pub const FAIL_ANNOTATION: &str = "sim.vmdistributed.io/fail";
@@ -44,12 +46,12 @@ pub const READY_AFTER_ANNOTATION: &str = "sim.vmdistributed.io/ready-after";
 /// Reason written with `failed`.
 pub const FAIL_REASON: &str = "simulated failure (annotation sim.vmdistributed.io/fail)";
 
-/// The kinds the simulator drives, with their plurals.
-pub const KINDS: [(&str, &str); 4] = [
-    ("VMCluster", "vmclusters"),
-    ("VMAgent", "vmagents"),
-    ("VMAuth", "vmauths"),
-    ("VMSingle", "vmsingles"),
+/// The kinds the simulator drives.
+pub const KINDS: [ChildKind; 4] = [
+    ChildKind::VMCluster,
+    ChildKind::VMAgent,
+    ChildKind::VMAuth,
+    ChildKind::VMSingle,
 ];
 
 /// Simulator settings.
@@ -161,16 +163,8 @@ type Written = (Key, Value, Result<String>);
 /// Objects are handled concurrently, but each object has at most one status write in flight:
 /// an `operational` overtaking its own `expanding` would leave the object `expanding` forever.
 pub async fn run(client: Client, config: SimConfig) -> Result<()> {
-    let resources: Vec<ApiResource> = KINDS
-        .iter()
-        .map(|(kind, plural)| {
-            ApiResource::from_gvk_with_plural(
-                &GroupVersionKind::gvk("operator.victoriametrics.com", "v1beta1", kind),
-                plural,
-            )
-        })
-        .collect();
-    let streams = resources.iter().enumerate().map(|(index, resource)| {
+    let watched: Vec<ApiResource> = KINDS.into_iter().map(resources::child).collect();
+    let streams = watched.iter().enumerate().map(|(index, resource)| {
         let api: Api<DynamicObject> = match &config.namespace {
             Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
             None => Api::all_with(client.clone(), resource),
@@ -221,7 +215,7 @@ pub async fn run(client: Client, config: SimConfig) -> Result<()> {
                     Ok(Event::Init | Event::InitDone) => {}
                     // The watcher retries by itself (e.g. the CRD is not installed yet).
                     Err(e) => {
-                        tracing::debug!(kind = KINDS[index].0, error = %e, "watch error");
+                        tracing::debug!(kind = KINDS[index].kind(), error = %e, "watch error");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
@@ -234,11 +228,11 @@ pub async fn run(client: Client, config: SimConfig) -> Result<()> {
                         if let Some(track) = tracks.get_mut(&key) {
                             record_written(track, &desired);
                         }
-                        tracing::info!(kind = KINDS[key.0].0, namespace = %key.1, name = %key.2,
+                        tracing::info!(kind = KINDS[key.0].kind(), namespace = %key.1, name = %key.2,
                             generation = %desired["observedGeneration"],
                             status = %desired["updateStatus"], "status updated");
                     }
-                    Err(e) => tracing::warn!(kind = KINDS[key.0].0, namespace = %key.1,
+                    Err(e) => tracing::warn!(kind = KINDS[key.0].kind(), namespace = %key.1,
                         name = %key.2, error = %format!("{e:#}"), "status update failed"),
                 }
                 // Look again if an event arrived meanwhile, or if the wait it was written for
@@ -284,7 +278,7 @@ pub async fn run(client: Client, config: SimConfig) -> Result<()> {
             };
             in_flight.insert(key.clone());
             let api: Api<DynamicObject> =
-                Api::namespaced_with(client.clone(), &key.1, &resources[key.0]);
+                Api::namespaced_with(client.clone(), &key.1, &watched[key.0]);
             let (permits, written_tx) = (Arc::clone(&permits), written_tx.clone());
             tokio::spawn(async move {
                 let _permit = permits.acquire_owned().await;

@@ -18,28 +18,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::Value;
 use shared::names::ChildKind;
 use shared::rollout::invariants::{Change, InvariantChecker};
-
-/// The API resource of a child kind.
-pub fn child_resource(kind: ChildKind) -> ApiResource {
-    ApiResource {
-        group: "operator.victoriametrics.com".into(),
-        version: "v1beta1".into(),
-        api_version: ChildKind::API_VERSION.into(),
-        kind: kind.kind().into(),
-        plural: kind.plural().into(),
-    }
-}
-
-/// The API resource of the VMDistributed CR.
-pub fn cr_resource() -> ApiResource {
-    ApiResource {
-        group: "operator.victoriametrics.com".into(),
-        version: "v1alpha1".into(),
-        api_version: "operator.victoriametrics.com/v1alpha1".into(),
-        kind: "VMDistributed".into(),
-        plural: "vmdistributed".into(),
-    }
-}
+use vmdistributed_runtime::resources;
 
 /// One watch event.
 #[derive(Clone, Debug)]
@@ -68,11 +47,13 @@ impl StateRecorder {
     pub async fn start(client: &Client, ns: &str) -> Result<Self> {
         let records = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
-        let mut resources: Vec<ApiResource> =
-            ChildKind::ALL.iter().map(|k| child_resource(*k)).collect();
-        resources.push(cr_resource());
+        let mut watched: Vec<ApiResource> = ChildKind::ALL
+            .iter()
+            .map(|k| resources::child(*k))
+            .collect();
+        watched.push(resources::vmdistributed());
         let mut ready = Vec::new();
-        for resource in resources {
+        for resource in watched {
             let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
             let records = records.clone();
             let kind = resource.kind.clone();

@@ -68,13 +68,15 @@ use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
+use shared::names::ChildKind;
+use vmdistributed_runtime::resources;
 
 use crate::supervisor::ProcessSpec;
 
@@ -116,14 +118,6 @@ impl ProcessSpec {
             .env("NO_PROXY", NO_PROXY)
             .env("no_proxy", NO_PROXY)
     }
-}
-
-/// `operator.victoriametrics.com/v1beta1` VMAgent.
-pub fn vmagent_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("operator.victoriametrics.com", "v1beta1", "VMAgent"),
-        "vmagents",
-    )
 }
 
 /// The name of a VMAgent's Service: `vmagent-<name>`, or `<name>` with `spec.useLegacyNaming`.
@@ -299,7 +293,7 @@ pub fn vmagent_reflector(
     Store<DynamicObject>,
     impl Stream<Item = watcher::Result<Event<DynamicObject>>> + Send + 'static,
 ) {
-    let resource = vmagent_resource();
+    let resource = resources::child(ChildKind::VMAgent);
     let api: Api<DynamicObject> = match namespace {
         Some(ns) => Api::namespaced_with(client, ns, &resource),
         None => Api::all_with(client, &resource),
@@ -442,7 +436,7 @@ pub async fn publish_sim_agent_endpoints(
             },
             _ = retry.tick(), if !failed.is_empty() || cleanup_failed => {
                 for key in std::mem::take(&mut failed) {
-                    let live = agents.get(&ObjectRef::new_with(&key.1, vmagent_resource()).within(&key.0));
+                    let live = agents.get(&ObjectRef::new_with(&key.1, resources::child(ChildKind::VMAgent)).within(&key.0));
                     let result = match live {
                         Some(agent) => publish_sim_agent(&client, &addresses, &mut published, &agent).await,
                         None => unpublish_sim_agent(&client, &addresses, &mut published, &key).await,
@@ -744,7 +738,8 @@ async fn mirror_agent(
     published: &mut HashMap<AgentRef, MirrorSlice>,
     agent: &AgentRef,
 ) -> Result<()> {
-    let live = agents.get(&ObjectRef::new_with(&agent.1, vmagent_resource()).within(&agent.0));
+    let live = agents
+        .get(&ObjectRef::new_with(&agent.1, resources::child(ChildKind::VMAgent)).within(&agent.0));
     let (service, port) = match &live {
         Some(live) => (service_name(live), agent_port(live)),
         None => (format!("vmagent-{}", agent.1), VMAGENT_PORT),
@@ -839,10 +834,10 @@ async fn answer(State(state): State<ProxyState>, uri: Uri) -> Response {
     let Some(agent_ref) = state.addresses.get(ip) else {
         return bad_gateway(format!("{uri}: no vmagent is published at {ip}"));
     };
-    let Some(agent) = state
-        .agents
-        .get(&ObjectRef::new_with(&agent_ref.1, vmagent_resource()).within(&agent_ref.0))
-    else {
+    let Some(agent) = state.agents.get(
+        &ObjectRef::new_with(&agent_ref.1, resources::child(ChildKind::VMAgent))
+            .within(&agent_ref.0),
+    ) else {
         return bad_gateway(format!(
             "{uri}: VMAgent {}/{} is gone",
             agent_ref.0, agent_ref.1

@@ -127,8 +127,11 @@ async fn a_permanently_failing_object_is_retried_ever_more_slowly() -> Result<()
     // the (now long) backoff, and its status is written within seconds.
     delete_refusal_policy(&client, &policy).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let crs: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &ns, &harness::state_recorder::cr_resource());
+    let crs: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &vmdistributed_runtime::resources::vmdistributed(),
+    );
     crs.patch(
         "failing",
         &PatchParams::default(),

@@ -55,8 +55,11 @@ async fn a_preflight_rejection_is_judged_again_when_the_crd_changes() -> Result<
         }
     });
     harness::apply_value(&client, Some(&ns), cr, &PatchParams::apply("test").force()).await?;
-    let crs: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &ns, &harness::state_recorder::cr_resource());
+    let crs: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &vmdistributed_runtime::resources::vmdistributed(),
+    );
     let wait = |what: &'static str, done: fn(&DynamicObject) -> bool| {
         let crs = crs.clone();
         let controller = &controller;

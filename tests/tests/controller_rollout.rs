@@ -557,7 +557,7 @@ async fn paused_stops_child_writes_and_unpausing_applies_the_pending_change() ->
                 let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
                     client.clone(),
                     &env_ns,
-                    &harness::state_recorder::child_resource(kind),
+                    &vmdistributed_runtime::resources::child(kind),
                 );
                 for obj in api.list(&Default::default()).await?.items {
                     out.push((
@@ -631,7 +631,7 @@ async fn steady_state_reconcile_performs_zero_writes() -> Result<()> {
                 let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
                     client.clone(),
                     &ns,
-                    &harness::state_recorder::child_resource(kind),
+                    &vmdistributed_runtime::resources::child(kind),
                 );
                 for obj in api.list(&Default::default()).await?.items {
                     out.push((kind, obj.name_any(), obj.resource_version()));

@@ -313,7 +313,7 @@ subjects: [{{kind: ServiceAccount, name: limited, namespace: {ns}}}]
     let clusters: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
         client.clone(),
         &ns,
-        &harness::state_recorder::child_resource(shared::names::ChildKind::VMCluster),
+        &vmdistributed_runtime::resources::child(shared::names::ChildKind::VMCluster),
     );
     assert!(clusters.list(&Default::default()).await?.items.is_empty());
     Ok(())

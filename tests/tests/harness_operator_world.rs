@@ -14,10 +14,10 @@ use harness::{ControlPlane, KWOK_NODES, apply_yaml_with, create_namespace};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
-use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
-};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
+use shared::names::ChildKind;
+use vmdistributed_runtime::resources;
 
 const OPERATIONAL_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -26,12 +26,8 @@ const AGENT: &str = "write";
 const SINGLE: &str = "read";
 const AUTH: &str = "front";
 
-fn api(client: &Client, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("operator.victoriametrics.com", "v1beta1", kind),
-        plural,
-    );
-    Api::namespaced_with(client.clone(), ns, &resource)
+fn api(client: &Client, ns: &str, kind: ChildKind) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &resources::child(kind))
 }
 
 fn manifests(ns: &str) -> String {
@@ -226,16 +222,16 @@ async fn managed_kinds_become_operational(cp: &ControlPlane) -> Result<()> {
     apply_object(&client, &ns, vmauth(&ns, std::slice::from_ref(&write))).await?;
 
     let kinds = [
-        ("VMCluster", "vmclusters", CLUSTER),
-        ("VMAgent", "vmagents", AGENT),
-        ("VMSingle", "vmsingles", SINGLE),
-        ("VMAuth", "vmauths", AUTH),
+        (ChildKind::VMCluster, CLUSTER),
+        (ChildKind::VMAgent, AGENT),
+        (ChildKind::VMSingle, SINGLE),
+        (ChildKind::VMAuth, AUTH),
     ];
-    let waits = kinds.iter().map(|(kind, plural, name)| {
-        let api = api(&client, &ns, kind, plural);
+    let waits = kinds.iter().map(|(kind, name)| {
+        let api = api(&client, &ns, *kind);
         async move {
             let generation = wait_operational(&api, name, 1).await?;
-            anyhow::Ok((*kind, generation, applied.elapsed()))
+            anyhow::Ok((kind.kind(), generation, applied.elapsed()))
         }
     });
     for (kind, generation, after) in futures::future::try_join_all(waits).await? {
@@ -307,7 +303,7 @@ async fn managed_kinds_become_operational(cp: &ControlPlane) -> Result<()> {
 
     // A second target ref changes the generated config: the operator must now see the
     // config-reloader confirm the new content before it calls the VMAuth operational again.
-    let auth_api = api(&client, &ns, "VMAuth", "vmauths");
+    let auth_api = api(&client, &ns, ChildKind::VMAuth);
     let before = auth_api
         .get(AUTH)
         .await?
@@ -411,7 +407,7 @@ async fn vmagent_pods_are_mirrored_into_endpoint_slices_and_answered_through_the
     let client = cp.client().await?;
     let ns = create_namespace(&client, "vmagent-mirror").await?;
     apply(&client, &ns, &mirrored_agent_yaml()).await?;
-    let agents = api(&client, &ns, "VMAgent", "vmagents");
+    let agents = api(&client, &ns, ChildKind::VMAgent);
     wait_operational(&agents, MIRRORED_AGENT, 1).await?;
 
     // The Ready vmagent pods, at the addresses the mirror publishes them.

@@ -12,10 +12,10 @@ use harness::vmagent_standin::{
 };
 use harness::{ControlPlane, apply_yaml_with, create_namespace};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
-};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
+use shared::names::ChildKind;
+use vmdistributed_runtime::resources;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -59,11 +59,7 @@ async fn setup(prefix: &str) -> Result<Fixture> {
     cp.ensure_sim_operator().await?;
     let client = cp.client().await?;
     let ns = create_namespace(&client, prefix).await?;
-    let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("operator.victoriametrics.com", "v1beta1", "VMCluster"),
-        "vmclusters",
-    );
-    let api = Api::namespaced_with(client.clone(), &ns, &resource);
+    let api = Api::namespaced_with(client.clone(), &ns, &resources::child(ChildKind::VMCluster));
     Ok(Fixture { api, ns, client })
 }
 
@@ -317,7 +313,7 @@ async fn vmagents_get_an_endpoint_whose_metrics_the_annotations_control() -> Res
     let agents = Api::<DynamicObject>::namespaced_with(
         f.client.clone(),
         &f.ns,
-        &harness::vmagent_standin::vmagent_resource(),
+        &resources::child(ChildKind::VMAgent),
     );
     harness::apply_yaml(&f.client, Some(&f.ns), VMAGENT_YAML).await?;
 

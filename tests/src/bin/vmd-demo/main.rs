@@ -383,7 +383,11 @@ fn workspace_binaries() -> Result<(std::path::PathBuf, std::path::PathBuf)> {
 }
 
 fn vmd_api(client: &kube::Client) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), NAMESPACE, &watch::vmd_resource())
+    Api::namespaced_with(
+        client.clone(),
+        NAMESPACE,
+        &vmdistributed_runtime::resources::vmdistributed(),
+    )
 }
 
 /// Registration takes effect asynchronously in the API server: dry-run applies until the

@@ -7,27 +7,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use futures::{StreamExt, stream::select_all};
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::watcher::{self, Event};
+use shared::names::ChildKind;
 use tokio::sync::mpsc;
+use vmdistributed_runtime::resources;
 
 use crate::stack::Stack;
 use crate::timeline::{self, Model, Source};
-
-/// The VMDistributed resource (plural `vmdistributed`).
-pub fn vmd_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("operator.victoriametrics.com", "v1alpha1", "VMDistributed"),
-        "vmdistributed",
-    )
-}
-
-fn child_resource(kind: &str, plural: &str) -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("operator.victoriametrics.com", "v1beta1", kind),
-        plural,
-    )
-}
 
 /// A watch event reduced to what the model needs.
 struct Update {
@@ -49,10 +36,10 @@ impl Follower {
     /// Starts the watches in `namespace`.
     pub fn start(client: &Client, namespace: &str, model: Model) -> Self {
         let sources = [
-            (Source::Distributed, vmd_resource()),
-            (Source::Auth, child_resource("VMAuth", "vmauths")),
-            (Source::Cluster, child_resource("VMCluster", "vmclusters")),
-            (Source::Agent, child_resource("VMAgent", "vmagents")),
+            (Source::Distributed, resources::vmdistributed()),
+            (Source::Auth, resources::child(ChildKind::VMAuth)),
+            (Source::Cluster, resources::child(ChildKind::VMCluster)),
+            (Source::Agent, resources::child(ChildKind::VMAgent)),
             (
                 Source::Pod,
                 ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&()),
