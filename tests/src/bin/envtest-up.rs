@@ -68,11 +68,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let mut sink = Vec::new();
         let _ = std::io::copy(&mut std::io::stdin().lock(), &mut sink);
     });
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = stdin_closed => {}
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        () = vmdistributed_runtime::signals::terminated() => {}
     }
     cp.stop()
 }

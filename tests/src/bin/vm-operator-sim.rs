@@ -12,7 +12,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use harness::sim::{SimConfig, parse_duration};
 use harness::vmagent_standin::{self, AddressBook};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use vmdistributed_runtime::kube_config;
+use vmdistributed_runtime::logging::{self, LogFormat, ModulePath};
 
 /// Drives VMCluster, VMAgent, VMAuth and VMSingle objects to `expanding`, then `operational`.
 #[derive(Parser, Debug)]
@@ -38,12 +39,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(err) = logging::init(LogFormat::Text, &args.log_level, ModulePath::Hidden) {
+        eprintln!("vm-operator-sim: {err:#}");
+        return ExitCode::FAILURE;
+    }
     harness::install_crypto_provider();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -55,15 +54,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let client = match &args.kubeconfig {
-        Some(path) => {
-            let kc = Kubeconfig::read_from(path)?;
-            kube::Client::try_from(
-                kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?,
-            )?
-        }
-        None => kube::Client::try_default().await?,
-    };
+    let client = kube::Client::try_from(kube_config::load(args.kubeconfig.as_deref()).await?)?;
     let (listener, proxy_url) = vmagent_standin::bind_proxy(args.metrics_proxy_port).await?;
     tracing::info!(ready_delay = ?args.ready_delay, namespace = ?args.namespace, "vm-operator-sim started");
     tracing::info!(url = %proxy_url, "agent metrics proxy listening");

@@ -38,11 +38,12 @@ use harness::operator_world::config_reloader_hash;
 use harness::vmagent_standin::{self, AddressBook};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::Api;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
+use vmdistributed_runtime::kube_config;
+use vmdistributed_runtime::logging::{self, LogFormat, ModulePath};
 
 /// The config-reloader's HTTP port (`build.ConfigReloaderDefaultPort` in the operator).
 const CONFIG_RELOADER_PORT: u16 = 8435;
@@ -77,14 +78,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Its output goes to a log file that tests read.
-        .with_ansi(false)
-        .init();
+    if let Err(err) = logging::init(LogFormat::Text, &args.log_level, ModulePath::Hidden) {
+        eprintln!("vm-pod-standin: {err:#}");
+        return ExitCode::FAILURE;
+    }
     harness::install_crypto_provider();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -96,16 +93,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let client = match &args.kubeconfig {
-        Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            Client::try_from(
-                kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?,
-            )?
-        }
-        None => Client::try_default().await?,
-    };
+    let client = kube::Client::try_from(kube_config::load(args.kubeconfig.as_deref()).await?)?;
     let shared = Shared::new(args.reload_delay);
     let (listener, proxy_url) = vmagent_standin::bind_proxy(args.agent_metrics_proxy_port).await?;
     tracing::info!(reload_delay = ?args.reload_delay, agent_metrics_proxy = %proxy_url,
@@ -135,7 +123,7 @@ async fn run(args: Args) -> Result<()> {
         r = secrets => r,
         r = proxy => r,
         r = vmagent_endpoints => r,
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        () = vmdistributed_runtime::signals::terminated() => Ok(()),
     }
 }
 

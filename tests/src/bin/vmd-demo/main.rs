@@ -89,17 +89,9 @@ async fn demo(args: Args) -> ExitCode {
     harness::install_crypto_provider();
     let mut stack = Stack::default();
     let mut progress = Progress::default();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            eprintln!("vmd-demo: cannot install the SIGTERM handler: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let result = tokio::select! {
         result = run(&mut stack, &mut progress, &args) => Some(result),
-        _ = tokio::signal::ctrl_c() => None,
-        _ = term.recv() => None,
+        () = vmdistributed_runtime::signals::terminated() => None,
     };
     let code = match result {
         Some(Ok(())) => match progress.summary {
