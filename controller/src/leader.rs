@@ -41,7 +41,7 @@ impl LeaderGate {
         })
     }
 
-    fn closed() -> Arc<Self> {
+    pub(crate) fn closed() -> Arc<Self> {
         Arc::new(Self {
             origin: Instant::now(),
             acting_until_ns: AtomicU64::new(0),

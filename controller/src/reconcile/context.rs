@@ -170,3 +170,33 @@ pub struct EventSink {
     /// and reports the same transition).
     pub gate: Arc<crate::leader::LeaderGate>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing;
+    use super::*;
+    use crate::leader::LeaderGate;
+    use shared::api::UpdateStatus;
+
+    #[tokio::test]
+    async fn objects_that_are_gone_lose_their_memory_and_metric_series() {
+        let (ctx, _) = testing::context(LeaderGate::always());
+        let kept = testing::cr("kept", "uid-kept");
+        let gone = testing::cr("gone", "uid-gone");
+        for (cr, generation) in [(&kept, 1), (&gone, 2)] {
+            let uid = cr.uid().expect("uid");
+            ctx.remember(&uid, |m| m.vmauth_applied_generation = Some(generation));
+            ctx.metrics
+                .set_object_status("ns", &cr.name_any(), Some(UpdateStatus::Operational));
+        }
+        assert!(ctx.metrics.encode().contains("name=\"gone\""));
+
+        ctx.retain_objects(&[Arc::new(kept)]);
+
+        assert_eq!(ctx.memory("uid-kept").vmauth_applied_generation, Some(1));
+        assert_eq!(ctx.memory("uid-gone").vmauth_applied_generation, None);
+        let exported = ctx.metrics.encode();
+        assert!(exported.contains("name=\"kept\""), "{exported}");
+        assert!(!exported.contains("name=\"gone\""), "{exported}");
+    }
+}

@@ -79,7 +79,55 @@ pub fn truncate_note(note: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use super::super::testing;
     use super::*;
+    use crate::leader::LeaderGate;
+
+    fn transitions() -> Vec<Event> {
+        ["a", "b"]
+            .map(|zone| Event {
+                type_: EventType::Normal,
+                reason: EventReason::ZoneUpdated,
+                note: format!("zone {zone} is updated and back in the load balancer"),
+            })
+            .to_vec()
+    }
+
+    /// The requests seen once `count` have arrived, or after 2 s.
+    async fn requests_after(seen: &testing::Requests, count: usize) -> Vec<String> {
+        for _ in 0..200 {
+            if seen.lock().expect("requests").len() >= count {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        seen.lock().expect("requests").clone()
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_may_act_publishes_each_event() {
+        let (ctx, seen) = testing::context(LeaderGate::always());
+        publish_events(&ctx, &testing::cr("rollout", "uid-1"), &transitions());
+        let requests = requests_after(&seen, 2).await;
+        assert_eq!(
+            requests, ["POST /apis/events.k8s.io/v1/namespaces/ns/events"; 2],
+            "one POST per event, none folded into a series"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_may_not_act_publishes_no_event() {
+        // The events of a decision made while leading are published after it, in the
+        // background; a replica that lost the lease meanwhile must not publish them (the new
+        // leader reports the same transition).
+        let (ctx, seen) = testing::context(LeaderGate::closed());
+        publish_events(&ctx, &testing::cr("rollout", "uid-1"), &transitions());
+        // As long as the publishing replica above takes to post both.
+        let requests = requests_after(&seen, 2).await;
+        assert!(requests.is_empty(), "{requests:?}");
+    }
 
     #[test]
     fn notes_are_cut_to_one_kibibyte_on_a_character_boundary() {

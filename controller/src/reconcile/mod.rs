@@ -17,6 +17,8 @@ mod events;
 mod execute;
 mod memory;
 mod plan;
+#[cfg(test)]
+mod testing;
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
