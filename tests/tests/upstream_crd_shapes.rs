@@ -55,7 +55,7 @@ fn memberships(cr: &VMDistributed) -> Vec<Membership> {
 
 /// Dry-runs every child of `cr` in every shape; returns the failures, one line each.
 async fn dry_run_every_shape(client: &kube::Client, cr: &VMDistributed) -> Result<Vec<String>> {
-    let params = PatchParams::apply("vmdistributed-controller")
+    let params = PatchParams::apply(shared::model::FIELD_MANAGER)
         .force()
         .dry_run()
         .validation_strict();
@@ -155,7 +155,7 @@ async fn a_target_ref_without_the_required_crd_pair_is_refused() -> Result<()> {
         "spec": {"defaultTargetRefs": [{"name": "write", "paths": ["/insert/.+"],
             "crd": {"kind": "VMAgent", "objects": [{"name": "a", "namespace": ns}]}}]}
     });
-    let params = PatchParams::apply("vmdistributed-controller")
+    let params = PatchParams::apply(shared::model::FIELD_MANAGER)
         .force()
         .dry_run()
         .validation_strict();
