@@ -138,6 +138,39 @@ pub fn upgrade(
     Some(entries)
 }
 
+/// The JSON Patch operations that hand a released child's fields back: our entries (`Apply`,
+/// and the `Update` of our creation) leave `managedFields`, guarded by the object's
+/// `resourceVersion`, so a later server-side apply by whoever manages the object now meets no
+/// conflict with a manager that is gone (docs/rollout.md "Zone removal"). The fields and their
+/// values stay; they are only no longer ours. Empty when no entry is ours.
+///
+/// The API server keeps the stored list when a write sends an empty one, so a list of ours
+/// only becomes `[{}]`, which it stores as no entries at all.
+#[must_use]
+pub fn release_ops(
+    managed_fields: &[Value],
+    our_manager: &str,
+    resource_version: &str,
+) -> Vec<Value> {
+    let others: Vec<Value> = managed_fields
+        .iter()
+        .filter(|entry| entry.get("manager").and_then(Value::as_str) != Some(our_manager))
+        .cloned()
+        .collect();
+    if others.len() == managed_fields.len() {
+        return Vec::new();
+    }
+    let remaining = if others.is_empty() {
+        vec![Value::Object(Map::new())]
+    } else {
+        others
+    };
+    vec![
+        serde_json::json!({"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}),
+        serde_json::json!({"op": "replace", "path": "/metadata/managedFields", "value": remaining}),
+    ]
+}
+
 /// Remove from `fields` (a FieldsV1 object) the parts `intent` sets, returning them. Objects in
 /// the intent recurse (their `.` marker moves with them); any other value (scalar, list) moves
 /// the whole subtree, because our apply sets it entirely.
@@ -192,6 +225,31 @@ mod tests {
     use super::*;
 
     const ME: &str = "vmdistributed-controller";
+
+    #[test]
+    fn a_release_hands_back_only_our_entries() {
+        let ours_apply = json!({"manager": ME, "operation": "Apply", "fieldsV1": {"f:spec": {}}});
+        let ours_update = json!({"manager": ME, "operation": "Update", "fieldsV1": {"f:spec": {}}});
+        let operator =
+            json!({"manager": "vm-operator", "operation": "Update", "subresource": "status"});
+        let ops = release_ops(
+            &[ours_update, operator.clone(), ours_apply.clone()],
+            ME,
+            "42",
+        );
+        assert_eq!(
+            ops,
+            [
+                json!({"op": "test", "path": "/metadata/resourceVersion", "value": "42"}),
+                json!({"op": "replace", "path": "/metadata/managedFields", "value": [operator]}),
+            ]
+        );
+        // Only ours: `[{}]`, since an empty list would keep the stored one.
+        let ops = release_ops(std::slice::from_ref(&ours_apply), ME, "7");
+        assert_eq!(ops[1]["value"], json!([{}]));
+        // None of ours: nothing to do.
+        assert!(release_ops(&[helm_entry(json!({}))], ME, "7").is_empty());
+    }
 
     fn helm_entry(fields: Value) -> Value {
         json!({"manager": "helm", "operation": "Update", "apiVersion": "operator.victoriametrics.com/v1beta1",

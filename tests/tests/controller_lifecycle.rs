@@ -8,7 +8,7 @@ use anyhow::Result;
 use harness::controller_env::{CONTROLLER_MANAGER, Env, condition, is_operational};
 use harness::state_recorder::StateRecorder;
 use kube::ResourceExt;
-use kube::api::{DeleteParams, DynamicObject, PostParams};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use shared::names::ChildKind;
 
@@ -364,6 +364,13 @@ fn released(obj: &DynamicObject) -> bool {
             .annotations()
             .contains_key("operator.victoriametrics.com/spec-hash")
         && obj.owner_references().is_empty()
+        // Its fields are handed back too: no entry of ours stays in `managedFields`.
+        && obj
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .all(|entry| entry.manager.as_deref() != Some(CONTROLLER_MANAGER))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -506,6 +513,29 @@ spec:
         })
     })
     .await?;
+    if policy == "Retain" {
+        // Whoever manages the released cluster now applies it as their own: a field our intent
+        // set (vmstorage's replicaCount 1) takes their value without a conflict to force.
+        let mine = json!({
+            "apiVersion": "operator.victoriametrics.com/v1beta1",
+            "kind": "VMCluster",
+            "metadata": {"name": "shrink-zone-c"},
+            "spec": {"vmstorage": {"replicaCount": 2}},
+        });
+        let applied = env
+            .children(ChildKind::VMCluster)
+            .patch(
+                "shrink-zone-c",
+                &PatchParams::apply("platform-team"),
+                &Patch::Apply(&mine),
+            )
+            .await?;
+        assert_eq!(
+            applied.data["spec"]["vmstorage"]["replicaCount"], 2,
+            "{:?}",
+            applied.data
+        );
+    }
     for zone in ["zone-a", "zone-b"] {
         let agent = env
             .child_value(ChildKind::VMAgent, &format!("shrink-{zone}"))

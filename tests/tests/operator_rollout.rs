@@ -562,22 +562,48 @@ async fn deletion_removes_created_children_and_their_pods_unless_retained() -> R
         Some(&vec!["kept-zone-a".to_owned(), "kept-zone-b".to_owned()])
     );
     assert_eq!(left.get(&ChildKind::VMAuth), Some(&vec!["kept".to_owned()]));
-    // The retained children are released: no claim label, no owner reference.
+    // The retained children are released: no claim label, no owner reference, and no field
+    // still owned by the controller.
     for (kind, name) in [
         (ChildKind::VMCluster, "kept-zone-a"),
         (ChildKind::VMAgent, "kept-zone-b"),
         (ChildKind::VMAuth, "kept"),
     ] {
         let child = env.child_value(kind, name).await?;
+        let managers: Vec<&str> = child["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry["manager"].as_str())
+            .collect();
         ensure!(
             child
                 .pointer("/metadata/labels/operator.victoriametrics.com~1vmdistributed")
                 .is_none()
-                && child.pointer("/metadata/ownerReferences").is_none(),
+                && child.pointer("/metadata/ownerReferences").is_none()
+                && !managers.contains(&shared::model::FIELD_MANAGER),
             "{kind} {name} was not released: {}",
             child["metadata"]
         );
     }
+    // Whoever runs the released cluster now applies it as their own, without a conflict over a
+    // field the controller used to set.
+    let theirs = json!({
+        "apiVersion": "operator.victoriametrics.com/v1beta1",
+        "kind": "VMCluster",
+        "metadata": {"name": "kept-zone-a"},
+        "spec": {"retentionPeriod": "30"},
+    });
+    let applied = env
+        .children(ChildKind::VMCluster)
+        .patch(
+            "kept-zone-a",
+            &PatchParams::apply("platform-team"),
+            &Patch::Apply(&theirs),
+        )
+        .await
+        .context("a server-side apply of the released cluster by its new manager")?;
+    assert_eq!(applied.data["spec"]["retentionPeriod"], "30");
     // The operator removes the workloads of the deleted clusters (its own owner references and
     // the garbage collector); the retained ones keep running.
     env.wait_until(LONG, "demo-zone-a's workloads to be gone", || async {

@@ -8,7 +8,7 @@ use futures::future::join_all;
 use kube::ResourceExt;
 use shared::VMDistributed;
 use shared::children::ANNOTATION_CREATED_BY;
-use shared::model::{Action, ChildIntent, PreflightOutcome};
+use shared::model::{Action, ChildIntent, FIELD_MANAGER, MetadataPatchReason, PreflightOutcome};
 use shared::names::ChildKind;
 use shared::queues::QueueProbe;
 use shared::rollout::Observed;
@@ -21,7 +21,7 @@ use super::memory::{
 };
 use super::{Latest, Source};
 use crate::error::Error;
-use crate::managed_fields::Takeover;
+use crate::managed_fields::{self, Takeover};
 use crate::writer::Created;
 
 /// Budget of one preflight (all dry-runs in parallel), as the webhook's preflight.
@@ -155,8 +155,24 @@ async fn execute(
                 reason,
                 patch,
             } => {
-                let operations = serde_json::to_value(patch)
+                let mut operations = serde_json::to_value(patch)
                     .map_err(|err| Error::Encode(format!("JSON patch: {err}")))?;
+                if *reason == MetadataPatchReason::Release {
+                    // The child caches keep no `managedFields` worth handing back: read them.
+                    let Some(live) = ctx.writer.get_child(*kind, &namespace, name).await? else {
+                        return Ok(Executed::Child);
+                    };
+                    let entries = serde_json::to_value(live.metadata.managed_fields)
+                        .map_err(|err| Error::Encode(format!("managedFields: {err}")))?;
+                    let handed_back = managed_fields::release_ops(
+                        entries.as_array().map(Vec::as_slice).unwrap_or_default(),
+                        FIELD_MANAGER,
+                        live.metadata.resource_version.as_deref().unwrap_or_default(),
+                    );
+                    if let Some(list) = operations.as_array_mut() {
+                        list.extend(handed_back);
+                    }
+                }
                 ctx.writer
                     .patch_child(*kind, &namespace, name, operations)
                     .await?;
