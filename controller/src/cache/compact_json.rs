@@ -18,7 +18,7 @@ use shared::children::{
 };
 use shared::names::ChildKind;
 
-/// JSON text compressed against [`DICTIONARY`], with its length prepended.
+/// JSON text compressed against `DICTIONARY`, with its length prepended.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CompactJson(Box<[u8]>);
 

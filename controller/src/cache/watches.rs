@@ -59,7 +59,7 @@ pub fn watch_all(
 }
 
 /// How the controller's watches list and watch: from any cached state of the API server (the
-/// decision re-reads live before it writes), in pages of [`LIST_PAGE_SIZE`].
+/// decision re-reads live before it writes), in pages of `LIST_PAGE_SIZE`.
 #[must_use]
 pub fn watcher_config() -> watcher::Config {
     watcher::Config::default()
