@@ -8,7 +8,7 @@
 //! The webhook and the controller share everything here, so they cannot disagree about what is
 //! the spec's fault:
 //! - [`shapes`]: what to dry-run;
-//! - [`classify`] / [`classify_status`]: what an answer of the API server means;
+//! - `classify` / [`classify_status`]: what an answer of the API server means;
 //! - [`verdict`]: the messages, mapped back to the user's field paths, each reported once.
 //!
 //! Pure: the callers send the requests.
@@ -61,7 +61,7 @@ pub(crate) const RECHECK_CAP: Duration = Duration::from_secs(30 * 60);
 
 /// How long the `rejections`-th consecutive rejection of one generation (the first is 1) is
 /// held before the next dry-run: `base` doubled for each earlier rejection, at most
-/// [`RECHECK_CAP`], so a spec that stays wrong costs a few dry-runs an hour.
+/// `RECHECK_CAP`, so a spec that stays wrong costs a few dry-runs an hour.
 #[must_use]
 pub fn recheck_after(base: Duration, rejections: u32) -> Duration {
     let doublings = rejections.saturating_sub(1).min(31);
@@ -111,7 +111,7 @@ pub(crate) fn classify(code: u16, message: &str, causes: &[Cause]) -> Finding {
     })
 }
 
-/// [`classify`] for the API server's `Status` answer (its code, message and causes). A request
+/// `classify` for the API server's `Status` answer (its code, message and causes). A request
 /// that got no answer is judged by the binaries' client (`vmdistributed_runtime::dry_run`).
 #[must_use]
 pub fn classify_status(status: &kube::core::Status) -> Finding {

@@ -15,7 +15,7 @@
 //!
 //! The operator appends `-enterprise` to a version it derives (not to an explicit `image.tag`)
 //! when the child has a license: a pinned `clusterVersion` is left for the operator to suffix,
-//! a pinned `image.tag` gets the suffix here, by the operator's rule ([`enterprise_tag`]).
+//! a pinned `image.tag` gets the suffix here, by the operator's rule (`enterprise_tag`).
 
 use serde_json::{Map, Value};
 
@@ -48,7 +48,7 @@ impl PinnedVersions {
         }
     }
 
-    /// The defaults of VictoriaMetrics operator [`OPERATOR_RELEASE`]: `VM_METRICS_VERSION` for
+    /// The defaults of VictoriaMetrics operator `OPERATOR_RELEASE`: `VM_METRICS_VERSION` for
     /// `VMAgent` and `VMSingle`, with `-cluster` for the `VMCluster` components.
     #[must_use]
     pub fn operator_defaults() -> Self {

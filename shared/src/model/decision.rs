@@ -41,7 +41,7 @@ pub enum Action {
     /// decision sees the existing object and adopts it (an existing object never gets
     /// created-by). Other errors: requeue. For the VMAuth, remember the `metadata.generation`
     /// and `metadata.uid` of the response and pass them as
-    /// [`Observed::vmauth_applied_generation`] and [`Observed::vmauth_applied_uid`] (as for
+    /// [`Observed::vmauth_applied_generation`](crate::model::Observed::vmauth_applied_generation) and [`Observed::vmauth_applied_uid`](crate::model::Observed::vmauth_applied_uid) (as for
     /// [`Action::Apply`]): after a `vmauth.name` change the new object starts at generation 1.
     Create {
         /// What to create.
@@ -52,8 +52,8 @@ pub enum Action {
     /// manager with operation `Update` owning fields under `spec`, move that ownership to
     /// [`FIELD_MANAGER`] (the client-side-apply to server-side-apply upgrade) so later removals
     /// from the intent take effect. For the VMAuth, remember the `metadata.generation` and
-    /// `metadata.uid` of the response and pass them as [`Observed::vmauth_applied_generation`]
-    /// and [`Observed::vmauth_applied_uid`] to later decisions.
+    /// `metadata.uid` of the response and pass them as [`Observed::vmauth_applied_generation`](crate::model::Observed::vmauth_applied_generation)
+    /// and [`Observed::vmauth_applied_uid`](crate::model::Observed::vmauth_applied_uid) to later decisions.
     Apply {
         /// What to apply.
         intent: ChildIntent,
@@ -94,7 +94,7 @@ pub enum Action {
     /// each zone taken out, with none), with `vmdistributed_runtime::dry_run::apply_all`, which
     /// judges each answer (no answer: [`crate::preflight::no_answer`]); word the findings with
     /// [`crate::preflight::verdict`], as the webhook does, then decide again with
-    /// [`Observed::preflight`] set to the outcome for `generation`. Writes nothing.
+    /// [`Observed::preflight`](crate::model::Observed::preflight) set to the outcome for `generation`. Writes nothing.
     Preflight {
         /// The CR generation these intents were rendered from.
         generation: i64,
@@ -103,7 +103,7 @@ pub enum Action {
     },
     /// Poll the `/metrics` of every ready pod of each probe's agent once (concurrently, each
     /// within [`crate::queues::POD_TIMEOUT`]), fold the pages into the reports with
-    /// [`crate::queues::record`] and pass them as [`Observed::queues`] to later decisions
+    /// [`crate::queues::record`] and pass them as [`Observed::queues`](crate::model::Observed::queues) to later decisions
     /// (docs/rollout.md "Persistent-queue drain"), then decide again at once: the poll may have
     /// completed the drain, and a decision made within [`crate::queues::POLL_INTERVAL`] of the
     /// last poll asks for no other. Writes nothing.

@@ -10,7 +10,7 @@
 //! - [`Decision`], [`Action`], [`Event`]: what `rollout::decide` returns.
 //!
 //! Data flows one way: the controller reads the cluster into an [`Observed`], calls
-//! [`crate::rollout::decide`], and executes the returned [`Decision`]. Nothing here performs I/O;
+//! [`crate::rollout::decide()`], and executes the returned [`Decision`]. Nothing here performs I/O;
 //! the rustdoc of every [`Action`] variant says exactly how the controller must carry it out, because
 //! the safety of the rollout (docs/rollout.md "Invariants") depends on executing them that way.
 //!

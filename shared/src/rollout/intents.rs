@@ -10,7 +10,7 @@ use crate::rollout::membership;
 /// Every intent of `cr` given the observed children: zones in spec order, then the VMAuth with
 /// the membership docs/rollout.md "Definitions" derives from the live VMAuth, readiness and
 /// `status.rollout`, and the zones a rollout in progress has updated listed last in `read`
-/// ([`crate::render::read_order`]).
+/// (`crate::render::read_order`).
 #[must_use]
 pub fn render_intents(cr: &VMDistributed, observed: &Observed) -> Intents {
     let membership = membership::derive(cr, observed, membership::zone_under_update(cr));

@@ -292,7 +292,7 @@ pub(crate) fn remote_write_urls(agent_spec: &Value) -> impl Iterator<Item = &str
 }
 
 /// The membership docs/rollout.md defines. `under_update` (the zone under update) keeps only
-/// the targets [`kept_in_place`] names.
+/// the targets `kept_in_place` names.
 #[must_use]
 pub fn derive(cr: &VMDistributed, observed: &Observed, under_update: Option<&str>) -> Membership {
     let live = LiveRefs::of(cr, observed);
