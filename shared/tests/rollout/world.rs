@@ -278,6 +278,13 @@ impl World {
             self.cr.status = Some(decision.status.clone());
         }
         self.observe();
+        // Events announce transitions, which the status records: a decision that changes
+        // nothing in the status has nothing to announce (never an event per retry).
+        assert!(
+            decision.status_changed || decision.events.is_empty(),
+            "events without a status change: {:?}",
+            decision.events
+        );
         for event in &decision.events {
             self.events.push((self.now, event.clone()));
         }
