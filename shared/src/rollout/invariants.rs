@@ -632,17 +632,7 @@ impl InvariantChecker {
 
     /// At rest every zone is in every target its mode allows.
     fn check_at_rest(&mut self, routes: &Routes, zones: &[ZoneState], at: Option<u64>) {
-        let missing: Vec<String> = zones
-            .iter()
-            .filter(|z| z.exists)
-            .flat_map(|z| {
-                Target::ALL
-                    .into_iter()
-                    .filter(|t| t.allowed_by(z.mode))
-                    .filter(|t| !routes.of(*t).contains(z.member_name(*t)))
-                    .map(|t| format!("{} not in {}", z.name, t.name()))
-            })
-            .collect();
+        let missing = missing_members(routes, zones);
         if !missing.is_empty() {
             self.violation(
                 Invariant::IncompleteAtRest,
@@ -674,17 +664,7 @@ impl InvariantChecker {
                 );
                 continue;
             };
-            let missing: Vec<String> = zones
-                .iter()
-                .filter(|z| z.exists)
-                .flat_map(|z| {
-                    Target::ALL
-                        .into_iter()
-                        .filter(|t| t.allowed_by(z.mode))
-                        .filter(|t| !routes.of(*t).contains(z.member_name(*t)))
-                        .map(|t| format!("{} not in {}", z.name, t.name()))
-                })
-                .collect();
+            let missing = missing_members(&routes, &zones);
             if !missing.is_empty() {
                 self.violation(
                     Invariant::NotRestoredOnDeletion,
@@ -788,4 +768,19 @@ fn last_manager_is_controller(object: &Value) -> bool {
         e.get("manager").and_then(Value::as_str) == Some(FIELD_MANAGER)
             && e.get("time").and_then(Value::as_str) == Some(latest)
     })
+}
+
+/// "zone not in target" for every existing zone missing from a target its mode allows.
+fn missing_members(routes: &Routes, zones: &[ZoneState]) -> Vec<String> {
+    zones
+        .iter()
+        .filter(|z| z.exists)
+        .flat_map(|z| {
+            Target::ALL
+                .into_iter()
+                .filter(|t| t.allowed_by(z.mode))
+                .filter(|t| !routes.of(*t).contains(z.member_name(*t)))
+                .map(|t| format!("{} not in {}", z.name, t.name()))
+        })
+        .collect()
 }
