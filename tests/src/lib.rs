@@ -121,3 +121,25 @@ pub use wait::wait_until;
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+
+/// The `main` of a stand-in process (`vm-operator-sim`, `vm-pod-standin`): logs on standard
+/// error at `log_level`, rustls' provider, then `run`; a failure is printed after `name` and
+/// exits with status 1.
+pub async fn stand_in_main<F>(name: &str, log_level: &str, run: F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    use vmdistributed_runtime::logging::{self, LogFormat, ModulePath};
+    if let Err(err) = logging::init(LogFormat::Text, log_level, ModulePath::Hidden) {
+        eprintln!("{name}: {err:#}");
+        return std::process::ExitCode::FAILURE;
+    }
+    install_crypto_provider();
+    match run.await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{name}: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -13,7 +13,6 @@ use clap::Parser;
 use harness::sim::{SimConfig, parse_duration};
 use harness::vmagent_standin::{self, AddressBook};
 use vmdistributed_runtime::kube_config;
-use vmdistributed_runtime::logging::{self, LogFormat, ModulePath};
 
 /// Drives VMCluster, VMAgent, VMAuth and VMSingle objects to `expanding`, then `operational`.
 #[derive(Parser, Debug)]
@@ -39,18 +38,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(err) = logging::init(LogFormat::Text, &args.log_level, ModulePath::Hidden) {
-        eprintln!("vm-operator-sim: {err:#}");
-        return ExitCode::FAILURE;
-    }
-    harness::install_crypto_provider();
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("vm-operator-sim: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let log_level = args.log_level.clone();
+    harness::stand_in_main("vm-operator-sim", &log_level, run(args)).await
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

@@ -43,7 +43,6 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use vmdistributed_runtime::kube_config;
-use vmdistributed_runtime::logging::{self, LogFormat, ModulePath};
 
 /// The config-reloader's HTTP port (`build.ConfigReloaderDefaultPort` in the operator).
 const CONFIG_RELOADER_PORT: u16 = 8435;
@@ -78,18 +77,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(err) = logging::init(LogFormat::Text, &args.log_level, ModulePath::Hidden) {
-        eprintln!("vm-pod-standin: {err:#}");
-        return ExitCode::FAILURE;
-    }
-    harness::install_crypto_provider();
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("vm-pod-standin: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let log_level = args.log_level.clone();
+    harness::stand_in_main("vm-pod-standin", &log_level, run(args)).await
 }
 
 async fn run(args: Args) -> Result<()> {
