@@ -89,15 +89,7 @@ fn a_vmsingle_port_change_never_empties_read() {
     }));
     let mut world = World::new(cr);
     settled(&mut world);
-    world.edit(|cr| {
-        let single = cr
-            .spec
-            .zone_common
-            .as_mut()
-            .and_then(|c| c.vmsingle.as_mut())
-            .expect("vmsingle");
-        single.spec.as_mut().expect("spec")["port"] = json!("8429");
-    });
+    world.edit_common_single(|spec| spec["port"] = json!("8429"));
     assert!(world.run_until_settled(4000), "{:?}", world.status());
     assert!(remote_write_urls(&world, "demo-z2")[0].contains(":8429/"));
 }

@@ -670,15 +670,7 @@ fn vmsingle_backends_roll_the_same_way() {
     let auth = &world.vmauth().expect("vmauth").object["spec"]["defaultTargetRefs"][1];
     assert_eq!(auth["crd"]["kind"], "VMSingle");
     let from = world.events.len();
-    world.edit(|cr| {
-        let single = cr
-            .spec
-            .zone_common
-            .as_mut()
-            .and_then(|c| c.vmsingle.as_mut())
-            .expect("vmsingle");
-        single.spec.as_mut().expect("spec")["retentionPeriod"] = json!("2");
-    });
+    world.edit_common_single(|spec| spec["retentionPeriod"] = json!("2"));
     assert!(world.run_until_settled(2000));
     assert_eq!(world.started_order(from), ["z0", "z1"]);
     assert_eq!(

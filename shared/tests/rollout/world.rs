@@ -640,6 +640,15 @@ impl World {
         });
     }
 
+    /// The user edits the VMSingle spec of `zoneCommon`.
+    pub fn edit_common_single(&mut self, change: impl FnOnce(&mut Value)) {
+        self.edit(|cr| {
+            let common = cr.spec.zone_common.as_mut().expect("zoneCommon");
+            let single = common.vmsingle.as_mut().expect("vmsingle");
+            change(single.spec.as_mut().expect("spec"));
+        });
+    }
+
     /// The user sets `zoneCommon.vmcluster.spec.clusterVersion`.
     pub fn set_version(&mut self, version: &str) {
         self.edit_common_cluster(|spec| spec["clusterVersion"] = json!(version));
